@@ -1,0 +1,28 @@
+// One VM interface as every inventory source (static JSON, libvirt) describes
+// it, and the inventory as a whole. Zone membership is decided elsewhere
+// (inventory/zones.h), from the policy.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "util/net.h"
+
+namespace zw::inventory {
+
+struct Endpoint {
+  std::string vm_name;
+  std::string vm_uuid;                 // lower-case canonical, may be empty
+  std::optional<std::string> zone_tag; // zone named by the VM itself (libvirt metadata)
+  std::string ifname;                  // host-side interface (tap, veth)
+  std::optional<net::Mac> mac;         // the VM's MAC (guest side)
+  std::vector<net::Addr> addrs;        // the VM's addresses on this interface
+  std::string source;                  // "inventory.json: /vms/2/interfaces/0"
+};
+
+struct Inventory {
+  std::vector<Endpoint> endpoints;
+};
+
+}  // namespace zw::inventory

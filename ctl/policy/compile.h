@@ -1,0 +1,44 @@
+// Compiles a validated policy into the datapath's policy map entries:
+// first-match over ordered rules resolved offline into disjoint exact-match
+// entries (see the lookup order in include/zonewall/abi/zonewall.h). Pure and
+// deterministic: the same policy and ids always give the same entries, sorted.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "policy/model.h"
+#include "util/result.h"
+#include "zonewall/abi/zonewall.h"
+
+namespace zw::policy {
+
+// Zone and rule ids. Zone ids: ZW_ZONE_WORLD, ZW_ZONE_UNZONED, then user
+// zones from ZW_ZONE_FIRST_USER in name order. Rule ids come from the caller
+// (the engine keeps them stable by rule name across applies so counters
+// follow the rule); assign_rule_ids() gives the plain ones.
+struct Ids {
+  std::map<std::string, uint16_t> zone;  // includes "world" and "unzoned"
+  std::map<std::string, uint32_t> rule;  // rule name -> id >= ZW_RULE_FIRST_USER
+};
+
+Ids assign_zone_ids(const Policy& p);
+// Keeps ids from `previous` for rules that still exist, gives new rules the
+// lowest free ids; fails if more than ZW_MAX_RULES - ZW_RULE_FIRST_USER rules.
+Result<std::map<std::string, uint32_t>> assign_rule_ids(
+    const Policy& p, const std::map<std::string, uint32_t>& previous = {});
+
+struct PolicyEntry {
+  zw_policy_key key;  // gen = 0; the engine stamps the generation
+  zw_verdict value;
+};
+
+struct Compiled {
+  std::vector<PolicyEntry> entries;  // sorted by key bytes, disjoint
+};
+
+// Fails (kInvalid) only if the result would exceed ZW_MAX_POLICY.
+Result<Compiled> compile(const Policy& p, const Ids& ids);
+
+}  // namespace zw::policy

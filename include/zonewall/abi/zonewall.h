@@ -1,0 +1,212 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* zonewall kernel/user ABI: every map key and value, the verdict and reason
+ * enums, and the capacities. Included by bpf/ (clang -target bpf) and ctl/
+ * (C++). Plain C on <linux/types.h>; explicit padding, no bitfields.
+ *
+ * Generations: every desired-state map (endpoints, addresses, CIDRs, policy)
+ * carries the policy generation in its key. An apply writes a complete new
+ * generation, flips zw_config.active_gen with one aligned 32-bit store, then
+ * deletes the old generation, so a packet sees one policy, never a mixture.
+ * Maps are therefore sized for two generations (ZW_GENS * capacity).
+ *
+ * Addresses: IPv4 is stored IPv4-mapped (::ffff:a.b.c.d), so one 16-byte
+ * form serves both families. Byte order is noted on every field: "net" is
+ * network (big endian), "host" is the CPU's.
+ */
+#ifndef ZONEWALL_ABI_ZONEWALL_H
+#define ZONEWALL_ABI_ZONEWALL_H
+
+#include <linux/types.h>
+
+/* ---- capacities (per generation unless noted) ---- */
+#define ZW_GENS			2	/* live generations during an apply */
+#define ZW_MAX_ENDPOINTS	4096	/* VM interfaces on one host */
+#define ZW_MAX_ADDRS		65536	/* VM addresses (exact match) */
+#define ZW_MAX_CIDRS		16384	/* external CIDR zone prefixes (LPM) */
+#define ZW_MAX_POLICY		262144	/* compiled policy entries */
+#define ZW_MAX_RULES		16384	/* rule ids, counters array size (all gens) */
+#define ZW_MAX_ZONES		65000	/* zone ids fit in __u16 */
+#define ZW_MAX_CT		262144	/* tracked flows, LRU (not per gen) */
+
+/* ---- zones ---- */
+#define ZW_ZONE_NONE		0	/* not a zone: absent / invalid */
+#define ZW_ZONE_WORLD		1	/* an address no zone claims */
+#define ZW_ZONE_UNZONED		2	/* a VM no zone matches */
+#define ZW_ZONE_FIRST_USER	3
+
+/* ---- rules ---- */
+#define ZW_RULE_NONE		0	/* not judged by policy (ARP, ND, ...) */
+#define ZW_RULE_DEFAULT_INTRA	1	/* defaults.intra_zone decided */
+#define ZW_RULE_DEFAULT_INTER	2	/* defaults.inter_zone decided */
+#define ZW_RULE_FIRST_USER	3
+
+/* ---- policy map ---- */
+#define ZW_PROTO_ANY		256	/* rule without a protocol */
+
+enum zw_policy_kind {
+	ZW_KIND_PORT = 0,	/* port: exact destination port or ICMP type */
+	ZW_KIND_BLOCK = 1,	/* port: destination port >> ZW_BLOCK_SHIFT */
+	ZW_KIND_PROTO = 2,	/* port: 0; every port of this protocol */
+	ZW_KIND_DEFAULT = 3,	/* zones 0, proto 0, port: 0 intra, 1 inter */
+};
+#define ZW_BLOCK_SHIFT		8
+
+/* Lookup order in the datapath for (gen, src, dst, proto, port):
+ * PORT(port) -> BLOCK(port >> 8) -> PROTO(proto) -> PROTO(ANY) -> DEFAULT.
+ * The compiler emits disjoint entries so that the first hit is the answer
+ * first-match over the ordered rules would give. */
+struct zw_policy_key {
+	__u32 gen;		/* host */
+	__u16 src_zone;		/* host */
+	__u16 dst_zone;		/* host */
+	__u16 proto;		/* host: IP protocol number or ZW_PROTO_ANY */
+	__u8 kind;		/* enum zw_policy_kind */
+	__u8 pad0;
+	__u16 port;		/* host: meaning depends on kind */
+	__u16 pad1;
+};
+
+enum zw_action {
+	ZW_ACT_DENY = 0,
+	ZW_ACT_ALLOW = 1,
+};
+
+#define ZW_VF_AUDIT		0x01	/* a deny that passes: zone/rule in audit mode */
+#define ZW_VF_LOG		0x02	/* emit an event (observability) */
+
+struct zw_verdict {
+	__u32 rule_id;		/* host: index into zw_st_rule */
+	__u8 action;		/* enum zw_action */
+	__u8 flags;		/* ZW_VF_* */
+	__u16 pad0;
+};
+
+/* ---- endpoints: one VM interface, keyed by (gen, ifindex) ---- */
+struct zw_endpoint_key {
+	__u32 gen;		/* host */
+	__u32 ifindex;		/* host */
+};
+
+#define ZW_EPF_AUDIT		0x0001	/* endpoint's zone is in audit mode */
+
+struct zw_endpoint {
+	__u32 id;		/* host: stable index into zw_st_ep */
+	__u16 zone;		/* host */
+	__u16 flags;		/* host: ZW_EPF_* */
+	__u8 mac[6];		/* the VM's MAC, as on the wire */
+	__u16 pad0;
+};
+
+/* ---- addresses -> zone ---- */
+struct zw_addr_key {
+	__u32 gen;		/* host */
+	__u8 addr[16];		/* net, IPv4-mapped for IPv4 */
+};
+
+struct zw_addr_info {
+	__u16 zone;		/* host */
+	__u16 flags;		/* host, reserved */
+	__u32 ifindex;		/* host: owning VM interface, 0 for CIDR zones */
+};
+
+/* LPM key: prefixlen counts the 32 generation bits first, so each
+ * generation is its own trie inside one map: prefixlen = 32 + bits, with
+ * bits = 96 + len for an IPv4 /len. */
+struct zw_cidr_key {
+	__u32 prefixlen;	/* host (LPM convention) */
+	__u32 gen;		/* host, always fully matched */
+	__u8 addr[16];		/* net */
+};
+
+/* ---- conntrack ---- */
+struct zw_ct_key {
+	__u8 saddr[16];		/* net, original direction */
+	__u8 daddr[16];		/* net */
+	__u16 sport;		/* net; ICMP echo: identifier */
+	__u16 dport;		/* net; ICMP echo: identifier */
+	__u8 proto;
+	__u8 pad0[3];
+};
+
+#define ZW_CTF_AUDIT		0x01	/* flow passes only because of audit */
+
+struct zw_ct_entry {
+	__u64 created_ns;	/* host, bpf_ktime_get_ns */
+	__u64 last_seen_ns;	/* host, refreshed at most every ZW_CT_REFRESH_NS */
+	__u32 gen;		/* host: generation whose policy allowed it */
+	__u32 rule_id;		/* host */
+	__u16 policy_port;	/* host: port or ICMP type the policy judged */
+	__u8 flags;		/* ZW_CTF_* */
+	__u8 pad0;
+	__u32 pad1;
+};
+
+#define ZW_CT_REFRESH_NS	1000000000ULL
+#define ZW_CT_TIMEOUT_TCP_NS	(3600ULL * 1000000000ULL)
+#define ZW_CT_TIMEOUT_UDP_NS	(120ULL * 1000000000ULL)
+#define ZW_CT_TIMEOUT_ICMP_NS	(30ULL * 1000000000ULL)
+#define ZW_CT_TIMEOUT_OTHER_NS	(120ULL * 1000000000ULL)
+
+/* ---- config: one entry, BPF_F_MMAPABLE so active_gen flips with one
+ * atomic store from user space ---- */
+struct zw_config {
+	__u32 active_gen;	/* host: 0 = no policy yet, everything dropped */
+	__u32 pad0;
+	__u64 pad1[7];
+};
+
+/* ---- reasons: why a packet left the way it did (single exit) ---- */
+enum zw_reason {
+	ZW_R_PASS_NEW = 0,	/* new flow allowed by policy */
+	ZW_R_PASS_CT,		/* established flow or reply */
+	ZW_R_PASS_RELATED,	/* ICMP error for a tracked flow */
+	ZW_R_PASS_ARP,
+	ZW_R_PASS_ND,		/* IPv6 neighbour discovery / MLD */
+	ZW_R_PASS_AUDIT,	/* would be dropped; zone or rule in audit mode */
+	ZW_R_DROP_POLICY,	/* denied by a rule or a default */
+	ZW_R_DROP_REVOKED,	/* tracked flow no longer allowed after apply */
+	ZW_R_DROP_NO_ENDPOINT,	/* attached interface without endpoint */
+	ZW_R_DROP_NO_POLICY,	/* no active generation */
+	ZW_R_DROP_MALFORMED,	/* truncated or invalid headers */
+	ZW_R_DROP_FRAGMENT,	/* IPv4 fragment or IPv6 fragment header */
+	ZW_R_DROP_VLAN,		/* 802.1Q / 802.1ad tagged frame */
+	ZW_R_DROP_ETHERTYPE,	/* not IPv4, IPv6 or ARP */
+	ZW_R_DROP_IPV6_EXT,	/* extension header chain beyond ZW_MAX_IPV6_EXT */
+	ZW_R_DROP_ICMP_UNRELATED, /* ICMP error for no tracked flow */
+	ZW_R_MAX,
+};
+
+#define ZW_MAX_IPV6_EXT		8	/* extension headers walked before a drop */
+
+struct zw_counter {
+	__u64 packets;		/* host */
+	__u64 bytes;		/* host */
+};
+
+struct zw_rule_stats {
+	__u64 packets;		/* host */
+	__u64 bytes;		/* host */
+	__u64 last_hit_ns;	/* host, bpf_ktime_get_ns */
+};
+
+/* Per endpoint id (zw_st_ep index), per CPU. */
+struct zw_ep_stats {
+	struct zw_counter from_vm_pass;
+	struct zw_counter from_vm_drop;
+	struct zw_counter to_vm_pass;
+	struct zw_counter to_vm_drop;
+};
+
+_Static_assert(sizeof(struct zw_policy_key) == 16, "zw_policy_key layout");
+_Static_assert(sizeof(struct zw_verdict) == 8, "zw_verdict layout");
+_Static_assert(sizeof(struct zw_endpoint_key) == 8, "zw_endpoint_key layout");
+_Static_assert(sizeof(struct zw_endpoint) == 16, "zw_endpoint layout");
+_Static_assert(sizeof(struct zw_addr_key) == 20, "zw_addr_key layout");
+_Static_assert(sizeof(struct zw_addr_info) == 8, "zw_addr_info layout");
+_Static_assert(sizeof(struct zw_cidr_key) == 24, "zw_cidr_key layout");
+_Static_assert(sizeof(struct zw_ct_key) == 40, "zw_ct_key layout");
+_Static_assert(sizeof(struct zw_ct_entry) == 32, "zw_ct_entry layout");
+_Static_assert(sizeof(struct zw_config) == 64, "zw_config layout");
+_Static_assert(sizeof(struct zw_ep_stats) == 64, "zw_ep_stats layout");
+
+#endif /* ZONEWALL_ABI_ZONEWALL_H */
