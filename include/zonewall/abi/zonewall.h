@@ -18,6 +18,12 @@
 
 #include <linux/types.h>
 
+#ifdef __cplusplus
+#define ZW_STATIC_ASSERT static_assert
+#else
+#define ZW_STATIC_ASSERT _Static_assert
+#endif
+
 /* ---- capacities (per generation unless noted) ---- */
 #define ZW_GENS			2	/* live generations during an apply */
 #define ZW_MAX_ENDPOINTS	4096	/* VM interfaces on one host */
@@ -197,16 +203,16 @@ struct zw_ep_stats {
 	struct zw_counter to_vm_drop;
 };
 
-_Static_assert(sizeof(struct zw_policy_key) == 16, "zw_policy_key layout");
-_Static_assert(sizeof(struct zw_verdict) == 8, "zw_verdict layout");
-_Static_assert(sizeof(struct zw_endpoint_key) == 8, "zw_endpoint_key layout");
-_Static_assert(sizeof(struct zw_endpoint) == 16, "zw_endpoint layout");
-_Static_assert(sizeof(struct zw_addr_key) == 20, "zw_addr_key layout");
-_Static_assert(sizeof(struct zw_addr_info) == 8, "zw_addr_info layout");
-_Static_assert(sizeof(struct zw_cidr_key) == 24, "zw_cidr_key layout");
-_Static_assert(sizeof(struct zw_ct_key) == 40, "zw_ct_key layout");
-_Static_assert(sizeof(struct zw_ct_entry) == 32, "zw_ct_entry layout");
-_Static_assert(sizeof(struct zw_config) == 64, "zw_config layout");
-_Static_assert(sizeof(struct zw_ep_stats) == 64, "zw_ep_stats layout");
+ZW_STATIC_ASSERT(sizeof(struct zw_policy_key) == 16, "zw_policy_key layout");
+ZW_STATIC_ASSERT(sizeof(struct zw_verdict) == 8, "zw_verdict layout");
+ZW_STATIC_ASSERT(sizeof(struct zw_endpoint_key) == 8, "zw_endpoint_key layout");
+ZW_STATIC_ASSERT(sizeof(struct zw_endpoint) == 16, "zw_endpoint layout");
+ZW_STATIC_ASSERT(sizeof(struct zw_addr_key) == 20, "zw_addr_key layout");
+ZW_STATIC_ASSERT(sizeof(struct zw_addr_info) == 8, "zw_addr_info layout");
+ZW_STATIC_ASSERT(sizeof(struct zw_cidr_key) == 24, "zw_cidr_key layout");
+ZW_STATIC_ASSERT(sizeof(struct zw_ct_key) == 40, "zw_ct_key layout");
+ZW_STATIC_ASSERT(sizeof(struct zw_ct_entry) == 32, "zw_ct_entry layout");
+ZW_STATIC_ASSERT(sizeof(struct zw_config) == 64, "zw_config layout");
+ZW_STATIC_ASSERT(sizeof(struct zw_ep_stats) == 64, "zw_ep_stats layout");
 
 #endif /* ZONEWALL_ABI_ZONEWALL_H */

@@ -1,0 +1,79 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* The only place maps are defined. Layouts live in the ABI header; sizes
+ * are ZW_GENS * per-generation capacity for generation-keyed maps. */
+#ifndef ZW_BPF_MAPS_H
+#define ZW_BPF_MAPS_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include "zonewall/abi/zonewall.h"
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);
+	__type(value, struct zw_config);
+} zw_config SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, ZW_GENS * ZW_MAX_ENDPOINTS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct zw_endpoint_key);
+	__type(value, struct zw_endpoint);
+} zw_endpoints SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, ZW_GENS * ZW_MAX_ADDRS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct zw_addr_key);
+	__type(value, struct zw_addr_info);
+} zw_addrs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, ZW_GENS * ZW_MAX_CIDRS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct zw_cidr_key);
+	__type(value, struct zw_addr_info);
+} zw_cidrs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, ZW_GENS * ZW_MAX_POLICY);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct zw_policy_key);
+	__type(value, struct zw_verdict);
+} zw_policy SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, ZW_MAX_CT);
+	__type(key, struct zw_ct_key);
+	__type(value, struct zw_ct_entry);
+} zw_ct SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, ZW_R_MAX);
+	__type(key, __u32);
+	__type(value, struct zw_counter);
+} zw_st_reason SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, ZW_MAX_RULES);
+	__type(key, __u32);
+	__type(value, struct zw_rule_stats);
+} zw_st_rule SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, ZW_MAX_ENDPOINTS);
+	__type(key, __u32);
+	__type(value, struct zw_ep_stats);
+} zw_st_ep SEC(".maps");
+
+#endif

@@ -1,0 +1,172 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* Packet parsing with a cursor. Every helper bounds-checks before each read
+ * and returns a zw_parse code; anything it cannot judge becomes a drop
+ * reason, never a pass. Addresses come out IPv4-mapped, ports in network
+ * order, the policy port (destination port or ICMP type) in host order. */
+#ifndef ZW_BPF_PARSE_H
+#define ZW_BPF_PARSE_H
+
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/in6.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/tcp.h>
+#include <linux/udp.h>
+#include <bpf/bpf_endian.h>
+#include "lib/compiler.h"
+#include "zonewall/abi/zonewall.h"
+
+#ifndef IPPROTO_MH
+#define IPPROTO_MH 135
+#endif
+#define ZW_IP_MF 0x2000
+#define ZW_IP_OFFSET 0x1fff
+#define ZW_ETH_P_8021AD 0x88A8
+
+enum zw_l3 {
+	ZW_L3_IP = 0,	/* IPv4 or IPv6, tuple filled */
+	ZW_L3_ARP,
+	ZW_L3_ND,	/* ICMPv6 neighbour discovery / MLD */
+};
+
+struct zw_cursor {
+	void *pos;
+	void *end;
+};
+
+struct zw_pkt {
+	struct zw_ct_key tuple;	/* as seen on the wire */
+	struct zw_ct_key inner;	/* ICMP errors: the quoted packet */
+	__u16 policy_port;	/* host: dport, or ICMP type */
+	__u8 has_port;		/* policy_port meaningful (tcp/udp/sctp/icmp) */
+	__u8 l3;		/* enum zw_l3 */
+	__u8 icmp_error;	/* inner is valid */
+	__u8 pad[3];
+};
+
+/* Returns -1 on success (keep going) or a zw_reason to leave with. */
+#define ZW_OK (-1)
+
+static __always_inline void zw_map_v4(__u8 *dst, __be32 a)
+{
+	__builtin_memset(dst, 0, 10);
+	dst[10] = 0xff;
+	dst[11] = 0xff;
+	__builtin_memcpy(dst + 12, &a, 4);
+}
+
+static __always_inline int zw_icmp_is_echo_like(__u8 proto, __u8 type)
+{
+	if (proto == IPPROTO_ICMP)
+		return type == 0 || type == 8 || type == 13 || type == 14;
+	return type == 128 || type == 129;
+}
+
+static __always_inline int zw_icmp_is_error(__u8 proto, __u8 type)
+{
+	if (proto == IPPROTO_ICMP)
+		return type == 3 || type == 4 || type == 5 || type == 11 || type == 12;
+	return type >= 1 && type <= 4;
+}
+
+/* Ports (network order) of a transport header at c->pos for the tuple.
+ * Only the first 8 bytes are needed, which is also all an ICMP error
+ * quotes of the original packet. */
+static __always_inline int zw_parse_ports(struct zw_cursor *c, __u8 proto,
+					  struct zw_ct_key *t, __u16 *policy_port,
+					  __u8 *type_out)
+{
+	__u8 *p = c->pos;
+
+	switch (proto) {
+	case IPPROTO_TCP:
+	case IPPROTO_UDP:
+	case IPPROTO_SCTP:
+		if ((void *)(p + 8) > c->end)
+			return ZW_R_DROP_MALFORMED;
+		__builtin_memcpy(&t->sport, p, 2);
+		__builtin_memcpy(&t->dport, p + 2, 2);
+		*policy_port = bpf_ntohs(t->dport);
+		return ZW_OK;
+	case IPPROTO_ICMP:
+	case IPPROTO_ICMPV6:
+		if ((void *)(p + 8) > c->end)
+			return ZW_R_DROP_MALFORMED;
+		*type_out = p[0];
+		*policy_port = p[0];
+		if (zw_icmp_is_echo_like(proto, p[0])) {
+			__builtin_memcpy(&t->sport, p + 4, 2);
+			t->dport = t->sport;
+		}
+		return ZW_OK;
+	default:
+		return ZW_OK;
+	}
+}
+
+/* IPv4 header at c->pos: fills addresses and protocol, advances past the
+ * options. Fragments are refused (a non-first fragment has no ports to
+ * judge; see docs/security.md). */
+static __always_inline int zw_parse_ipv4(struct zw_cursor *c, struct zw_ct_key *t)
+{
+	struct iphdr *ip = c->pos;
+	__u32 hlen;
+
+	if ((void *)(ip + 1) > c->end)
+		return ZW_R_DROP_MALFORMED;
+	if (ip->version != 4 || ip->ihl < 5)
+		return ZW_R_DROP_MALFORMED;
+	hlen = ip->ihl * 4;
+	if (c->pos + hlen > c->end)
+		return ZW_R_DROP_MALFORMED;
+	if (ip->frag_off & bpf_htons(ZW_IP_MF | ZW_IP_OFFSET))
+		return ZW_R_DROP_FRAGMENT;
+	zw_map_v4(t->saddr, ip->saddr);
+	zw_map_v4(t->daddr, ip->daddr);
+	t->proto = ip->protocol;
+	c->pos += hlen;
+	return ZW_OK;
+}
+
+/* IPv6 header and up to ZW_MAX_IPV6_EXT extension headers. */
+static __always_inline int zw_parse_ipv6(struct zw_cursor *c, struct zw_ct_key *t)
+{
+	struct ipv6hdr *ip6 = c->pos;
+	__u8 nh;
+	int i;
+
+	if ((void *)(ip6 + 1) > c->end)
+		return ZW_R_DROP_MALFORMED;
+	if (ip6->version != 6)
+		return ZW_R_DROP_MALFORMED;
+	zw_copy16(t->saddr, ip6->saddr.in6_u.u6_addr8);
+	zw_copy16(t->daddr, ip6->daddr.in6_u.u6_addr8);
+	nh = ip6->nexthdr;
+	c->pos = ip6 + 1;
+
+#pragma unroll
+	for (i = 0; i < ZW_MAX_IPV6_EXT; i++) {
+		__u8 *h = c->pos;
+		__u32 len;
+
+		if (nh != IPPROTO_HOPOPTS && nh != IPPROTO_ROUTING &&
+		    nh != IPPROTO_DSTOPTS && nh != IPPROTO_AH && nh != IPPROTO_MH)
+			break;
+		if ((void *)(h + 2) > c->end)
+			return ZW_R_DROP_MALFORMED;
+		/* AH counts 4-byte units minus 2, the others 8-byte units minus 1. */
+		len = nh == IPPROTO_AH ? ((__u32)h[1] + 2) * 4 : ((__u32)h[1] + 1) * 8;
+		nh = h[0];
+		c->pos = h + len;
+		if (c->pos > c->end)
+			return ZW_R_DROP_MALFORMED;
+	}
+	if (nh == IPPROTO_HOPOPTS || nh == IPPROTO_ROUTING || nh == IPPROTO_DSTOPTS ||
+	    nh == IPPROTO_AH || nh == IPPROTO_MH || nh == IPPROTO_FRAGMENT)
+		return nh == IPPROTO_FRAGMENT ? ZW_R_DROP_FRAGMENT : ZW_R_DROP_IPV6_EXT;
+	t->proto = nh;
+	return ZW_OK;
+}
+
+#endif

@@ -1,0 +1,58 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* The single accounting exit: every packet is counted once by reason, by
+ * the rule that decided it (if any) and by endpoint, in per-CPU arrays. */
+#ifndef ZW_BPF_STATS_H
+#define ZW_BPF_STATS_H
+
+#include "lib/maps.h"
+
+enum zw_hook {
+	ZW_HOOK_FROM_VM = 0,	/* what the VM sends: tc ingress / XDP */
+	ZW_HOOK_TO_VM = 1,	/* what the VM receives: tc egress */
+};
+
+static __always_inline int zw_reason_passes(int reason)
+{
+	return reason <= ZW_R_PASS_AUDIT;
+}
+
+static __always_inline void zw_count(struct zw_counter *c, __u32 len)
+{
+	c->packets++;
+	c->bytes += len;
+}
+
+/* Returns 1 to pass, 0 to drop. */
+static __always_inline int zw_account(int reason, __u32 rule_id, __s64 ep_id, int hook,
+				      __u32 len, __u64 now)
+{
+	__u32 r = reason;
+	struct zw_counter *c = bpf_map_lookup_elem(&zw_st_reason, &r);
+	int pass = zw_reason_passes(reason);
+
+	if (c)
+		zw_count(c, len);
+	if (rule_id != ZW_RULE_NONE) {
+		struct zw_rule_stats *rs = bpf_map_lookup_elem(&zw_st_rule, &rule_id);
+
+		if (rs) {
+			rs->packets++;
+			rs->bytes += len;
+			rs->last_hit_ns = now;
+		}
+	}
+	if (ep_id >= 0) {
+		__u32 id = ep_id;
+		struct zw_ep_stats *es = bpf_map_lookup_elem(&zw_st_ep, &id);
+
+		if (es) {
+			if (hook == ZW_HOOK_FROM_VM)
+				zw_count(pass ? &es->from_vm_pass : &es->from_vm_drop, len);
+			else
+				zw_count(pass ? &es->to_vm_pass : &es->to_vm_drop, len);
+		}
+	}
+	return pass;
+}
+
+#endif

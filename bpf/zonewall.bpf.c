@@ -1,0 +1,234 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/* zonewall datapath entry points. From the VM (what it sends): the same
+ * policy code as XDP and as tc ingress on the host side of its interface.
+ * To the VM (what it receives): tc egress. All share the maps in lib/maps.h. */
+#include <linux/bpf.h>
+#include <linux/pkt_cls.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "lib/compiler.h"
+#include "lib/maps.h"
+#include "lib/parse.h"
+#include "lib/policy.h"
+#include "lib/conntrack.h"
+#include "lib/stats.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+/* Bytes tc pulls into the linear area before parsing: Ethernet, IPv6 with
+ * extension headers, ICMP and the header it quotes. AF_PACKET-built skbs are
+ * not linear; parsing them without a pull would see nothing. */
+#define ZW_PULL_LEN 256
+
+struct zw_ctx {
+	void *data;
+	void *data_end;
+	__u32 ifindex;
+	__u32 len;
+	int hook;	/* enum zw_hook */
+	int vlan;	/* tc: tag carried in skb metadata */
+};
+
+static __always_inline int zw_is_nd(__u8 type)
+{
+	return (type >= 133 && type <= 137) || (type >= 130 && type <= 132) || type == 143;
+}
+
+/* Ethernet, IP, transport; for ICMP errors also the quoted header. */
+static __always_inline int zw_parse(struct zw_ctx *x, struct zw_pkt *p)
+{
+	struct zw_cursor c = { .pos = x->data, .end = x->data_end };
+	struct ethhdr *eth = c.pos;
+	__u16 inner_port = 0;
+	__u8 type = 0, inner_type = 0;
+	__be16 h_proto;
+	int r;
+
+	if ((void *)(eth + 1) > c.end)
+		return ZW_R_DROP_MALFORMED;
+	h_proto = eth->h_proto;
+	c.pos = eth + 1;
+	if (h_proto == bpf_htons(ETH_P_8021Q) || h_proto == bpf_htons(ZW_ETH_P_8021AD))
+		return ZW_R_DROP_VLAN;
+	if (h_proto == bpf_htons(ETH_P_ARP)) {
+		p->l3 = ZW_L3_ARP;
+		return ZW_OK;
+	}
+	if (h_proto == bpf_htons(ETH_P_IP))
+		r = zw_parse_ipv4(&c, &p->tuple);
+	else if (h_proto == bpf_htons(ETH_P_IPV6))
+		r = zw_parse_ipv6(&c, &p->tuple);
+	else
+		return ZW_R_DROP_ETHERTYPE;
+	if (r != ZW_OK)
+		return r;
+	r = zw_parse_ports(&c, p->tuple.proto, &p->tuple, &p->policy_port, &type);
+	if (r != ZW_OK)
+		return r;
+	if (p->tuple.proto == IPPROTO_ICMPV6 && zw_is_nd(type)) {
+		p->l3 = ZW_L3_ND;
+		return ZW_OK;
+	}
+	if ((p->tuple.proto == IPPROTO_ICMP || p->tuple.proto == IPPROTO_ICMPV6) &&
+	    zw_icmp_is_error(p->tuple.proto, type)) {
+		c.pos += 8;
+		if (p->tuple.proto == IPPROTO_ICMP)
+			r = zw_parse_ipv4(&c, &p->inner);
+		else
+			r = zw_parse_ipv6(&c, &p->inner);
+		if (r != ZW_OK)
+			return ZW_R_DROP_ICMP_UNRELATED;
+		r = zw_parse_ports(&c, p->inner.proto, &p->inner, &inner_port, &inner_type);
+		if (r != ZW_OK)
+			return ZW_R_DROP_ICMP_UNRELATED;
+		p->icmp_error = 1;
+	}
+	return ZW_OK;
+}
+
+static __always_inline int zw_handle(struct zw_ctx *x)
+{
+	struct zw_pkt p = {};
+	struct zw_ct_key fk = {};
+	struct zw_verdict v = {};
+	struct zw_endpoint_key ek = {};
+	struct zw_endpoint *ep;
+	struct zw_config *cfg;
+	struct zw_ct_entry *ct;
+	__u64 now = bpf_ktime_get_ns();
+	__u32 zero = 0, gen, rule = ZW_RULE_NONE;
+	__s64 ep_id = -1;
+	__u16 sz, dz;
+	int reason, dir, ep_is_src;
+
+	cfg = bpf_map_lookup_elem(&zw_config, &zero);
+	gen = cfg ? ZW_READ_ONCE(cfg->active_gen) : 0;
+	if (!gen) {
+		reason = ZW_R_DROP_NO_POLICY;
+		goto out;
+	}
+	ek.gen = gen;
+	ek.ifindex = x->ifindex;
+	ep = bpf_map_lookup_elem(&zw_endpoints, &ek);
+	if (!ep) {
+		reason = ZW_R_DROP_NO_ENDPOINT;
+		goto out;
+	}
+	ep_id = ep->id;
+	if (x->vlan) {
+		reason = ZW_R_DROP_VLAN;
+		goto out;
+	}
+	reason = zw_parse(x, &p);
+	if (reason != ZW_OK)
+		goto out;
+	if (p.l3 == ZW_L3_ARP) {
+		reason = ZW_R_PASS_ARP;
+		goto out;
+	}
+	if (p.l3 == ZW_L3_ND) {
+		reason = ZW_R_PASS_ND;
+		goto out;
+	}
+	if (p.icmp_error) {
+		ct = zw_ct_lookup(&p.inner, &fk, &dir, now);
+		if (ct) {
+			rule = ct->rule_id;
+			reason = ZW_R_PASS_RELATED;
+		} else {
+			reason = ZW_R_DROP_ICMP_UNRELATED;
+		}
+		goto out;
+	}
+
+	ct = zw_ct_lookup(&p.tuple, &fk, &dir, now);
+	if (ct) {
+		if (ct->gen == gen) {
+			rule = ct->rule_id;
+			reason = (ct->flags & ZW_CTF_AUDIT) ? ZW_R_PASS_AUDIT : ZW_R_PASS_CT;
+			goto out;
+		}
+		/* A new generation is live: judge the flow again, in its
+		 * original direction, so a revoked rule stops it now. */
+		ep_is_src = (x->hook == ZW_HOOK_FROM_VM) == (dir == ZW_CT_ORIG);
+		sz = ep_is_src ? ep->zone : zw_zone_of(gen, fk.saddr);
+		dz = ep_is_src ? zw_zone_of(gen, fk.daddr) : ep->zone;
+		zw_judge(gen, sz, dz, fk.proto, ct->policy_port, &v);
+		rule = v.rule_id;
+		if (v.action == ZW_ACT_ALLOW || (v.flags & ZW_VF_AUDIT)) {
+			ct->gen = gen;
+			ct->rule_id = v.rule_id;
+			ct->flags = v.action == ZW_ACT_ALLOW ? 0 : ZW_CTF_AUDIT;
+			reason = v.action == ZW_ACT_ALLOW ? ZW_R_PASS_CT : ZW_R_PASS_AUDIT;
+			goto out;
+		}
+		bpf_map_delete_elem(&zw_ct, &fk);
+		reason = ZW_R_DROP_REVOKED;
+		goto out;
+	}
+
+	if (x->hook == ZW_HOOK_FROM_VM) {
+		sz = ep->zone;
+		dz = zw_zone_of(gen, p.tuple.daddr);
+	} else {
+		sz = zw_zone_of(gen, p.tuple.saddr);
+		dz = ep->zone;
+	}
+	zw_judge(gen, sz, dz, p.tuple.proto, p.policy_port, &v);
+	rule = v.rule_id;
+	if (v.action == ZW_ACT_ALLOW) {
+		zw_ct_create(&p.tuple, gen, &v, p.policy_port, 0, now);
+		reason = ZW_R_PASS_NEW;
+	} else if (v.flags & ZW_VF_AUDIT) {
+		zw_ct_create(&p.tuple, gen, &v, p.policy_port, ZW_CTF_AUDIT, now);
+		reason = ZW_R_PASS_AUDIT;
+	} else {
+		reason = ZW_R_DROP_POLICY;
+	}
+out:
+	return zw_account(reason, rule, ep_id, x->hook, x->len, now);
+}
+
+SEC("xdp")
+int zw_from_vm_xdp(struct xdp_md *ctx)
+{
+	struct zw_ctx x = {
+		.data = (void *)(long)ctx->data,
+		.data_end = (void *)(long)ctx->data_end,
+		.ifindex = ctx->ingress_ifindex,
+		.hook = ZW_HOOK_FROM_VM,
+	};
+
+	x.len = x.data_end - x.data;
+	return zw_handle(&x) ? XDP_PASS : XDP_DROP;
+}
+
+static __always_inline int zw_tc(struct __sk_buff *skb, int hook)
+{
+	__u32 want = skb->len < ZW_PULL_LEN ? skb->len : ZW_PULL_LEN;
+	struct zw_ctx x = {
+		.ifindex = skb->ifindex,
+		.len = skb->len,
+		.hook = hook,
+		.vlan = skb->vlan_present,
+	};
+
+	if ((__u32)(skb->data_end - skb->data) < want)
+		bpf_skb_pull_data(skb, want);
+	x.data = (void *)(long)skb->data;
+	x.data_end = (void *)(long)skb->data_end;
+	return zw_handle(&x) ? TC_ACT_OK : TC_ACT_SHOT;
+}
+
+SEC("tc")
+int zw_from_vm_tc(struct __sk_buff *skb)
+{
+	return zw_tc(skb, ZW_HOOK_FROM_VM);
+}
+
+SEC("tc")
+int zw_to_vm_tc(struct __sk_buff *skb)
+{
+	return zw_tc(skb, ZW_HOOK_TO_VM);
+}

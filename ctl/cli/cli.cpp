@@ -1,0 +1,259 @@
+// Subcommands: check, apply, status, stats, down (each with --json).
+#include "cli/cli.h"
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "datapath/object.h"
+#include "engine/inspect.h"
+#include "engine/reconcile.h"
+#include "engine/state.h"
+#include "inventory/static_json.h"
+#include "inventory/zones.h"
+#include "policy/compile.h"
+#include "policy/json.h"
+#include "util/log.h"
+
+namespace zw::cli {
+
+using nlohmann::json;
+
+namespace {
+
+struct Globals {
+  std::string pin_dir = "/sys/fs/bpf/zonewall";
+  std::string state_dir;
+  bool json_out = false;
+  int verbose = 0;
+};
+
+int exit_for(const Error& e) {
+  switch (e.kind()) {
+    case ErrorKind::kInvalid: return kInvalid;
+    case ErrorKind::kBusy: return kBusy;
+    case ErrorKind::kNotFound: return kNotFound;
+    case ErrorKind::kSystem: return kSystemError;
+  }
+  return kSystemError;
+}
+
+// Prints an error (stderr, or a JSON object on stdout with --json) and
+// returns the matching exit status.
+int report(const Globals& g, const Error& e) {
+  if (g.json_out) {
+    json errs = json::array();
+    std::string msg = e.str();
+    size_t pos = 0;
+    while (pos <= msg.size()) {
+      size_t nl = msg.find('\n', pos);
+      std::string line = msg.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos);
+      if (!line.empty()) errs.push_back(line);
+      if (nl == std::string::npos) break;
+      pos = nl + 1;
+    }
+    std::cout << json{{"ok", false}, {"exit", exit_for(e)}, {"errors", errs}}.dump(2) << "\n";
+  } else {
+    std::cerr << "zonewall: error: " << e.str() << "\n";
+  }
+  return exit_for(e);
+}
+
+void print_json(const json& j) { std::cout << j.dump(2) << "\n"; }
+
+int cmd_check(const Globals& g, const std::string& policy_path, const std::string& inv_path) {
+  auto p = policy::load(policy_path);
+  if (!p) return report(g, p.error());
+  auto ids = policy::assign_zone_ids(*p);
+  auto rule_ids = policy::assign_rule_ids(*p);
+  if (!rule_ids) return report(g, rule_ids.error());
+  ids.rule = *rule_ids;
+  auto compiled = policy::compile(*p, ids);
+  if (!compiled) return report(g, compiled.error());
+  json assigned = json::array();
+  if (!inv_path.empty()) {
+    auto inv = inventory::load_static(inv_path);
+    if (!inv) return report(g, inv.error());
+    auto a = inventory::assign_zones(*p, *inv);
+    if (!a) return report(g, a.error());
+    for (const auto& e : *a)
+      assigned.push_back({{"vm", e.endpoint.vm_name}, {"ifname", e.endpoint.ifname}, {"zone", e.zone}});
+  }
+  if (g.json_out) {
+    json j{{"ok", true},
+           {"files", p->files},
+           {"zones", p->zones.size()},
+           {"rules", p->rules.size()},
+           {"policy_entries", compiled->entries.size()}};
+    if (!inv_path.empty()) j["endpoints"] = assigned;
+    print_json(j);
+  } else {
+    std::cout << "ok: " << policy_path << ": " << p->zones.size() << " zones, " << p->rules.size()
+              << " rules, " << compiled->entries.size() << " datapath entries\n";
+    for (const auto& e : assigned)
+      std::cout << "  " << e["vm"].get<std::string>() << " (" << e["ifname"].get<std::string>()
+                << ") -> zone " << e["zone"].get<std::string>() << "\n";
+  }
+  return kOk;
+}
+
+int cmd_apply(const Globals& g, const std::string& policy_path, const std::string& inv_path,
+              const std::string& attach) {
+  auto p = policy::load(policy_path);
+  if (!p) return report(g, p.error());
+  auto inv = inventory::load_static(inv_path);
+  if (!inv) return report(g, inv.error());
+  auto paths = engine::make_paths(g.pin_dir, g.state_dir);
+  if (auto st = datapath::ensure_bpffs(paths.pin_dir); !st) return report(g, st.error());
+  auto lock = engine::PinLock::acquire(paths.pin_dir);
+  if (!lock) return report(g, lock.error());
+  engine::ApplyInput in{&*p, &*inv, policy_path, inv_path, attach};
+  auto rep = engine::apply(paths, in);
+  if (!rep) return report(g, rep.error());
+  for (const auto& w : rep->warnings) log::warn(w);
+  if (g.json_out) {
+    print_json({{"ok", true},
+                {"generation", rep->generation},
+                {"previous_generation", rep->previous_generation},
+                {"policy_entries", rep->policy_entries},
+                {"endpoints", rep->endpoints},
+                {"attached", rep->attached},
+                {"detached", rep->detached},
+                {"warnings", rep->warnings}});
+  } else {
+    std::cout << "applied generation " << rep->generation << " (was " << rep->previous_generation
+              << "): " << rep->policy_entries << " policy entries, " << rep->attached << "/"
+              << rep->endpoints << " interfaces enforced";
+    if (rep->detached) std::cout << ", " << rep->detached << " detached";
+    std::cout << "\n";
+    for (const auto& w : rep->warnings) std::cout << "warning: " << w << "\n";
+  }
+  return kOk;
+}
+
+std::string join(const json& arr) {
+  std::string out;
+  for (const auto& s : arr) out += (out.empty() ? "" : ",") + s.get<std::string>();
+  return out;
+}
+
+int cmd_status(const Globals& g) {
+  auto paths = engine::make_paths(g.pin_dir, g.state_dir);
+  auto st = engine::status(paths);
+  if (!st) return report(g, st.error());
+  if (g.json_out) {
+    print_json(*st);
+    return kOk;
+  }
+  const json& s = *st;
+  std::printf("generation %u  policy %s  applied %s\n", s["active_generation"].get<uint32_t>(),
+              s["policy"].get<std::string>().c_str(), s["applied_at"].get<std::string>().c_str());
+  std::printf("%zu policy entries, %zu tracked flows, %zu/%zu interfaces enforced\n\n",
+              s["policy_entries"].get<size_t>(), s["conntrack_entries"].get<size_t>(),
+              s["endpoints_enforced"].get<size_t>(), s["endpoints"].size());
+  std::printf("%-16s %-10s %-15s %-5s %-9s %s\n", "VM", "ZONE", "INTERFACE", "HOOK", "STATE", "ADDRESSES");
+  for (const auto& e : s["endpoints"]) {
+    const char* state = e["enforced"].get<bool>() ? "enforced"
+                        : !e["present"].get<bool>() ? "absent"
+                                                     : "NOT-ENFORCED";
+    std::printf("%-16s %-10s %-15s %-5s %-9s %s\n", e["vm"].get<std::string>().c_str(),
+                e["zone"].get<std::string>().c_str(), e["ifname"].get<std::string>().c_str(),
+                e["attach"].get<std::string>().c_str(), state, join(e["addrs"]).c_str());
+  }
+  return kOk;
+}
+
+int cmd_stats(const Globals& g) {
+  auto paths = engine::make_paths(g.pin_dir, g.state_dir);
+  auto st = engine::stats(paths);
+  if (!st) return report(g, st.error());
+  if (g.json_out) {
+    print_json(*st);
+    return kOk;
+  }
+  const json& s = *st;
+  std::printf("%-24s %12s %14s\n", "REASON", "PACKETS", "BYTES");
+  for (const auto& [name, c] : s["reasons"].items())
+    if (c["packets"].get<uint64_t>())
+      std::printf("%-24s %12lu %14lu\n", name.c_str(), c["packets"].get<uint64_t>(), c["bytes"].get<uint64_t>());
+  std::printf("\n%-24s %-12s %12s %14s  %s\n", "RULE", "ACTION", "PACKETS", "BYTES", "MATCHES");
+  for (const auto& r : s["rules"])
+    std::printf("%-24s %-12s %12lu %14lu  %s\n", r["name"].get<std::string>().c_str(),
+                r["action"].get<std::string>().c_str(), r["packets"].get<uint64_t>(),
+                r["bytes"].get<uint64_t>(), r["summary"].get<std::string>().c_str());
+  if (!s["never_matched"].empty()) std::printf("\nnever matched: %s\n", join(s["never_matched"]).c_str());
+  std::printf("\n%-16s %-15s %16s %16s %16s %16s\n", "VM", "INTERFACE", "FROM-VM PASS", "FROM-VM DROP",
+              "TO-VM PASS", "TO-VM DROP");
+  for (const auto& e : s["endpoints"])
+    std::printf("%-16s %-15s %16lu %16lu %16lu %16lu\n", e["vm"].get<std::string>().c_str(),
+                e["ifname"].get<std::string>().c_str(), e["from_vm_pass"]["packets"].get<uint64_t>(),
+                e["from_vm_drop"]["packets"].get<uint64_t>(), e["to_vm_pass"]["packets"].get<uint64_t>(),
+                e["to_vm_drop"]["packets"].get<uint64_t>());
+  std::printf("\n%zu tracked flows\n", s["conntrack_entries"].get<size_t>());
+  return kOk;
+}
+
+int cmd_down(const Globals& g) {
+  auto paths = engine::make_paths(g.pin_dir, g.state_dir);
+  if (auto st = datapath::ensure_bpffs(paths.pin_dir); !st) return report(g, st.error());
+  auto lock = engine::PinLock::acquire(paths.pin_dir);
+  if (!lock) return report(g, lock.error());
+  auto rep = engine::down(paths);
+  if (!rep) return report(g, rep.error());
+  if (g.json_out)
+    print_json({{"ok", true}, {"detached", rep->detached}});
+  else
+    std::cout << "down: detached " << rep->detached << " interfaces, removed " << paths.pin_dir << "\n";
+  return kOk;
+}
+
+}  // namespace
+
+int run(int argc, char** argv) {
+  Globals g;
+  CLI::App app{"zonewall: zone firewall for VM east-west traffic (eBPF)", "zonewall"};
+  app.fallthrough();
+  app.require_subcommand(1);
+  app.set_version_flag("--version", ZW_VERSION);
+  app.add_option("--pin-dir", g.pin_dir, "bpffs directory for maps, programs and links")
+      ->capture_default_str();
+  app.add_option("--state-dir", g.state_dir,
+                 "controller state (default /run/zonewall, or /run/zonewall-<pin dir name>)");
+  app.add_flag("--json", g.json_out, "machine-readable output");
+  app.add_flag("-v,--verbose", g.verbose, "more logging (repeat for debug)");
+
+  std::string policy_path, inv_path, attach = "tc";
+  auto* check = app.add_subcommand("check", "validate and compile a policy (file or directory)");
+  check->add_option("POLICY", policy_path, "policy file or directory")->required();
+  check->add_option("--inventory", inv_path, "static inventory: also check zone membership");
+
+  auto* apply = app.add_subcommand("apply", "apply a policy atomically to the VM interfaces");
+  apply->add_option("POLICY", policy_path, "policy file or directory")->required();
+  apply->add_option("--inventory", inv_path, "static JSON inventory of VM interfaces")->required();
+  apply->add_option("--attach", attach, "from-VM hook for interfaces that name none")
+      ->check(CLI::IsMember({"tc", "xdp"}))
+      ->capture_default_str();
+
+  auto* status = app.add_subcommand("status", "VMs, zones, interfaces and whether each is enforced");
+  auto* stats = app.add_subcommand("stats", "counters by reason, rule and VM interface");
+  auto* down = app.add_subcommand("down", "detach everything and remove pins and state");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int rc = app.exit(e);
+    return rc == 0 ? kOk : kUsage;
+  }
+  log::set_level(g.verbose >= 2 ? log::Level::kDebug : g.verbose == 1 ? log::Level::kInfo : log::Level::kWarn);
+  datapath::install_libbpf_logger();
+
+  if (*check) return cmd_check(g, policy_path, inv_path);
+  if (*apply) return cmd_apply(g, policy_path, inv_path, attach);
+  if (*status) return cmd_status(g);
+  if (*stats) return cmd_stats(g);
+  if (*down) return cmd_down(g);
+  return kUsage;
+}
+
+}  // namespace zw::cli

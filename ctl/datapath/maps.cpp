@@ -1,0 +1,83 @@
+// Pinned map access and bpffs housekeeping.
+#include "datapath/maps.h"
+
+#include <linux/magic.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+
+namespace zw::datapath {
+
+namespace {
+Result<UniqueFd> open_pin(const std::string& path) {
+  int fd = bpf_obj_get(path.c_str());
+  if (fd < 0) {
+    int e = errno;
+    return fail(Error(e == ENOENT ? ErrorKind::kNotFound : ErrorKind::kSystem,
+                      "open pinned " + path, e));
+  }
+  return UniqueFd(fd);
+}
+}  // namespace
+
+Result<Maps> open_pinned_maps(const std::string& pin_dir) {
+  Maps m;
+  UniqueFd* slots[] = {&m.config, &m.endpoints, &m.addrs,     &m.cidrs, &m.policy,
+                       &m.ct,     &m.st_reason, &m.st_rule,   &m.st_ep};
+  static_assert(std::size(kMapNames) == std::size(slots));
+  for (size_t i = 0; i < std::size(slots); ++i) {
+    auto fd = open_pin(pin_dir + "/" + kMapNames[i]);
+    if (!fd) return fail(std::move(fd.error()));
+    *slots[i] = std::move(*fd);
+  }
+  return m;
+}
+
+Status ensure_bpffs(const std::string& pin_dir) {
+  const std::string root = "/sys/fs/bpf";
+  struct statfs st {};
+  if (statfs(root.c_str(), &st) == 0 && st.f_type == BPF_FS_MAGIC) return {};
+  if (pin_dir.rfind(root + "/", 0) != 0) {
+    // A pin dir elsewhere must already be on bpffs.
+    std::string parent = std::filesystem::path(pin_dir).parent_path();
+    if (statfs(parent.c_str(), &st) == 0 && st.f_type == BPF_FS_MAGIC) return {};
+    return fail(Error(ErrorKind::kSystem, parent + " is not on a bpf filesystem"));
+  }
+  ::mkdir(root.c_str(), 0700);
+  if (::mount("bpf", root.c_str(), "bpf", 0, "mode=0700") != 0)
+    return fail(Error::sys("mount -t bpf bpf " + root));
+  return {};
+}
+
+int possible_cpus() {
+  static const int n = libbpf_num_possible_cpus();
+  return n > 0 ? n : 1;
+}
+
+Result<ConfigView> ConfigView::map(int config_fd) {
+  size_t len = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  void* p = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED, config_fd, 0);
+  if (p == MAP_FAILED) return fail(Error::sys("mmap zw_config"));
+  return ConfigView(static_cast<zw_config*>(p), len);
+}
+
+ConfigView::ConfigView(ConfigView&& o) noexcept : cfg_(o.cfg_), len_(o.len_) { o.cfg_ = nullptr; }
+
+ConfigView::~ConfigView() {
+  if (cfg_) munmap(cfg_, len_);
+}
+
+uint32_t ConfigView::active_gen() const {
+  return std::atomic_ref<uint32_t>(cfg_->active_gen).load(std::memory_order_acquire);
+}
+
+void ConfigView::set_active_gen(uint32_t gen) {
+  std::atomic_ref<uint32_t>(cfg_->active_gen).store(gen, std::memory_order_release);
+}
+
+}  // namespace zw::datapath

@@ -1,0 +1,104 @@
+// Typed access to the pinned BPF maps: open by pin path, update, delete,
+// iterate, per-CPU sums, and the mmap'd config whose active_gen flips with
+// one atomic store. Every libbpf map call of the control plane lives here.
+#pragma once
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include <cstdint>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "util/fd.h"
+#include "util/result.h"
+#include "zonewall/abi/zonewall.h"
+
+namespace zw::datapath {
+
+// Names of the maps as pinned under the pin directory (= their BPF names).
+inline constexpr const char* kMapNames[] = {
+    "zw_config", "zw_endpoints", "zw_addrs",    "zw_cidrs",  "zw_policy",
+    "zw_ct",     "zw_st_reason", "zw_st_rule",  "zw_st_ep",
+};
+
+struct Maps {
+  UniqueFd config, endpoints, addrs, cidrs, policy, ct, st_reason, st_rule, st_ep;
+};
+
+// Opens the maps pinned under pin_dir (kNotFound if nothing is pinned).
+Result<Maps> open_pinned_maps(const std::string& pin_dir);
+
+// Makes sure bpffs is mounted where pin_dir lives (mounts /sys/fs/bpf).
+Status ensure_bpffs(const std::string& pin_dir);
+
+int possible_cpus();
+
+template <typename K>
+concept MapKey = std::has_unique_object_representations_v<K>;
+
+template <MapKey K, typename V>
+Status map_update(int fd, const K& k, const V& v, uint64_t flags = BPF_ANY) {
+  if (bpf_map_update_elem(fd, &k, &v, flags) != 0) return fail(Error::sys("bpf_map_update_elem"));
+  return {};
+}
+
+template <MapKey K>
+Status map_delete(int fd, const K& k) {
+  if (bpf_map_delete_elem(fd, &k) != 0 && errno != ENOENT)
+    return fail(Error::sys("bpf_map_delete_elem"));
+  return {};
+}
+
+template <MapKey K, typename V>
+bool map_lookup(int fd, const K& k, V* v) {
+  return bpf_map_lookup_elem(fd, &k, v) == 0;
+}
+
+// Every key of a hash/LPM map (snapshot; concurrent changes may be missed).
+template <MapKey K>
+Result<std::vector<K>> map_keys(int fd) {
+  std::vector<K> out;
+  K cur{};
+  K next{};
+  const void* prev = nullptr;
+  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+    out.push_back(next);
+    cur = next;
+    prev = &cur;
+  }
+  if (errno != ENOENT) return fail(Error::sys("bpf_map_get_next_key"));
+  return out;
+}
+
+// Per-CPU array element summed over CPUs with `add(acc, one)`.
+template <typename V, typename Add>
+Result<V> percpu_sum(int fd, uint32_t key, Add add) {
+  std::vector<V> per(possible_cpus());
+  if (bpf_map_lookup_elem(fd, &key, per.data()) != 0)
+    return fail(Error::sys("bpf_map_lookup_elem percpu"));
+  V acc{};
+  for (const V& v : per) add(acc, v);
+  return acc;
+}
+
+// The config array, mmap'd (BPF_F_MMAPABLE): reading and flipping the
+// active generation never tears.
+class ConfigView {
+ public:
+  static Result<ConfigView> map(int config_fd);
+  ConfigView(ConfigView&& o) noexcept;
+  ConfigView& operator=(ConfigView&&) = delete;
+  ~ConfigView();
+
+  uint32_t active_gen() const;
+  void set_active_gen(uint32_t gen);
+
+ private:
+  explicit ConfigView(zw_config* cfg, size_t len) : cfg_(cfg), len_(len) {}
+  zw_config* cfg_;
+  size_t len_;
+};
+
+}  // namespace zw::datapath

@@ -1,0 +1,133 @@
+// Skeleton lifecycle, pinning, and libbpf's log routed through ours.
+#include "datapath/object.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdarg>
+#include <cstdio>
+#include <filesystem>
+#include <mutex>
+
+#include "util/log.h"
+#include "zonewall_bpf.skel.h"
+
+namespace zw::datapath {
+
+namespace {
+std::string g_libbpf_warnings;
+std::mutex g_log_mu;
+
+int libbpf_print(enum libbpf_print_level level, const char* fmt, va_list args) {
+  char buf[4096];
+  int n = std::vsnprintf(buf, sizeof buf, fmt, args);
+  std::string line(buf, n > 0 ? std::min<size_t>(n, sizeof buf - 1) : 0);
+  while (!line.empty() && line.back() == '\n') line.pop_back();
+  if (level == LIBBPF_WARN) {
+    std::lock_guard lk(g_log_mu);
+    if (g_libbpf_warnings.size() < (1u << 20)) g_libbpf_warnings += line + "\n";
+  }
+  // One level quieter than libbpf's own: its warnings are our debug/info.
+  if (level == LIBBPF_WARN)
+    log::info("libbpf", {{"detail", line}});
+  else
+    log::debug("libbpf", {{"detail", line}});
+  return n;
+}
+
+std::string take_warnings() {
+  std::lock_guard lk(g_log_mu);
+  return std::exchange(g_libbpf_warnings, {});
+}
+
+bpf_program* prog_of(zonewall_bpf* s, Prog p) {
+  switch (p) {
+    case Prog::kFromVmXdp: return s->progs.zw_from_vm_xdp;
+    case Prog::kFromVmTc: return s->progs.zw_from_vm_tc;
+    case Prog::kToVmTc: return s->progs.zw_to_vm_tc;
+  }
+  return nullptr;
+}
+
+constexpr Prog kAllProgs[] = {Prog::kFromVmXdp, Prog::kFromVmTc, Prog::kToVmTc};
+}  // namespace
+
+const char* prog_name(Prog p) {
+  switch (p) {
+    case Prog::kFromVmXdp: return "zw_from_vm_xdp";
+    case Prog::kFromVmTc: return "zw_from_vm_tc";
+    case Prog::kToVmTc: return "zw_to_vm_tc";
+  }
+  return "?";
+}
+
+void SkelDeleter::operator()(zonewall_bpf* s) const { zonewall_bpf__destroy(s); }
+
+void install_libbpf_logger() { libbpf_set_print(libbpf_print); }
+
+Result<Object> Object::load(const std::string& pin_dir) {
+  if (auto st = ensure_bpffs(pin_dir); !st) return fail(std::move(st.error()));
+  std::error_code ec;
+  std::filesystem::create_directories(pin_dir + "/progs", ec);
+  if (ec) return fail(Error(ErrorKind::kSystem, "create " + pin_dir + "/progs", ec.value()));
+
+  Object obj(zonewall_bpf__open());
+  if (!obj.skel_) return fail(Error::sys("open BPF skeleton"));
+  bpf_map* maps[] = {obj.skel_->maps.zw_config,  obj.skel_->maps.zw_endpoints,
+                     obj.skel_->maps.zw_addrs,   obj.skel_->maps.zw_cidrs,
+                     obj.skel_->maps.zw_policy,  obj.skel_->maps.zw_ct,
+                     obj.skel_->maps.zw_st_reason, obj.skel_->maps.zw_st_rule,
+                     obj.skel_->maps.zw_st_ep};
+  static_assert(std::size(maps) == std::size(kMapNames));
+  for (size_t i = 0; i < std::size(maps); ++i) {
+    std::string path = pin_dir + "/" + kMapNames[i];
+    if (bpf_map__set_pin_path(maps[i], path.c_str()) != 0)
+      return fail(Error::sys("set pin path " + path));
+  }
+  take_warnings();
+  if (int err = zonewall_bpf__load(obj.skel_.get()); err != 0) {
+    std::string log = take_warnings();
+    return fail(Error(ErrorKind::kSystem, "load BPF programs (libbpf/verifier log follows)\n" + log,
+                      -err));
+  }
+  for (Prog p : kAllProgs) {
+    std::string path = pin_dir + "/progs/" + prog_name(p);
+    ::unlink(path.c_str());
+    if (bpf_program__pin(prog_of(obj.skel_.get(), p), path.c_str()) != 0)
+      return fail(Error::sys("pin " + path));
+  }
+  return obj;
+}
+
+int Object::prog_fd(Prog p) const { return bpf_program__fd(prog_of(skel_.get(), p)); }
+
+Result<Maps> Object::maps() const {
+  auto dup = [](bpf_map* m) { return UniqueFd(fcntl(bpf_map__fd(m), F_DUPFD_CLOEXEC, 3)); };
+  Maps m;
+  m.config = dup(skel_->maps.zw_config);
+  m.endpoints = dup(skel_->maps.zw_endpoints);
+  m.addrs = dup(skel_->maps.zw_addrs);
+  m.cidrs = dup(skel_->maps.zw_cidrs);
+  m.policy = dup(skel_->maps.zw_policy);
+  m.ct = dup(skel_->maps.zw_ct);
+  m.st_reason = dup(skel_->maps.zw_st_reason);
+  m.st_rule = dup(skel_->maps.zw_st_rule);
+  m.st_ep = dup(skel_->maps.zw_st_ep);
+  if (!m.config || !m.endpoints || !m.addrs || !m.cidrs || !m.policy || !m.ct || !m.st_reason ||
+      !m.st_rule || !m.st_ep)
+    return fail(Error::sys("dup map fd"));
+  return m;
+}
+
+Result<UniqueFd> open_pinned_prog(const std::string& pin_dir, Prog p) {
+  std::string path = pin_dir + "/progs/" + prog_name(p);
+  int fd = bpf_obj_get(path.c_str());
+  if (fd < 0) {
+    int e = errno;
+    return fail(Error(e == ENOENT ? ErrorKind::kNotFound : ErrorKind::kSystem, "open " + path, e));
+  }
+  return UniqueFd(fd);
+}
+
+}  // namespace zw::datapath

@@ -1,0 +1,45 @@
+// The production BPF object: opened from the embedded skeleton, maps reused
+// from (or created at) their pins, programs loaded and pinned. RAII: the
+// skeleton is destroyed with the object; what is pinned stays.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "datapath/maps.h"
+#include "util/result.h"
+
+struct zonewall_bpf;
+
+namespace zw::datapath {
+
+enum class Prog { kFromVmXdp, kFromVmTc, kToVmTc };
+const char* prog_name(Prog p);
+
+struct SkelDeleter {
+  void operator()(zonewall_bpf* s) const;
+};
+
+class Object {
+ public:
+  // Loads a new instance of the programs against the maps pinned under
+  // pin_dir (creating and pinning them the first time), and pins the
+  // programs under pin_dir/progs/ (replacing older pins).
+  static Result<Object> load(const std::string& pin_dir);
+
+  int prog_fd(Prog p) const;
+  Result<Maps> maps() const;  // duplicated fds, independent of this object
+
+ private:
+  explicit Object(zonewall_bpf* s) : skel_(s) {}
+  std::unique_ptr<zonewall_bpf, SkelDeleter> skel_;
+};
+
+// A pinned program by path (for test runs and inspection).
+Result<UniqueFd> open_pinned_prog(const std::string& pin_dir, Prog p);
+
+// Routes libbpf's printing to our logger, one level quieter; warnings are
+// also kept so a failed load can carry the verifier log in its error.
+void install_libbpf_logger();
+
+}  // namespace zw::datapath

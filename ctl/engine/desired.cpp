@@ -1,0 +1,152 @@
+// Building a generation's content from policy and inventory.
+#include "engine/desired.h"
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <set>
+
+#include "inventory/zones.h"
+
+namespace zw::engine {
+
+namespace {
+
+std::string proto_name(const std::optional<uint8_t>& p) {
+  if (!p) return "any";
+  switch (*p) {
+    case 6: return "tcp";
+    case 17: return "udp";
+    case 132: return "sctp";
+    case 1: return "icmp";
+    case 58: return "icmpv6";
+    default: return "proto " + std::to_string(*p);
+  }
+}
+
+std::string join(const std::vector<std::string>& v) {
+  std::string out;
+  for (const auto& s : v) out += (out.empty() ? "" : ",") + s;
+  return out;
+}
+
+std::string summarize(const policy::Rule& r) {
+  std::string s = join(r.from) + " -> " + join(r.to) + " " + proto_name(r.proto);
+  std::string ports;
+  for (const auto& pr : r.ports)
+    ports += (ports.empty() ? " " : ",") + std::to_string(pr.lo) +
+             (pr.hi != pr.lo ? "-" + std::to_string(pr.hi) : "");
+  for (auto t : r.icmp_types) ports += (ports.empty() ? " type " : ",") + std::to_string(t);
+  return s + ports;
+}
+
+// Endpoint ids: keep the id an interface had, give new ones the lowest free.
+std::map<std::string, uint32_t> endpoint_ids(const std::vector<inventory::Assigned>& eps,
+                                             const std::optional<State>& prev) {
+  std::map<std::string, uint32_t> ids;
+  std::set<uint32_t> used;
+  std::map<std::string, uint32_t> old;
+  if (prev)
+    for (const auto& e : prev->endpoints) old[e.ifname] = e.id;
+  for (const auto& a : eps)
+    if (auto it = old.find(a.endpoint.ifname); it != old.end() && !used.count(it->second)) {
+      ids[a.endpoint.ifname] = it->second;
+      used.insert(it->second);
+    }
+  uint32_t next = 0;
+  for (const auto& a : eps) {
+    if (ids.count(a.endpoint.ifname)) continue;
+    while (used.count(next)) ++next;
+    ids[a.endpoint.ifname] = next;
+    used.insert(next);
+  }
+  return ids;
+}
+
+}  // namespace
+
+Result<Desired> build_desired(const policy::Policy& p, const inventory::Inventory& inv,
+                              const std::optional<State>& previous,
+                              const std::string& default_attach, const IfindexResolver& resolve) {
+  Desired d;
+  auto assigned = inventory::assign_zones(p, inv);
+  if (!assigned) return fail(std::move(assigned.error()));
+
+  d.ids = policy::assign_zone_ids(p);
+  auto rule_ids = policy::assign_rule_ids(p, previous ? previous->rule_ids : std::map<std::string, uint32_t>{});
+  if (!rule_ids) return fail(std::move(rule_ids.error()));
+  d.ids.rule = std::move(*rule_ids);
+  for (const auto& r : p.rules)
+    d.rules.push_back({d.ids.rule.at(r.name), r.name,
+                       r.action == policy::Action::kAllow ? "allow" : (r.audit ? "deny (audit)" : "deny"),
+                       summarize(r)});
+
+  auto compiled = policy::compile(p, d.ids);
+  if (!compiled) return fail(std::move(compiled.error()));
+  d.compiled = std::move(*compiled);
+
+  std::vector<std::string> errors;
+  if (assigned->size() > ZW_MAX_ENDPOINTS)
+    errors.push_back("inventory: " + std::to_string(assigned->size()) +
+                     " VM interfaces exceed the endpoint map (" + std::to_string(ZW_MAX_ENDPOINTS) + ")");
+
+  auto ep_ids = endpoint_ids(*assigned, previous);
+  std::map<net::Addr, std::string> owner;
+  for (auto& a : *assigned) {
+    DesiredEndpoint de;
+    de.zone = a.zone;
+    de.attach = a.endpoint.attach.value_or(default_attach);
+    de.ifindex = resolve(a.endpoint.ifname);
+    if (de.ifindex == 0)
+      d.warnings.push_back(a.endpoint.source + ": interface '" + a.endpoint.ifname +
+                           "' does not exist; its addresses are zoned, nothing is attached");
+    uint16_t zone_id = d.ids.zone.at(a.zone);
+    de.value.id = ep_ids.at(a.endpoint.ifname);
+    de.value.zone = zone_id;
+    auto zit = p.zones.find(a.zone);
+    if (zit != p.zones.end() && zit->second.mode == policy::ZoneMode::kAudit)
+      de.value.flags |= ZW_EPF_AUDIT;
+    if (a.endpoint.mac) std::memcpy(de.value.mac, a.endpoint.mac->data(), 6);
+    for (const auto& addr : a.endpoint.addrs) {
+      auto [it, fresh] = owner.emplace(addr, a.endpoint.source);
+      if (!fresh) {
+        errors.push_back(a.endpoint.source + ": address " + addr.str() + " also belongs to " +
+                         it->second);
+        continue;
+      }
+      zw_addr_key k{};
+      std::memcpy(k.addr, addr.bytes.data(), 16);
+      zw_addr_info v{};
+      v.zone = zone_id;
+      v.ifindex = de.ifindex;
+      d.addrs.emplace_back(k, v);
+    }
+    de.ep = std::move(a.endpoint);
+    d.endpoints.push_back(std::move(de));
+  }
+  if (d.addrs.size() > ZW_MAX_ADDRS)
+    errors.push_back("inventory: " + std::to_string(d.addrs.size()) +
+                     " VM addresses exceed the address map (" + std::to_string(ZW_MAX_ADDRS) + ")");
+
+  for (const auto& [name, z] : p.zones) {
+    for (const auto& c : z.cidrs) {
+      zw_cidr_key k{};
+      k.prefixlen = 32 + c.bits128();
+      std::memcpy(k.addr, c.addr.bytes.data(), 16);
+      zw_addr_info v{};
+      v.zone = d.ids.zone.at(name);
+      d.cidrs.emplace_back(k, v);
+    }
+  }
+  if (d.cidrs.size() > ZW_MAX_CIDRS)
+    errors.push_back("policy: " + std::to_string(d.cidrs.size()) + " CIDRs exceed the CIDR map (" +
+                     std::to_string(ZW_MAX_CIDRS) + ")");
+  if (!errors.empty()) {
+    std::string msg;
+    for (const auto& e : errors) msg += (msg.empty() ? "" : "\n") + e;
+    return fail(Error::invalid(msg));
+  }
+  return d;
+}
+
+}  // namespace zw::engine

@@ -1,0 +1,194 @@
+// status and stats from the pinned maps, named through state.json.
+#include "engine/inspect.h"
+
+#include <net/if.h>
+#include <time.h>
+
+#include "datapath/attach.h"
+#include "datapath/maps.h"
+#include "datapath/object.h"
+
+namespace zw::engine {
+
+namespace dp = zw::datapath;
+using nlohmann::json;
+
+namespace {
+constexpr const char* kReasonNames[] = {
+    "pass_new",       "pass_ct",          "pass_related",     "pass_arp",
+    "pass_nd",        "pass_audit",       "drop_policy",      "drop_revoked",
+    "drop_no_endpoint", "drop_no_policy", "drop_malformed",   "drop_fragment",
+    "drop_vlan",      "drop_ethertype",   "drop_ipv6_ext",    "drop_icmp_unrelated",
+};
+static_assert(std::size(kReasonNames) == ZW_R_MAX, "one name per enum zw_reason");
+
+struct Live {
+  State state;
+  dp::Maps maps;
+  uint32_t gen = 0;
+};
+
+Result<Live> open_live(const Paths& paths) {
+  auto st = read_state(paths);
+  if (!st) return fail(std::move(st.error()));
+  auto maps = dp::open_pinned_maps(paths.pin_dir);
+  if (!maps) {
+    if (maps.error().kind() == ErrorKind::kNotFound)
+      return fail(Error(ErrorKind::kNotFound, "nothing applied under " + paths.pin_dir));
+    return fail(std::move(maps.error()));
+  }
+  auto cfg = dp::ConfigView::map(maps->config.get());
+  if (!cfg) return fail(std::move(cfg.error()));
+  Live l{st->value_or(State{}), std::move(*maps), cfg->active_gen()};
+  return l;
+}
+
+template <typename K>
+size_t count_gen(int fd, uint32_t gen) {
+  auto keys = dp::map_keys<K>(fd);
+  if (!keys) return 0;
+  size_t n = 0;
+  for (const auto& k : *keys) n += k.gen == gen;
+  return n;
+}
+
+json counter(const zw_counter& c) { return {{"packets", c.packets}, {"bytes", c.bytes}}; }
+
+void add(zw_counter& a, const zw_counter& b) {
+  a.packets += b.packets;
+  a.bytes += b.bytes;
+}
+}  // namespace
+
+const char* reason_name(int reason) {
+  return reason >= 0 && reason < ZW_R_MAX ? kReasonNames[reason] : "unknown";
+}
+
+Result<json> status(const Paths& paths) {
+  auto live = open_live(paths);
+  if (!live) return fail(std::move(live.error()));
+  uint32_t prog_from_tc = 0, prog_from_xdp = 0, prog_to_tc = 0;
+  if (auto fd = dp::open_pinned_prog(paths.pin_dir, dp::Prog::kFromVmTc)) prog_from_tc = dp::prog_id_of_fd(fd->get());
+  if (auto fd = dp::open_pinned_prog(paths.pin_dir, dp::Prog::kFromVmXdp)) prog_from_xdp = dp::prog_id_of_fd(fd->get());
+  if (auto fd = dp::open_pinned_prog(paths.pin_dir, dp::Prog::kToVmTc)) prog_to_tc = dp::prog_id_of_fd(fd->get());
+
+  json eps = json::array();
+  size_t enforced = 0;
+  for (const auto& e : live->state.endpoints) {
+    uint32_t now_ifindex = if_nametoindex(e.ifname.c_str());
+    bool present = e.ifindex != 0 && now_ifindex == e.ifindex;
+    zw_endpoint v{};
+    bool in_map = present && dp::map_lookup(live->maps.endpoints.get(),
+                                            zw_endpoint_key{live->gen, e.ifindex}, &v);
+    bool to_vm = false, from_vm = false;
+    if (present) {
+      auto eg = dp::tc_prog_id(static_cast<int>(e.ifindex), dp::TcHook::kEgress);
+      to_vm = eg && *eg != 0 && *eg == prog_to_tc;
+      if (e.attach == "xdp") {
+        auto li = dp::xdp_link_info(paths.link_pin(e.ifindex));
+        from_vm = li && li->prog_id != 0 && li->prog_id == prog_from_xdp && li->ifindex == e.ifindex;
+      } else {
+        auto in = dp::tc_prog_id(static_cast<int>(e.ifindex), dp::TcHook::kIngress);
+        from_vm = in && *in != 0 && *in == prog_from_tc;
+      }
+    }
+    bool ok = present && in_map && to_vm && from_vm;
+    enforced += ok;
+    eps.push_back({{"vm", e.vm_name},
+                   {"uuid", e.vm_uuid},
+                   {"zone", e.zone},
+                   {"ifname", e.ifname},
+                   {"ifindex", e.ifindex},
+                   {"attach", e.attach},
+                   {"mac", e.mac},
+                   {"addrs", e.addrs},
+                   {"present", present},
+                   {"in_map", in_map},
+                   {"from_vm_attached", from_vm},
+                   {"to_vm_attached", to_vm},
+                   {"enforced", ok}});
+  }
+  size_t ct = 0;
+  if (auto keys = dp::map_keys<zw_ct_key>(live->maps.ct.get())) ct = keys->size();
+  return json{{"pin_dir", paths.pin_dir},
+              {"active_generation", live->gen},
+              {"state_generation", live->state.generation},
+              {"applied_at", live->state.applied_at},
+              {"policy", live->state.policy_source},
+              {"inventory", live->state.inventory_source},
+              {"zones", live->state.zones},
+              {"policy_entries", count_gen<zw_policy_key>(live->maps.policy.get(), live->gen)},
+              {"conntrack_entries", ct},
+              {"endpoints_enforced", enforced},
+              {"endpoints", eps}};
+}
+
+Result<json> stats(const Paths& paths) {
+  auto live = open_live(paths);
+  if (!live) return fail(std::move(live.error()));
+  json reasons = json::object();
+  for (int r = 0; r < ZW_R_MAX; ++r) {
+    auto c = dp::percpu_sum<zw_counter>(live->maps.st_reason.get(), r, add);
+    if (!c) return fail(std::move(c.error()));
+    reasons[kReasonNames[r]] = counter(*c);
+  }
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  uint64_t now_ns = uint64_t(ts.tv_sec) * 1000000000ull + ts.tv_nsec;
+  auto rule_json = [&](uint32_t id, const std::string& name, const std::string& action,
+                       const std::string& summary) -> Result<json> {
+    auto rs = dp::percpu_sum<zw_rule_stats>(live->maps.st_rule.get(), id,
+                                            [](zw_rule_stats& a, const zw_rule_stats& b) {
+                                              a.packets += b.packets;
+                                              a.bytes += b.bytes;
+                                              a.last_hit_ns = std::max(a.last_hit_ns, b.last_hit_ns);
+                                            });
+    if (!rs) return fail(std::move(rs.error()));
+    json j{{"id", id}, {"name", name}, {"action", action}, {"summary", summary},
+           {"packets", rs->packets}, {"bytes", rs->bytes}};
+    j["last_hit_seconds_ago"] = rs->last_hit_ns ? json((now_ns - rs->last_hit_ns) / 1e9) : json(nullptr);
+    return j;
+  };
+  json rules = json::array();
+  json never = json::array();
+  auto dflt = [&](const char* k) {
+    auto it = live->state.defaults.find(k);
+    return it == live->state.defaults.end() ? std::string("?") : it->second;
+  };
+  for (auto [id, name, key] : {std::tuple{ZW_RULE_DEFAULT_INTRA, "default:intra_zone", "intra_zone"},
+                               std::tuple{ZW_RULE_DEFAULT_INTER, "default:inter_zone", "inter_zone"}}) {
+    auto j = rule_json(id, name, dflt(key), "no rule matched");
+    if (!j) return fail(std::move(j.error()));
+    rules.push_back(*j);
+  }
+  for (const auto& r : live->state.rules) {
+    auto j = rule_json(r.id, r.name, r.action, r.summary);
+    if (!j) return fail(std::move(j.error()));
+    if ((*j)["packets"] == 0) never.push_back(r.name);
+    rules.push_back(*j);
+  }
+  json eps = json::array();
+  for (const auto& e : live->state.endpoints) {
+    auto es = dp::percpu_sum<zw_ep_stats>(live->maps.st_ep.get(), e.id,
+                                          [](zw_ep_stats& a, const zw_ep_stats& b) {
+                                            add(a.from_vm_pass, b.from_vm_pass);
+                                            add(a.from_vm_drop, b.from_vm_drop);
+                                            add(a.to_vm_pass, b.to_vm_pass);
+                                            add(a.to_vm_drop, b.to_vm_drop);
+                                          });
+    if (!es) return fail(std::move(es.error()));
+    eps.push_back({{"vm", e.vm_name}, {"ifname", e.ifname}, {"zone", e.zone},
+                   {"from_vm_pass", counter(es->from_vm_pass)}, {"from_vm_drop", counter(es->from_vm_drop)},
+                   {"to_vm_pass", counter(es->to_vm_pass)}, {"to_vm_drop", counter(es->to_vm_drop)}});
+  }
+  size_t ct = 0;
+  if (auto keys = dp::map_keys<zw_ct_key>(live->maps.ct.get())) ct = keys->size();
+  return json{{"active_generation", live->gen},
+              {"reasons", reasons},
+              {"rules", rules},
+              {"never_matched", never},
+              {"endpoints", eps},
+              {"conntrack_entries", ct}};
+}
+
+}  // namespace zw::engine

@@ -1,0 +1,18 @@
+// Reading what is live: status (endpoints and whether each is enforced) and
+// counters, as JSON documents the CLI prints or formats. Read-only; no lock.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include "engine/state.h"
+#include "util/result.h"
+
+namespace zw::engine {
+
+// Names of enum zw_reason, in order ("pass_new", "drop_policy", ...).
+const char* reason_name(int reason);
+
+Result<nlohmann::json> status(const Paths& paths);
+Result<nlohmann::json> stats(const Paths& paths);
+
+}  // namespace zw::engine

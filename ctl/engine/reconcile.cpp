@@ -1,0 +1,239 @@
+// The apply and down sequences.
+#include "engine/reconcile.h"
+
+#include <net/if.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <ctime>
+#include <filesystem>
+#include <set>
+
+#include "datapath/attach.h"
+#include "datapath/maps.h"
+#include "datapath/object.h"
+#include "util/log.h"
+
+namespace zw::engine {
+
+namespace dp = zw::datapath;
+
+namespace {
+
+std::string now_iso() {
+  auto t = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+  char buf[32];
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+// Deletes every entry whose generation is not `keep` from the
+// generation-keyed maps. Returns how many were removed.
+template <typename K>
+Result<size_t> purge_gens(int fd, uint32_t keep) {
+  auto keys = dp::map_keys<K>(fd);
+  if (!keys) return fail(std::move(keys.error()));
+  size_t n = 0;
+  for (const K& k : *keys) {
+    if (k.gen == keep) continue;
+    if (auto st = dp::map_delete(fd, k); !st) return fail(std::move(st.error()));
+    ++n;
+  }
+  return n;
+}
+
+Status purge_all_but(const dp::Maps& m, uint32_t keep) {
+  if (auto r = purge_gens<zw_endpoint_key>(m.endpoints.get(), keep); !r) return fail(std::move(r.error()).wrap("zw_endpoints"));
+  if (auto r = purge_gens<zw_addr_key>(m.addrs.get(), keep); !r) return fail(std::move(r.error()).wrap("zw_addrs"));
+  if (auto r = purge_gens<zw_cidr_key>(m.cidrs.get(), keep); !r) return fail(std::move(r.error()).wrap("zw_cidrs"));
+  if (auto r = purge_gens<zw_policy_key>(m.policy.get(), keep); !r) return fail(std::move(r.error()).wrap("zw_policy"));
+  return {};
+}
+
+Status write_generation(const dp::Maps& m, const Desired& d, uint32_t gen) {
+  for (const auto& e : d.endpoints) {
+    if (e.ifindex == 0) continue;
+    zw_endpoint_key k{gen, e.ifindex};
+    if (auto st = dp::map_update(m.endpoints.get(), k, e.value); !st)
+      return fail(std::move(st.error()).wrap("zw_endpoints " + e.ep.ifname));
+  }
+  for (auto [k, v] : d.addrs) {
+    k.gen = gen;
+    if (auto st = dp::map_update(m.addrs.get(), k, v); !st) return fail(std::move(st.error()).wrap("zw_addrs"));
+  }
+  for (auto [k, v] : d.cidrs) {
+    k.gen = gen;
+    if (auto st = dp::map_update(m.cidrs.get(), k, v); !st) return fail(std::move(st.error()).wrap("zw_cidrs"));
+  }
+  for (auto e : d.compiled.entries) {
+    e.key.gen = gen;
+    if (auto st = dp::map_update(m.policy.get(), e.key, e.value); !st)
+      return fail(std::move(st.error()).wrap("zw_policy"));
+  }
+  return {};
+}
+
+Status detach_endpoint(const Paths& paths, const EndpointState& e) {
+  // The interface may have been renamed or removed; act on the index we used.
+  uint32_t ifindex = e.ifindex;
+  if (ifindex == 0) return {};
+  if (auto st = dp::detach_xdp(paths.link_pin(ifindex)); !st) return st;
+  if (auto st = dp::detach_tc(static_cast<int>(ifindex), dp::TcHook::kIngress); !st) return st;
+  if (auto st = dp::detach_tc(static_cast<int>(ifindex), dp::TcHook::kEgress); !st) return st;
+  if (e.created_clsact) return dp::destroy_clsact(static_cast<int>(ifindex));
+  return {};
+}
+
+}  // namespace
+
+Result<ApplyReport> apply(const Paths& paths, const ApplyInput& in) {
+  ApplyReport rep;
+  auto prev = read_state(paths);
+  if (!prev) return fail(std::move(prev.error()));
+
+  auto desired = build_desired(*in.policy, *in.inventory, *prev, in.default_attach,
+                               [](const std::string& n) { return if_nametoindex(n.c_str()); });
+  if (!desired) return fail(std::move(desired.error()));
+  rep.warnings = desired->warnings;
+
+  auto obj = dp::Object::load(paths.pin_dir);
+  if (!obj) return fail(std::move(obj.error()).wrap("apply"));
+  auto maps = obj->maps();
+  if (!maps) return fail(std::move(maps.error()));
+  auto cfg = dp::ConfigView::map(maps->config.get());
+  if (!cfg) return fail(std::move(cfg.error()));
+
+  uint32_t cur = cfg->active_gen();
+  uint32_t gen = std::max(cur, (*prev ? (*prev)->generation : 0u)) + 1;
+  if (gen == 0) gen = 1;
+  rep.previous_generation = cur;
+
+  // Leftovers of an interrupted apply must not mix into the new generation.
+  if (auto st = purge_all_but(*maps, cur); !st) return fail(std::move(st.error()).wrap("apply"));
+  if (auto st = write_generation(*maps, *desired, gen); !st) {
+    (void)purge_all_but(*maps, cur);
+    return fail(std::move(st.error()).wrap("apply: write generation " + std::to_string(gen)));
+  }
+
+  // Attach (or atomically replace) programs on every present interface. An
+  // interface new to this apply drops everything until the flip: no gap.
+  std::map<std::string, bool> created;
+  if (*prev)
+    for (const auto& e : (*prev)->endpoints) created[e.ifname] = e.created_clsact;
+  int from_tc = obj->prog_fd(dp::Prog::kFromVmTc);
+  int from_xdp = obj->prog_fd(dp::Prog::kFromVmXdp);
+  int to_tc = obj->prog_fd(dp::Prog::kToVmTc);
+  for (const auto& e : desired->endpoints) {
+    if (e.ifindex == 0) continue;
+    int ifx = static_cast<int>(e.ifindex);
+    auto made = dp::ensure_clsact(ifx);
+    Status st = made ? Status{} : fail(std::move(made.error()));
+    if (st && *made) created[e.ep.ifname] = true;
+    if (st) st = dp::attach_tc(ifx, dp::TcHook::kEgress, to_tc);
+    if (st && e.attach == "xdp") {
+      st = dp::attach_xdp(ifx, from_xdp, paths.link_pin(e.ifindex));
+      if (st) st = dp::detach_tc(ifx, dp::TcHook::kIngress);
+    } else if (st) {
+      st = dp::attach_tc(ifx, dp::TcHook::kIngress, from_tc);
+      if (st) st = dp::detach_xdp(paths.link_pin(e.ifindex));
+    }
+    if (!st) {
+      (void)purge_all_but(*maps, cur);
+      return fail(std::move(st.error()).wrap("apply: attach " + e.ep.ifname));
+    }
+    ++rep.attached;
+  }
+
+  cfg->set_active_gen(gen);
+  rep.generation = gen;
+  log::info("generation flipped", {{"from", std::to_string(cur)}, {"to", std::to_string(gen)}});
+
+  if (auto st = purge_all_but(*maps, gen); !st)
+    rep.warnings.push_back("old generation not fully removed: " + st.error().str());
+
+  State s;
+  s.generation = gen;
+  s.policy_source = in.policy_source;
+  s.policy_files = in.policy->files;
+  s.inventory_source = in.inventory_source;
+  s.applied_at = now_iso();
+  s.zones = desired->ids.zone;
+  s.rule_ids = desired->ids.rule;
+  s.rules = desired->rules;
+  s.defaults = {{"intra_zone", in.policy->defaults.intra_zone == policy::Action::kAllow ? "allow" : "deny"},
+                {"inter_zone", in.policy->defaults.inter_zone == policy::Action::kAllow ? "allow" : "deny"}};
+  std::set<uint32_t> live;
+  for (const auto& e : desired->endpoints) {
+    EndpointState es;
+    es.vm_name = e.ep.vm_name;
+    es.vm_uuid = e.ep.vm_uuid;
+    es.ifname = e.ep.ifname;
+    es.ifindex = e.ifindex;
+    es.attach = e.attach;
+    es.id = e.value.id;
+    es.zone = e.zone;
+    es.mac = e.ep.mac ? net::mac_str(*e.ep.mac) : "";
+    for (const auto& a : e.ep.addrs) es.addrs.push_back(a.str());
+    es.created_clsact = created[e.ep.ifname];
+    if (e.ifindex) live.insert(e.ifindex);
+    s.endpoints.push_back(std::move(es));
+  }
+
+  // Interfaces that left the inventory (or changed index) lose their hooks.
+  if (*prev) {
+    for (const auto& e : (*prev)->endpoints) {
+      if (e.ifindex == 0 || live.count(e.ifindex)) continue;
+      if (auto st = detach_endpoint(paths, e); !st)
+        rep.warnings.push_back("detach " + e.ifname + ": " + st.error().str());
+      else
+        ++rep.detached;
+    }
+  }
+  if (auto st = write_state(paths, s); !st) return fail(std::move(st.error()).wrap("apply"));
+  rep.policy_entries = desired->compiled.entries.size();
+  rep.endpoints = desired->endpoints.size();
+  return rep;
+}
+
+Result<DownReport> down(const Paths& paths) {
+  DownReport rep;
+  auto prev = read_state(paths);
+  if (!prev) return fail(std::move(prev.error()));
+  std::set<uint32_t> done;
+  if (*prev) {
+    rep.had_state = true;
+    for (const auto& e : (*prev)->endpoints) {
+      if (e.ifindex == 0) continue;
+      if (auto st = detach_endpoint(paths, e); !st) return fail(std::move(st.error()).wrap("down"));
+      done.insert(e.ifindex);
+      ++rep.detached;
+    }
+  }
+  // Without (or beyond) the state file: every interface the maps know.
+  if (auto maps = dp::open_pinned_maps(paths.pin_dir); maps) {
+    if (auto keys = dp::map_keys<zw_endpoint_key>(maps->endpoints.get()); keys) {
+      for (const auto& k : *keys) {
+        if (done.count(k.ifindex)) continue;
+        EndpointState e;
+        e.ifindex = k.ifindex;
+        if (auto st = detach_endpoint(paths, e); !st) return fail(std::move(st.error()).wrap("down"));
+        done.insert(k.ifindex);
+        ++rep.detached;
+      }
+    }
+  }
+  std::error_code ec;
+  // Remaining link pins (interfaces renamed or gone) and then everything else.
+  if (std::filesystem::exists(paths.pin_dir + "/links", ec))
+    for (const auto& f : std::filesystem::directory_iterator(paths.pin_dir + "/links", ec))
+      (void)dp::detach_xdp(f.path());
+  std::filesystem::remove_all(paths.pin_dir, ec);
+  if (ec) return fail(Error(ErrorKind::kSystem, "remove " + paths.pin_dir, ec.value()));
+  std::filesystem::remove_all(paths.state_dir, ec);
+  if (ec) return fail(Error(ErrorKind::kSystem, "remove " + paths.state_dir, ec.value()));
+  return rep;
+}
+
+}  // namespace zw::engine

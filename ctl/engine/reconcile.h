@@ -1,0 +1,46 @@
+// reconcile(desired, observed): the one path that writes the datapath.
+// apply() writes a complete new generation, attaches programs to every
+// present interface, flips the generation with one store, then removes the
+// old generation and detaches interfaces that left. down() undoes it all.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "engine/desired.h"
+#include "engine/state.h"
+#include "util/result.h"
+
+namespace zw::engine {
+
+struct ApplyInput {
+  const policy::Policy* policy = nullptr;
+  const inventory::Inventory* inventory = nullptr;
+  std::string policy_source;
+  std::string inventory_source;
+  std::string default_attach = "tc";
+};
+
+struct ApplyReport {
+  uint32_t generation = 0;
+  uint32_t previous_generation = 0;
+  size_t policy_entries = 0;
+  size_t endpoints = 0;
+  size_t attached = 0;
+  size_t detached = 0;
+  std::vector<std::string> warnings;
+};
+
+// Caller holds the PinLock.
+Result<ApplyReport> apply(const Paths& paths, const ApplyInput& in);
+
+struct DownReport {
+  size_t detached = 0;
+  bool had_state = false;
+};
+
+// Detaches everything zonewall attached under these paths and removes pins
+// and state. Caller holds the PinLock; the pin dir is removed last.
+Result<DownReport> down(const Paths& paths);
+
+}  // namespace zw::engine
