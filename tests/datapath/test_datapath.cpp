@@ -248,7 +248,10 @@ TEST_F(DatapathTest, PortRangesAndBlockEdges) {
   struct { uint16_t port; bool pass; const char* rule; } cases[] = {
       {7999, false, "default:inter_zone"}, {8000, true, "web-db-range"},
       {8191, true, "web-db-range"},        {8192, true, "web-db-range"},
-      {8999, true, "web-db-range"},        {9000, false, "default:inter_zone"},
+      {8448, true, "web-db-range"},        {8959, true, "web-db-range"},
+      {8960, true, "web-db-range"},        {8999, true, "web-db-range"},
+      {9000, false, "default:inter_zone"}, {9216, false, "default:inter_zone"},
+      {7935, false, "default:inter_zone"}, {5432 + 256, false, "default:inter_zone"},
   };
   uint16_t sport = 41000;
   for (const auto& c : cases) {
