@@ -11,6 +11,8 @@
 #include <atomic>
 #include <filesystem>
 
+#include "util/log.h"
+
 namespace zw::datapath {
 
 namespace {
@@ -51,6 +53,12 @@ Status ensure_bpffs(const std::string& pin_dir) {
   ::mkdir(root.c_str(), 0700);
   if (::mount("bpf", root.c_str(), "bpf", 0, "mode=0700") != 0)
     return fail(Error::sys("mount -t bpf bpf " + root));
+  // Under `ip netns exec` /sys is remounted privately: a bpffs mounted here
+  // dies with this process and takes the pins with it (enforcement stays,
+  // but status/down cannot find it). Say so instead of failing later.
+  log::warn("mounted bpffs at " + root +
+            "; if this runs in a private mount namespace (ip netns exec), pins vanish when it "
+            "exits: use nsenter --net=... instead");
   return {};
 }
 
