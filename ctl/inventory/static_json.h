@@ -1,5 +1,5 @@
 // The static JSON inventory for veth/netns workloads and the lab:
-// {"vms": [{"name", "uuid"?, "zone"?, "interfaces": [{"name", "mac"?, "ips": []}]}]}
+// {"vms": [{"name", "uuid"?, "zone"?, "interfaces": [{"name", "mac"?, "ips": [], "attach"?}]}]}
 // Validation errors name the file and JSON pointer, like policies.
 #pragma once
 

@@ -41,4 +41,15 @@ struct Compiled {
 // Fails (kInvalid) only if the result would exceed ZW_MAX_POLICY.
 Result<Compiled> compile(const Policy& p, const Ids& ids);
 
+// The oracle: first-match over the ordered rules, straight from the policy.
+// `port` is the TCP/UDP/SCTP destination port or the ICMP/ICMPv6 type; it is
+// ignored for other protocols. Zone ids not in `ids` match only "*".
+zw_verdict evaluate(const Policy& p, const Ids& ids, uint16_t src_zone, uint16_t dst_zone,
+                    uint8_t proto, uint16_t port);
+
+// What the datapath answers for this packet given `c` (gen 0): PORT, BLOCK,
+// PROTO, PROTO(ANY), DEFAULT lookups in the order of zonewall.h.
+zw_verdict lookup(const Compiled& c, uint16_t src_zone, uint16_t dst_zone, uint8_t proto,
+                  uint16_t port);
+
 }  // namespace zw::policy
