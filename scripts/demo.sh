@@ -170,7 +170,7 @@ The lab is still up (--keep). Try, for example:
   ip netns exec $PREFIX-web-1 nc -z -v -w1 10.70.0.21 5432
   nsenter --net=/run/netns/$PREFIX-host $ZONEWALL --pin-dir $PIN_DIR stats
 Tear it down with:
-  $0 --down
+  $ROOT/scripts/demo.sh --down
 EOF
 else
 	step "Tearing down (zonewall down, scripts/lab.sh down $PREFIX)"

@@ -172,6 +172,16 @@ zw_apply() {
 	zw_log "applied: $*"
 }
 
+# Like zw_apply but returns zonewall's exit code instead of stopping the
+# test; its output is in ZW_APPLY_OUT.
+ZW_APPLY_OUT=""
+zw_try_apply() {
+	local rc=0
+	# shellcheck disable=SC2034 # read by the tests
+	ZW_APPLY_OUT=$(zw apply "$@" 2>&1) || rc=$?
+	return "$rc"
+}
+
 # Starts the echo listeners (ZW_TCP_PORTS, ZW_UDP_PORTS) in the given nodes.
 zw_serve() {
 	local name ready i
@@ -285,25 +295,25 @@ zw_rule_packets() {
 }
 
 # No tc filter (ingress, egress) and no XDP program on any managed interface,
-# pin dir and state gone: what `zonewall down` promises.
+# pin dir and state gone: what `zonewall down` promises. $1 labels the checks.
 zw_assert_detached() {
-	local name ifn out
+	local what=${1:-down} name ifn out
 	for name in web-1 web-2 db-1 admin-1; do
 		ifn=$(zw_ifname "$name")
 		out=$(tc -n "$ZW_HOSTNS" filter show dev "$ifn" ingress 2>&1)
-		zw_assert "down: no tc ingress filter on $ifn ($name)" test -z "$out"
+		zw_assert "$what: no tc ingress filter on $ifn ($name)" test -z "$out"
 		[[ -z $out ]] || printf '      %s\n' "$out" >&2
 		out=$(tc -n "$ZW_HOSTNS" filter show dev "$ifn" egress 2>&1)
-		zw_assert "down: no tc egress filter on $ifn ($name)" test -z "$out"
+		zw_assert "$what: no tc egress filter on $ifn ($name)" test -z "$out"
 		[[ -z $out ]] || printf '      %s\n' "$out" >&2
 		out=$(ip -n "$ZW_HOSTNS" -d link show dev "$ifn")
 		if [[ $out == *xdp* ]]; then
-			zw_fail "down: XDP program still on $ifn ($name): $out"
+			zw_fail "$what: XDP program still on $ifn ($name): $out"
 		else
-			zw_pass "down: no XDP program on $ifn ($name)"
+			zw_pass "$what: no XDP program on $ifn ($name)"
 		fi
 	done
-	zw_assert "down: pin dir $ZW_PIN_DIR removed" test ! -e "$ZW_PIN_DIR"
+	[[ $what != down ]] || zw_assert "down: pin dir $ZW_PIN_DIR removed" test ! -e "$ZW_PIN_DIR"
 }
 
 # Prints the summary line; returns non-zero if anything failed.

@@ -74,7 +74,7 @@ zw_assert "stats: web-1 from_vm_drop counted its denied sends (got $w1drop)" zw_
 
 zw_log "zonewall down"
 zw_assert "zonewall down exits 0" zw down
-zw_assert_detached
+zw_assert_detached down
 expect_allow web-1 admin-1 icmp 4
 
 zw_summary

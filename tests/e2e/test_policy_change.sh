@@ -124,6 +124,6 @@ fi
 stop_session
 
 zw_assert "zonewall down exits 0" zw down
-zw_assert_detached
+zw_assert_detached down
 
 zw_summary

@@ -9,7 +9,18 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 zw_setup
 zw_serve web-1 db-1 admin-1 ext-1
 
-zw_apply "$ZW_POLICY_LAB" --inventory "$ZW_TMP/inventory.json" --attach xdp
+if ! zw_try_apply "$ZW_POLICY_LAB" --inventory "$ZW_TMP/inventory.json" --attach xdp; then
+	zw_fail "zonewall apply --attach xdp failed: $ZW_APPLY_OUT"
+	# Applied whole or not at all: a failed first apply must leave no hook
+	# behind (a stray fail-closed program would cut the VM off), and down
+	# must clean up whatever it did leave.
+	zw_assert_detached "after the failed apply"
+	zw_assert "zonewall down exits 0 after the failed apply" zw down
+	zw_assert_detached down
+	zw_summary
+	exit 1
+fi
+zw_log "applied with --attach xdp"
 
 status=$(zw --json status) || zw_die "zonewall --json status failed"
 problems=$(zw_json "[f\"{e['vm']} ({e['ifname']}): enforced={e['enforced']} attach={e['attach']}\"
@@ -36,7 +47,7 @@ zw_assert "stats: rule web-to-db-postgres counted packets in xdp mode (got $pg)"
 
 zw_log "zonewall down"
 zw_assert "zonewall down exits 0" zw down
-zw_assert_detached
+zw_assert_detached down
 expect_allow web-1 admin-1 icmp 4
 
 zw_summary
