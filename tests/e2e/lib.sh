@@ -201,6 +201,12 @@ zw_serve() {
 	done
 }
 
+# iputils ping if it is installed and runs; else netprobe.py's raw-socket echo.
+zw_have_ping() {
+	local p
+	p=$(type -P ping) && [[ -x $p ]] && ping -V >/dev/null 2>&1
+}
+
 # One probe from SRC to DST over PROTO[/PORT] and address family 4|6.
 # Returns 0 = got through, 1 = no answer (dropped), 2 = refused/unreachable
 # (something answered: not a silent drop). ZW_PROBE_OUT holds its output.
@@ -224,7 +230,7 @@ zw_probe() {
 		return "$rc"
 		;;
 	icmp)
-		if command -v ping >/dev/null; then
+		if zw_have_ping; then
 			ZW_PROBE_OUT=$(zw_in "$src" ping -n -c 1 -W 1 "$addr" 2>&1) || rc=$?
 			((rc == 0)) || return 1
 		else
