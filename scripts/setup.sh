@@ -8,7 +8,7 @@ PKGS=(
   clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev
   libnl-3-dev libnl-route-3-dev nlohmann-json3-dev libcli11-dev
   libgtest-dev libgmock-dev
-  iproute2 ethtool netcat-openbsd socat tcpdump iperf3
+  iproute2 iputils-ping ethtool netcat-openbsd socat tcpdump iperf3 util-linux
   python3 python3-scapy python3-pytest
   nftables iptables netsniff-ng
 )

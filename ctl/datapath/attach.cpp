@@ -6,6 +6,7 @@
 #include <linux/if_link.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 
 #include "util/fd.h"
@@ -106,6 +107,27 @@ uint32_t prog_id_of_fd(int prog_fd) {
   uint32_t len = sizeof info;
   if (bpf_obj_get_info_by_fd(prog_fd, &info, &len) != 0) return 0;
   return info.id;
+}
+
+uint32_t map_id_of_fd(int map_fd) {
+  bpf_map_info info{};
+  uint32_t len = sizeof info;
+  if (bpf_obj_get_info_by_fd(map_fd, &info, &len) != 0) return 0;
+  return info.id;
+}
+
+bool prog_uses_map(uint32_t prog_id, uint32_t map_id) {
+  UniqueFd fd(bpf_prog_get_fd_by_id(prog_id));
+  if (!fd) return false;
+  uint32_t ids[64] = {};
+  bpf_prog_info info{};
+  info.nr_map_ids = 64;
+  info.map_ids = reinterpret_cast<uint64_t>(ids);
+  uint32_t len = sizeof info;
+  if (bpf_obj_get_info_by_fd(fd.get(), &info, &len) != 0) return false;
+  for (uint32_t i = 0; i < std::min<uint32_t>(info.nr_map_ids, 64); ++i)
+    if (ids[i] == map_id) return true;
+  return false;
 }
 
 }  // namespace zw::datapath

@@ -35,5 +35,9 @@ struct XdpLinkInfo {
 Result<XdpLinkInfo> xdp_link_info(const std::string& link_pin);
 
 uint32_t prog_id_of_fd(int prog_fd);
+uint32_t map_id_of_fd(int map_fd);
+// True if program `prog_id` uses map `map_id`: how `down` recognises the
+// programs of its own instance (and not another pin dir's) on any interface.
+bool prog_uses_map(uint32_t prog_id, uint32_t map_id);
 
 }  // namespace zw::datapath

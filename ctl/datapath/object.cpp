@@ -69,8 +69,10 @@ void install_libbpf_logger() { libbpf_set_print(libbpf_print); }
 Result<Object> Object::load(const std::string& pin_dir) {
   if (auto st = ensure_bpffs(pin_dir); !st) return fail(std::move(st.error()));
   std::error_code ec;
-  std::filesystem::create_directories(pin_dir + "/progs", ec);
-  if (ec) return fail(Error(ErrorKind::kSystem, "create " + pin_dir + "/progs", ec.value()));
+  for (const char* sub : {"/progs", "/links"}) {
+    std::filesystem::create_directories(pin_dir + sub, ec);
+    if (ec) return fail(Error(ErrorKind::kSystem, "create " + pin_dir + sub, ec.value()));
+  }
 
   Object obj(zonewall_bpf__open());
   if (!obj.skel_) return fail(Error::sys("open BPF skeleton"));

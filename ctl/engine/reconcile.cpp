@@ -120,8 +120,21 @@ Result<ApplyReport> apply(const Paths& paths, const ApplyInput& in) {
   // Attach (or atomically replace) programs on every present interface. An
   // interface new to this apply drops everything until the flip: no gap.
   std::map<std::string, bool> created;
+  std::set<uint32_t> managed_before;
   if (*prev)
-    for (const auto& e : (*prev)->endpoints) created[e.ifname] = e.created_clsact;
+    for (const auto& e : (*prev)->endpoints) {
+      created[e.ifname] = e.created_clsact;
+      if (e.ifindex) managed_before.insert(e.ifindex);
+    }
+  // Interfaces this apply hooks for the first time: a failed apply takes its
+  // hooks off them again, so nothing is half-applied. Interfaces managed
+  // before keep (new instances of) the programs, still on the old generation.
+  std::vector<EndpointState> fresh;
+  auto roll_back = [&](Error e) {
+    for (const auto& f : fresh) (void)detach_endpoint(paths, f);
+    (void)purge_all_but(*maps, cur);
+    return fail(std::move(e));
+  };
   int from_tc = obj->prog_fd(dp::Prog::kFromVmTc);
   int from_xdp = obj->prog_fd(dp::Prog::kFromVmXdp);
   int to_tc = obj->prog_fd(dp::Prog::kToVmTc);
@@ -131,6 +144,12 @@ Result<ApplyReport> apply(const Paths& paths, const ApplyInput& in) {
     auto made = dp::ensure_clsact(ifx);
     Status st = made ? Status{} : fail(std::move(made.error()));
     if (st && *made) created[e.ep.ifname] = true;
+    if (!managed_before.count(e.ifindex)) {
+      EndpointState f;
+      f.ifindex = e.ifindex;
+      f.created_clsact = created[e.ep.ifname];
+      fresh.push_back(f);
+    }
     if (st) st = dp::attach_tc(ifx, dp::TcHook::kEgress, to_tc);
     if (st && e.attach == "xdp") {
       st = dp::attach_xdp(ifx, from_xdp, paths.link_pin(e.ifindex));
@@ -139,10 +158,7 @@ Result<ApplyReport> apply(const Paths& paths, const ApplyInput& in) {
       st = dp::attach_tc(ifx, dp::TcHook::kIngress, from_tc);
       if (st) st = dp::detach_xdp(paths.link_pin(e.ifindex));
     }
-    if (!st) {
-      (void)purge_all_but(*maps, cur);
-      return fail(std::move(st.error()).wrap("apply: attach " + e.ep.ifname));
-    }
+    if (!st) return roll_back(std::move(st.error()).wrap("apply: attach " + e.ep.ifname));
     ++rep.attached;
   }
 
@@ -222,6 +238,26 @@ Result<DownReport> down(const Paths& paths) {
         done.insert(k.ifindex);
         ++rep.detached;
       }
+    }
+  }
+  // Any interface of this namespace still carrying a program of this
+  // instance (recognised by its config map), e.g. after a state file was
+  // lost: take it off too.
+  if (auto cfg = dp::open_pinned_maps(paths.pin_dir); cfg) {
+    uint32_t cfg_id = dp::map_id_of_fd(cfg->config.get());
+    if (struct if_nameindex* ifs = ::if_nameindex()) {
+      for (auto* i = ifs; i->if_index != 0; ++i) {
+        for (auto hook : {dp::TcHook::kIngress, dp::TcHook::kEgress}) {
+          auto id = dp::tc_prog_id(static_cast<int>(i->if_index), hook);
+          if (!id || *id == 0 || !dp::prog_uses_map(*id, cfg_id)) continue;
+          if (auto st = dp::detach_tc(static_cast<int>(i->if_index), hook); !st) {
+            if_freenameindex(ifs);
+            return fail(std::move(st.error()).wrap("down"));
+          }
+          if (done.insert(i->if_index).second) ++rep.detached;
+        }
+      }
+      if_freenameindex(ifs);
     }
   }
   std::error_code ec;

@@ -90,14 +90,15 @@ class DatapathTest : public ::testing::Test {
   }
 
   static Result<engine::ApplyReport> apply_text(const std::string& policy_text,
-                                                const std::string& attach = "tc") {
+                                                const std::string& attach = "tc",
+                                                const std::string& extra_vm = "") {
     auto p = policy::parse(policy_text, "test-policy.json");
     if (!p) return fail(std::move(p.error()));
-    std::string inv_text = R"({"vms": [
+    std::string inv_text = std::string(R"({"vms": [
       {"name": "web-1", "interfaces": [{"name": "zwdA", "mac": "52:54:00:00:00:01", "ips": ["10.1.0.1", "fd00::1"]}]},
       {"name": "db-1", "interfaces": [{"name": "zwdB", "mac": "52:54:00:00:00:02", "ips": ["10.1.0.2", "fd00::2"]}]},
-      {"name": "web-2", "interfaces": [{"name": "zwdC", "mac": "52:54:00:00:00:03", "ips": ["10.1.0.3", "fd00::3"]}]}
-    ]})";
+      {"name": "web-2", "interfaces": [{"name": "zwdC", "mac": "52:54:00:00:00:03", "ips": ["10.1.0.3", "fd00::3"]}]})") +
+                           extra_vm + "]}";
     auto inv = inventory::parse_static(inv_text, "test-inventory.json");
     if (!inv) return fail(std::move(inv.error()));
     auto lock = engine::PinLock::acquire(paths_.pin_dir);
@@ -124,7 +125,10 @@ class DatapathTest : public ::testing::Test {
       return;
     }
     sh("ip link set lo up");
-    for (const char* n : {"zwdA", "zwdB", "zwdC", "zwdX"}) {
+    // The kernel's own IPv6 chatter (DAD, MLD, RS) on the veths would reach
+    // the attached programs and move counters under the tests' feet.
+    sh("sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1");
+    for (const char* n : {"zwdA", "zwdB", "zwdC", "zwdX", "zwdF"}) {
       std::string host = n;
       if (!sh("ip link add " + host + " type veth peer name " + host + "p && ip link set " + host +
               " up && ip link set " + host + "p up")) {
@@ -437,6 +441,38 @@ TEST_F(DatapathTest, AuditZonePassesWhatItWouldDrop) {
                  "pass_audit", "default:inter_zone");
   auto back = apply_text(kPolicy);
   ASSERT_TRUE(back.has_value()) << back.error().str();
+}
+
+TEST_F(DatapathTest, FailedApplyLeavesNoHookAndKeepsThePolicy) {
+  auto cfg_gen = [] {
+    auto st = engine::status(paths_);
+    return st ? (*st)["active_generation"].get<uint32_t>() : 0u;
+  };
+  uint32_t before = cfg_gen();
+  // Someone else's XDP program (attached through netlink, not a link) makes
+  // our XDP link creation on zwdF fail with EBUSY, after its tc egress hook
+  // is already in place.
+  ASSERT_TRUE(sh("ip link set dev zwdF xdpgeneric pinned " + paths_.pin_dir + "/progs/zw_from_vm_xdp"));
+  auto rep = apply_text(kPolicy, "tc",
+                        R"(,{"name": "web-9", "interfaces": [{"name": "zwdF", "ips": ["10.1.0.9"], "attach": "xdp"}]})");
+  sh("ip link set dev zwdF xdpgeneric off");
+  ASSERT_FALSE(rep.has_value());
+  EXPECT_NE(rep.error().str().find("zwdF"), std::string::npos) << rep.error().str();
+  uint32_t zwdf = ifs_.at("zwdF").ifindex;
+  for (auto hook : {datapath::TcHook::kIngress, datapath::TcHook::kEgress}) {
+    auto id = datapath::tc_prog_id(static_cast<int>(zwdf), hook);
+    ASSERT_TRUE(id.has_value());
+    EXPECT_EQ(*id, 0u) << "a failed apply left a hook on zwdF";
+  }
+  EXPECT_EQ(cfg_gen(), before);
+  // The live policy is untouched: same verdicts, and only its generation in the maps.
+  EXPECT_OUTCOME(from_vm("zwdA", test::ip("10.1.0.1", "10.1.0.2", kTcp, test::tcp(51000, 5432))), true,
+                 "pass_new", "web-db-pg");
+  auto maps = datapath::open_pinned_maps(paths_.pin_dir);
+  ASSERT_TRUE(maps.has_value());
+  auto keys = datapath::map_keys<zw_policy_key>(maps->policy.get());
+  ASSERT_TRUE(keys.has_value());
+  for (const auto& k : *keys) EXPECT_EQ(k.gen, before);
 }
 
 TEST_F(DatapathTest, StatusReportsEveryEndpointEnforced) {
