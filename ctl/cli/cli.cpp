@@ -108,7 +108,8 @@ int cmd_apply(const Globals& g, const std::string& policy_path, const std::strin
   if (auto st = datapath::ensure_bpffs(paths.pin_dir); !st) return report(g, st.error());
   auto lock = engine::PinLock::acquire(paths.pin_dir);
   if (!lock) return report(g, lock.error());
-  engine::ApplyInput in{&*p, &*inv, policy_path, inv_path, attach};
+  engine::ApplyInput in{.policy = &*p, .inventory = &*inv, .policy_source = policy_path,
+                        .inventory_source = inv_path, .default_attach = attach};
   auto rep = engine::apply(paths, in);
   if (!rep) return report(g, rep.error());
   for (const auto& w : rep->warnings) log::warn(w);

@@ -40,30 +40,40 @@ std::string summarize(const policy::Rule& r) {
   return s + ports;
 }
 
-// Endpoint ids: keep the id an interface had, give new ones the lowest free.
+// Endpoint ids (counter slots): keep the id a VM interface had, give new
+// ones the lowest free. Keyed by VM identity and MAC, so a VM restarted on a
+// new tap keeps its counters.
 std::map<std::string, uint32_t> endpoint_ids(const std::vector<inventory::Assigned>& eps,
                                              const std::optional<State>& prev) {
   std::map<std::string, uint32_t> ids;
   std::set<uint32_t> used;
   std::map<std::string, uint32_t> old;
   if (prev)
-    for (const auto& e : prev->endpoints) old[e.ifname] = e.id;
-  for (const auto& a : eps)
-    if (auto it = old.find(a.endpoint.ifname); it != old.end() && !used.count(it->second)) {
-      ids[a.endpoint.ifname] = it->second;
+    for (const auto& e : prev->endpoints) old[e.key] = e.id;
+  for (const auto& a : eps) {
+    std::string k = endpoint_key(a.endpoint);
+    if (auto it = old.find(k); it != old.end() && !used.count(it->second)) {
+      ids[k] = it->second;
       used.insert(it->second);
     }
+  }
   uint32_t next = 0;
   for (const auto& a : eps) {
-    if (ids.count(a.endpoint.ifname)) continue;
+    std::string k = endpoint_key(a.endpoint);
+    if (ids.count(k)) continue;
     while (used.count(next)) ++next;
-    ids[a.endpoint.ifname] = next;
+    ids[k] = next;
     used.insert(next);
   }
   return ids;
 }
 
 }  // namespace
+
+std::string endpoint_key(const inventory::Endpoint& e) {
+  return (e.vm_uuid.empty() ? "name:" + e.vm_name : "uuid:" + e.vm_uuid) + "|" +
+         (e.mac ? "mac:" + net::mac_str(*e.mac) : "if:" + e.ifname);
+}
 
 Result<Desired> build_desired(const policy::Policy& p, const inventory::Inventory& inv,
                               const std::optional<State>& previous,
@@ -96,12 +106,14 @@ Result<Desired> build_desired(const policy::Policy& p, const inventory::Inventor
     DesiredEndpoint de;
     de.zone = a.zone;
     de.attach = a.endpoint.attach.value_or(default_attach);
-    de.ifindex = resolve(a.endpoint.ifname);
-    if (de.ifindex == 0)
+    // No interface name: a defined VM that is not running. Its addresses are
+    // zoned so others judge traffic to it correctly; nothing to attach.
+    de.ifindex = a.endpoint.ifname.empty() ? 0 : resolve(a.endpoint.ifname);
+    if (de.ifindex == 0 && !a.endpoint.ifname.empty())
       d.warnings.push_back(a.endpoint.source + ": interface '" + a.endpoint.ifname +
                            "' does not exist; its addresses are zoned, nothing is attached");
     uint16_t zone_id = d.ids.zone.at(a.zone);
-    de.value.id = ep_ids.at(a.endpoint.ifname);
+    de.value.id = ep_ids.at(endpoint_key(a.endpoint));
     de.value.zone = zone_id;
     auto zit = p.zones.find(a.zone);
     if (zit != p.zones.end() && zit->second.mode == policy::ZoneMode::kAudit)

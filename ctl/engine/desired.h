@@ -35,6 +35,9 @@ struct Desired {
   std::vector<std::string> warnings;
 };
 
+// Stable identity of a VM interface across restarts and tap renames.
+std::string endpoint_key(const inventory::Endpoint& e);
+
 using IfindexResolver = std::function<uint32_t(const std::string& ifname)>;
 
 // `default_attach` applies to interfaces whose inventory entry names none.

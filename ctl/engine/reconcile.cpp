@@ -98,8 +98,14 @@ Result<ApplyReport> apply(const Paths& paths, const ApplyInput& in) {
   if (!desired) return fail(std::move(desired.error()));
   rep.warnings = desired->warnings;
 
-  auto obj = dp::Object::load(paths.pin_dir);
-  if (!obj) return fail(std::move(obj.error()).wrap("apply"));
+  std::optional<dp::Object> loaded;
+  const dp::Object* obj = in.programs;
+  if (!obj) {
+    auto o = dp::Object::load(paths.pin_dir);
+    if (!o) return fail(std::move(o.error()).wrap("apply"));
+    loaded.emplace(std::move(*o));
+    obj = &*loaded;
+  }
   auto maps = obj->maps();
   if (!maps) return fail(std::move(maps.error()));
   auto cfg = dp::ConfigView::map(maps->config.get());
@@ -183,6 +189,7 @@ Result<ApplyReport> apply(const Paths& paths, const ApplyInput& in) {
   std::set<uint32_t> live;
   for (const auto& e : desired->endpoints) {
     EndpointState es;
+    es.key = endpoint_key(e.ep);
     es.vm_name = e.ep.vm_name;
     es.vm_uuid = e.ep.vm_uuid;
     es.ifname = e.ep.ifname;

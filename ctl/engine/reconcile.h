@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "datapath/object.h"
 #include "engine/desired.h"
 #include "engine/state.h"
 #include "util/result.h"
@@ -16,6 +17,10 @@ namespace zw::engine {
 struct ApplyInput {
   const policy::Policy* policy = nullptr;
   const inventory::Inventory* inventory = nullptr;
+  // Programs to attach. Null: load a new instance (the CLI; also how a new
+  // build replaces the old one). The daemon passes the instance it loaded
+  // once at start, so an event costs map writes, not a verifier run.
+  const datapath::Object* programs = nullptr;
   std::string policy_source;
   std::string inventory_source;
   std::string default_attach = "tc";

@@ -31,7 +31,7 @@ namespace {
 json to_json(const State& s) {
   json eps = json::array();
   for (const auto& e : s.endpoints) {
-    eps.push_back({{"vm", e.vm_name},       {"uuid", e.vm_uuid}, {"ifname", e.ifname},
+    eps.push_back({{"key", e.key},          {"vm", e.vm_name},       {"uuid", e.vm_uuid}, {"ifname", e.ifname},
                    {"ifindex", e.ifindex},  {"attach", e.attach}, {"id", e.id},
                    {"zone", e.zone},        {"mac", e.mac},       {"addrs", e.addrs},
                    {"created_clsact", e.created_clsact}});
@@ -67,6 +67,7 @@ State from_json(const json& j) {
                        r.value("action", ""), r.value("summary", "")});
   for (const auto& e : j.value("endpoints", json::array())) {
     EndpointState es;
+    es.key = e.value("key", "");
     es.vm_name = e.value("vm", "");
     es.vm_uuid = e.value("uuid", "");
     es.ifname = e.value("ifname", "");

@@ -29,6 +29,7 @@ struct Paths {
 Paths make_paths(const std::string& pin_dir, const std::string& state_dir = "");
 
 struct EndpointState {
+  std::string key;  // engine::endpoint_key: VM identity + MAC
   std::string vm_name;
   std::string vm_uuid;
   std::string ifname;

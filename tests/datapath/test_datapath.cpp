@@ -103,7 +103,8 @@ class DatapathTest : public ::testing::Test {
     if (!inv) return fail(std::move(inv.error()));
     auto lock = engine::PinLock::acquire(paths_.pin_dir);
     if (!lock) return fail(std::move(lock.error()));
-    engine::ApplyInput in{&*p, &*inv, "test-policy.json", "test-inventory.json", attach};
+    engine::ApplyInput in{.policy = &*p, .inventory = &*inv, .policy_source = "test-policy.json",
+                          .inventory_source = "test-inventory.json", .default_attach = attach};
     return engine::apply(paths_, in);
   }
 
