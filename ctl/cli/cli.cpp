@@ -3,14 +3,17 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "daemon/control.h"
+#include "daemon/daemon.h"
 #include "datapath/object.h"
 #include "engine/inspect.h"
 #include "engine/reconcile.h"
 #include "engine/state.h"
-#include "inventory/static_json.h"
+#include "inventory/gather.h"
 #include "inventory/zones.h"
 #include "policy/compile.h"
 #include "policy/json.h"
@@ -62,7 +65,8 @@ int report(const Globals& g, const Error& e) {
 
 void print_json(const json& j) { std::cout << j.dump(2) << "\n"; }
 
-int cmd_check(const Globals& g, const std::string& policy_path, const std::string& inv_path) {
+int cmd_check(const Globals& g, const std::string& policy_path, const std::string& inv_path,
+              const std::string& libvirt) {
   auto p = policy::load(policy_path);
   if (!p) return report(g, p.error());
   auto ids = policy::assign_zone_ids(*p);
@@ -72,10 +76,11 @@ int cmd_check(const Globals& g, const std::string& policy_path, const std::strin
   auto compiled = policy::compile(*p, ids);
   if (!compiled) return report(g, compiled.error());
   json assigned = json::array();
-  if (!inv_path.empty()) {
-    auto inv = inventory::load_static(inv_path);
+  if (!inv_path.empty() || !libvirt.empty()) {
+    auto inv = inventory::gather(libvirt, inv_path);
     if (!inv) return report(g, inv.error());
-    auto a = inventory::assign_zones(*p, *inv);
+    for (const auto& w : inv->warnings) log::warn(w);
+    auto a = inventory::assign_zones(*p, inv->inventory);
     if (!a) return report(g, a.error());
     for (const auto& e : *a)
       assigned.push_back({{"vm", e.endpoint.vm_name}, {"ifname", e.endpoint.ifname}, {"zone", e.zone}});
@@ -86,7 +91,7 @@ int cmd_check(const Globals& g, const std::string& policy_path, const std::strin
            {"zones", p->zones.size()},
            {"rules", p->rules.size()},
            {"policy_entries", compiled->entries.size()}};
-    if (!inv_path.empty()) j["endpoints"] = assigned;
+    if (!inv_path.empty() || !libvirt.empty()) j["endpoints"] = assigned;
     print_json(j);
   } else {
     std::cout << "ok: " << policy_path << ": " << p->zones.size() << " zones, " << p->rules.size()
@@ -98,38 +103,73 @@ int cmd_check(const Globals& g, const std::string& policy_path, const std::strin
   return kOk;
 }
 
+void print_apply(const Globals& g, const json& r) {
+  if (g.json_out) {
+    print_json(r);
+    return;
+  }
+  std::cout << "applied generation " << r["generation"] << " (was " << r["previous_generation"]
+            << "): " << r["policy_entries"] << " policy entries, " << r["attached"] << "/"
+            << r["endpoints"] << " interfaces enforced";
+  if (r["detached"].get<size_t>()) std::cout << ", " << r["detached"] << " detached";
+  if (r.value("via", "") == "daemon") std::cout << " (through the running daemon)";
+  std::cout << "\n";
+  for (const auto& w : r["warnings"]) std::cout << "warning: " << w.get<std::string>() << "\n";
+}
+
+std::string absolute(const std::string& p) {
+  if (p.empty() || p.find("://") != std::string::npos) return p;
+  std::error_code ec;
+  auto a = std::filesystem::absolute(p, ec);
+  return ec ? p : a.string();
+}
+
+// A running daemon owns the datapath: hand it the policy instead.
+std::optional<int> apply_via_daemon(const Globals& g, const engine::Paths& paths,
+                                    const std::string& policy_path, const std::string& inv_path) {
+  json req{{"cmd", "apply"}, {"policy", absolute(policy_path)}};
+  if (!inv_path.empty()) req["inventory"] = absolute(inv_path);
+  auto r = daemon::call(daemon::control_socket_path(paths.state_dir), req, std::chrono::seconds(60));
+  if (!r) return report(g, r.error());
+  if (!*r) return std::nullopt;
+  const json& resp = **r;
+  if (!resp.value("ok", false)) {
+    int exit = resp.value("exit", 1);
+    std::string msg;
+    for (const auto& e : resp.value("errors", json::array())) msg += (msg.empty() ? "" : "\n") + e.get<std::string>();
+    return report(g, Error(exit == 3 ? ErrorKind::kInvalid : ErrorKind::kSystem, msg));
+  }
+  print_apply(g, resp);
+  return kOk;
+}
+
 int cmd_apply(const Globals& g, const std::string& policy_path, const std::string& inv_path,
-              const std::string& attach) {
+              const std::string& libvirt, const std::string& attach) {
   auto p = policy::load(policy_path);
   if (!p) return report(g, p.error());
-  auto inv = inventory::load_static(inv_path);
-  if (!inv) return report(g, inv.error());
   auto paths = engine::make_paths(g.pin_dir, g.state_dir);
+  if (auto via = apply_via_daemon(g, paths, policy_path, inv_path)) return *via;
+  if (inv_path.empty() && libvirt.empty())
+    return report(g, Error::invalid("apply: give --inventory FILE and/or --libvirt URI (no daemon is running)"));
+  auto inv = inventory::gather(libvirt, inv_path);
+  if (!inv) return report(g, inv.error());
   if (auto st = datapath::ensure_bpffs(paths.pin_dir); !st) return report(g, st.error());
   auto lock = engine::PinLock::acquire(paths.pin_dir);
   if (!lock) return report(g, lock.error());
-  engine::ApplyInput in{.policy = &*p, .inventory = &*inv, .policy_source = policy_path,
-                        .inventory_source = inv_path, .default_attach = attach};
+  engine::ApplyInput in{.policy = &*p, .inventory = &inv->inventory, .policy_source = absolute(policy_path),
+                        .inventory_source = inv->source, .default_attach = attach, .keep_hooked = {}};
   auto rep = engine::apply(paths, in);
   if (!rep) return report(g, rep.error());
+  for (const auto& w : inv->warnings) rep->warnings.push_back(w);
   for (const auto& w : rep->warnings) log::warn(w);
-  if (g.json_out) {
-    print_json({{"ok", true},
-                {"generation", rep->generation},
-                {"previous_generation", rep->previous_generation},
-                {"policy_entries", rep->policy_entries},
-                {"endpoints", rep->endpoints},
-                {"attached", rep->attached},
-                {"detached", rep->detached},
-                {"warnings", rep->warnings}});
-  } else {
-    std::cout << "applied generation " << rep->generation << " (was " << rep->previous_generation
-              << "): " << rep->policy_entries << " policy entries, " << rep->attached << "/"
-              << rep->endpoints << " interfaces enforced";
-    if (rep->detached) std::cout << ", " << rep->detached << " detached";
-    std::cout << "\n";
-    for (const auto& w : rep->warnings) std::cout << "warning: " << w << "\n";
-  }
+  print_apply(g, {{"ok", true},
+                  {"generation", rep->generation},
+                  {"previous_generation", rep->previous_generation},
+                  {"policy_entries", rep->policy_entries},
+                  {"endpoints", rep->endpoints},
+                  {"attached", rep->attached},
+                  {"detached", rep->detached},
+                  {"warnings", rep->warnings}});
   return kOk;
 }
 
@@ -224,17 +264,35 @@ int run(int argc, char** argv) {
   app.add_flag("--json", g.json_out, "machine-readable output");
   app.add_flag("-v,--verbose", g.verbose, "more logging (repeat for debug)");
 
-  std::string policy_path, inv_path, attach = "tc";
+  std::string policy_path, inv_path, libvirt, attach = "tc";
   auto* check = app.add_subcommand("check", "validate and compile a policy (file or directory)");
   check->add_option("POLICY", policy_path, "policy file or directory")->required();
   check->add_option("--inventory", inv_path, "static inventory: also check zone membership");
+  check->add_option("--libvirt", libvirt, "libvirt URI: also check the zone of every domain");
 
   auto* apply = app.add_subcommand("apply", "apply a policy atomically to the VM interfaces");
   apply->add_option("POLICY", policy_path, "policy file or directory")->required();
-  apply->add_option("--inventory", inv_path, "static JSON inventory of VM interfaces")->required();
+  apply->add_option("--inventory", inv_path, "static JSON inventory (alone, or overriding libvirt)");
+  apply->add_option("--libvirt", libvirt, "read VM identity from libvirt at this URI (e.g. qemu:///system)");
   apply->add_option("--attach", attach, "from-VM hook for interfaces that name none")
       ->check(CLI::IsMember({"tc", "xdp"}))
       ->capture_default_str();
+
+  daemon::Options dopt;
+  std::string daemon_libvirt = "qemu:///system";
+  bool no_libvirt = false;
+  std::vector<std::string> tap_patterns;
+  auto* dmn = app.add_subcommand("daemon", "keep the policy on every VM as VMs start, stop and move");
+  dmn->add_option("--policy", dopt.policy_path, "policy file or directory")->required();
+  dmn->add_option("--libvirt", daemon_libvirt, "libvirt URI")->capture_default_str();
+  dmn->add_flag("--no-libvirt", no_libvirt, "static inventory only (veth/netns workloads)");
+  dmn->add_option("--inventory", dopt.inventory_path, "static JSON inventory (alone, or overriding libvirt)");
+  dmn->add_option("--attach", dopt.default_attach, "from-VM hook for interfaces that name none")
+      ->check(CLI::IsMember({"tc", "xdp"}))
+      ->capture_default_str();
+  dmn->add_option("--tap-pattern", tap_patterns,
+                  "interfaces hooked (fail closed) the moment they appear; default vnet*");
+  dmn->add_option("--resync", dopt.resync_seconds, "full reconcile every N seconds")->capture_default_str();
 
   auto* status = app.add_subcommand("status", "VMs, zones, interfaces and whether each is enforced");
   auto* stats = app.add_subcommand("stats", "counters by reason, rule and VM interface");
@@ -249,8 +307,17 @@ int run(int argc, char** argv) {
   log::set_level(g.verbose >= 2 ? log::Level::kDebug : g.verbose == 1 ? log::Level::kInfo : log::Level::kWarn);
   datapath::install_libbpf_logger();
 
-  if (*check) return cmd_check(g, policy_path, inv_path);
-  if (*apply) return cmd_apply(g, policy_path, inv_path, attach);
+  if (*check) return cmd_check(g, policy_path, inv_path, libvirt);
+  if (*apply) return cmd_apply(g, policy_path, inv_path, libvirt, attach);
+  if (*dmn) {
+    if (g.verbose == 0) log::set_level(log::Level::kInfo);
+    dopt.paths = engine::make_paths(g.pin_dir, g.state_dir);
+    dopt.libvirt_uri = no_libvirt ? "" : daemon_libvirt;
+    if (!tap_patterns.empty()) dopt.tap_patterns = tap_patterns;
+    dopt.policy_path = absolute(dopt.policy_path);
+    dopt.inventory_path = absolute(dopt.inventory_path);
+    return daemon::run(dopt);
+  }
   if (*status) return cmd_status(g);
   if (*stats) return cmd_stats(g);
   if (*down) return cmd_down(g);

@@ -1,9 +1,11 @@
 // The apply and down sequences.
 #include "engine/reconcile.h"
 
+#include <fnmatch.h>
 #include <net/if.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <ctime>
 #include <filesystem>
@@ -208,6 +210,13 @@ Result<ApplyReport> apply(const Paths& paths, const ApplyInput& in) {
   if (*prev) {
     for (const auto& e : (*prev)->endpoints) {
       if (e.ifindex == 0 || live.count(e.ifindex)) continue;
+      char name[IF_NAMESIZE] = {};
+      if (if_indextoname(e.ifindex, name) != nullptr &&
+          std::any_of(in.keep_hooked.begin(), in.keep_hooked.end(),
+                      [&](const std::string& g) { return fnmatch(g.c_str(), name, 0) == 0; })) {
+        ++rep.fail_closed;  // no endpoint any more: its hooks drop everything
+        continue;
+      }
       if (auto st = detach_endpoint(paths, e); !st)
         rep.warnings.push_back("detach " + e.ifname + ": " + st.error().str());
       else

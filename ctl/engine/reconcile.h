@@ -24,10 +24,15 @@ struct ApplyInput {
   std::string policy_source;
   std::string inventory_source;
   std::string default_attach = "tc";
+  // Interfaces (fnmatch globs) that stay hooked when no VM claims them any
+  // more: a VM tap keeps dropping everything after its VM left the
+  // inventory, instead of being left unfiltered (the daemon's tap patterns).
+  std::vector<std::string> keep_hooked;
 };
 
 struct ApplyReport {
   uint32_t generation = 0;
+  size_t fail_closed = 0;  // departed interfaces left hooked (keep_hooked)
   uint32_t previous_generation = 0;
   size_t policy_entries = 0;
   size_t endpoints = 0;

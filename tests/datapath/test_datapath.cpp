@@ -104,7 +104,8 @@ class DatapathTest : public ::testing::Test {
     auto lock = engine::PinLock::acquire(paths_.pin_dir);
     if (!lock) return fail(std::move(lock.error()));
     engine::ApplyInput in{.policy = &*p, .inventory = &*inv, .policy_source = "test-policy.json",
-                          .inventory_source = "test-inventory.json", .default_attach = attach};
+                          .inventory_source = "test-inventory.json", .default_attach = attach,
+                          .keep_hooked = {}};
     return engine::apply(paths_, in);
   }
 

@@ -1,0 +1,417 @@
+// The daemon's event loop: poll() over signals, netlink, libvirt's event
+// thread (through an eventfd), the control socket and a resync timer.
+#include "daemon/daemon.h"
+
+#include <fnmatch.h>
+#include <poll.h>
+#include <signal.h>
+#include <net/if.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <mutex>
+#include <optional>
+#include <set>
+
+#include "daemon/control.h"
+#include "datapath/attach.h"
+#include "datapath/maps.h"
+#include "datapath/object.h"
+#include "engine/reconcile.h"
+#include "inventory/libvirt.h"
+#include "inventory/merge.h"
+#include "inventory/netlink.h"
+#include "inventory/static_json.h"
+#include "policy/json.h"
+#include "util/log.h"
+
+namespace zw::daemon {
+
+namespace dp = zw::datapath;
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+std::string us_since(Clock::time_point t) {
+  return std::to_string(std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t).count());
+}
+
+}  // namespace
+
+struct Daemon::Impl {
+  explicit Impl(Options o) : o_(std::move(o)) {}
+
+  int run();
+  bool step(int timeout_ms);
+  Status start();
+  void connect_libvirt();
+  void on_libvirt_events();
+  void on_links();
+  void on_signal();
+  void on_control();
+  json handle(const json& req);
+  // Reconciles desired (policy + inventory) into the datapath. Returns the
+  // apply report or an error; never touches the datapath without a complete
+  // inventory (libvirt unreachable: the last applied state stays).
+  Result<std::optional<engine::ApplyReport>> reconcile(const char* why, bool force = false);
+  Status load_policy(const std::string& path);
+  void pre_attach(const inventory::LinkEvent& ev);
+  bool is_tap(const std::string& ifname) const;
+
+  Options o_;
+  std::optional<engine::PinLock> lock_;
+  std::optional<dp::Object> progs_;
+  std::optional<policy::Policy> policy_;
+  std::optional<inventory::Libvirt> lv_;
+  std::optional<inventory::LinkWatcher> links_;
+  UniqueFd sigfd_, evfd_, ctl_;
+  std::mutex mu_;
+  std::vector<inventory::DomainEvent> pending_;  // filled by libvirt's thread
+  bool dirty_ = true;
+  bool stop_ = false;
+  Clock::time_point next_resync_ = Clock::now();
+  Clock::time_point next_libvirt_try_ = Clock::now();
+  std::set<std::string> known_ifnames_;  // interfaces of the last inventory
+  uint64_t policy_serial_ = 0;           // bumped on every successful load
+  std::string applied_fp_;               // fingerprint of the last applied input
+  uint64_t applies_ = 0;
+  std::set<std::string> warned_;
+};
+
+Status Daemon::Impl::load_policy(const std::string& path) {
+  auto p = policy::load(path);
+  if (!p) return fail(std::move(p.error()));
+  policy_ = std::move(*p);
+  o_.policy_path = path;
+  ++policy_serial_;
+  log::info("policy loaded", {{"path", path}, {"zones", std::to_string(policy_->zones.size())},
+                              {"rules", std::to_string(policy_->rules.size())}});
+  return {};
+}
+
+Status Daemon::Impl::start() {
+  if (auto st = dp::ensure_bpffs(o_.paths.pin_dir); !st) return st;
+  auto lock = engine::PinLock::acquire(o_.paths.pin_dir);
+  if (!lock) return fail(std::move(lock.error()));
+  lock_.emplace(std::move(*lock));
+
+  if (auto st = load_policy(o_.policy_path); !st) {
+    // With a policy already enforced, keep it and wait for a valid one;
+    // never flush on start.
+    auto prev = engine::read_state(o_.paths);
+    if (!prev || !*prev) return st;
+    log::error("policy invalid; keeping the enforced generation until a valid one is applied",
+               {{"error", st.error().str()}, {"generation", std::to_string((*prev)->generation)}});
+  }
+
+  auto progs = dp::Object::load(o_.paths.pin_dir);
+  if (!progs) return fail(std::move(progs.error()));
+  progs_.emplace(std::move(*progs));
+
+  sigset_t mask;
+  sigemptyset(&mask);
+  for (int s : {SIGHUP, SIGTERM, SIGINT}) sigaddset(&mask, s);
+  sigprocmask(SIG_BLOCK, &mask, nullptr);
+  sigfd_.reset(signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC));
+  if (!sigfd_) return fail(Error::sys("signalfd"));
+  evfd_.reset(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+  if (!evfd_) return fail(Error::sys("eventfd"));
+
+  std::error_code ec;
+  std::filesystem::create_directories(o_.paths.state_dir, ec);
+  auto ctl = listen_control(control_socket_path(o_.paths.state_dir));
+  if (!ctl) return fail(std::move(ctl.error()));
+  ctl_ = std::move(*ctl);
+
+  auto lw = inventory::LinkWatcher::open();
+  if (!lw) return fail(std::move(lw.error()).wrap("netlink"));
+  links_.emplace(std::move(*lw));
+  // Taps that appeared while no daemon ran: hook them now (re-hooking one
+  // that is already enforced is an atomic replace of the same program).
+  if (auto now = inventory::list_links(); now) {
+    for (const auto& l : *now)
+      if (is_tap(l.ifname)) pre_attach(l);
+  } else {
+    log::warn("cannot list links", {{"error", now.error().str()}});
+  }
+
+  if (!o_.libvirt_uri.empty()) {
+    if (auto st = inventory::start_event_loop(); !st) return fail(std::move(st.error()).wrap("libvirt"));
+    connect_libvirt();
+  }
+  return {};
+}
+
+void Daemon::Impl::connect_libvirt() {
+  inventory::LibvirtOptions lo;
+  lo.uri = o_.libvirt_uri;
+  lo.addr_lease = o_.libvirt_lease_addrs;
+  auto c = inventory::Libvirt::connect(lo);
+  if (!c) {
+    log::warn("libvirt unreachable; enforcement continues unchanged, retrying",
+              {{"uri", o_.libvirt_uri}, {"error", c.error().str()}});
+    next_libvirt_try_ = Clock::now() + std::chrono::seconds(1);
+    return;
+  }
+  lv_.emplace(std::move(*c));
+  auto w = lv_->watch([this](const inventory::DomainEvent& ev) {
+    {
+      std::lock_guard lk(mu_);
+      pending_.push_back(ev);
+    }
+    uint64_t one = 1;
+    (void)!::write(evfd_.get(), &one, sizeof one);
+  });
+  if (!w) log::warn("libvirt events unavailable; relying on resync", {{"error", w.error().str()}});
+  log::info("libvirt connected", {{"uri", o_.libvirt_uri}});
+  dirty_ = true;
+}
+
+bool Daemon::Impl::is_tap(const std::string& ifname) const {
+  if (known_ifnames_.count(ifname)) return true;
+  for (const auto& p : o_.tap_patterns)
+    if (fnmatch(p.c_str(), ifname.c_str(), 0) == 0) return true;
+  return false;
+}
+
+// Hooks a new tap before anyone knows whose it is: with no endpoint in the
+// live generation the programs drop all its traffic, counted as
+// drop_no_endpoint, until reconcile writes the endpoint.
+void Daemon::Impl::pre_attach(const inventory::LinkEvent& ev) {
+  auto t0 = Clock::now();
+  int ifx = static_cast<int>(ev.ifindex);
+  Status st = {};
+  if (auto made = dp::ensure_clsact(ifx); !made) st = fail(std::move(made.error()));
+  if (st) st = dp::attach_tc(ifx, dp::TcHook::kEgress, progs_->prog_fd(dp::Prog::kToVmTc));
+  if (st) st = dp::attach_tc(ifx, dp::TcHook::kIngress, progs_->prog_fd(dp::Prog::kFromVmTc));
+  if (!st) {
+    log::warn("pre-attach failed", {{"ifname", ev.ifname}, {"error", st.error().str()}});
+    return;
+  }
+  log::info("tap hooked (fail closed until its VM is known)",
+            {{"ifname", ev.ifname}, {"ifindex", std::to_string(ev.ifindex)}, {"attach_us", us_since(t0)}});
+}
+
+namespace {
+// What an apply depends on: the policy load, and every endpoint with the
+// ifindex its interface has right now (a tap recreated under the same name
+// gets a new index and must be re-hooked).
+std::string fingerprint(uint64_t policy_serial, const inventory::Inventory& inv,
+                        const std::string& attach) {
+  std::string fp = std::to_string(policy_serial) + "|" + attach;
+  for (const auto& e : inv.endpoints) {
+    fp += "\n" + e.vm_name + "|" + e.vm_uuid + "|" + e.zone_tag.value_or("-") + "|" + e.ifname + "|" +
+          std::to_string(e.ifname.empty() ? 0 : if_nametoindex(e.ifname.c_str())) + "|" +
+          (e.mac ? net::mac_str(*e.mac) : "-") + "|" + e.attach.value_or("-");
+    for (const auto& a : e.addrs) fp += "," + a.str();
+  }
+  return fp;
+}
+}  // namespace
+
+Result<std::optional<engine::ApplyReport>> Daemon::Impl::reconcile(const char* why, bool force) {
+  if (!policy_) return fail(Error(ErrorKind::kInvalid, "no valid policy loaded"));
+  auto t0 = Clock::now();
+  inventory::Inventory inv;
+  std::vector<std::string> warnings;
+  if (!o_.libvirt_uri.empty()) {
+    if (!lv_) return fail(Error(ErrorKind::kSystem, "libvirt not connected; enforcement unchanged"));
+    auto snap = lv_->snapshot();
+    if (!snap) {
+      lv_.reset();
+      next_libvirt_try_ = Clock::now();
+      return fail(std::move(snap.error()).wrap("libvirt snapshot (enforcement unchanged)"));
+    }
+    inv = std::move(snap->inventory);
+    warnings = std::move(snap->warnings);
+  }
+  if (!o_.inventory_path.empty()) {
+    auto st = inventory::load_static(o_.inventory_path);
+    if (!st) return fail(std::move(st.error()));
+    inv = inventory::apply_overrides(std::move(inv), *st);
+  }
+  std::string fp = fingerprint(policy_serial_, inv, o_.default_attach);
+  if (!force && fp == applied_fp_) {
+    log::debug("reconcile: nothing changed", {{"why", why}});
+    return std::optional<engine::ApplyReport>{};
+  }
+  engine::ApplyInput in{.policy = &*policy_,
+                        .inventory = &inv,
+                        .programs = &*progs_,
+                        .policy_source = o_.policy_path,
+                        .inventory_source = o_.libvirt_uri.empty() ? o_.inventory_path : o_.libvirt_uri,
+                        .default_attach = o_.default_attach,
+                        .keep_hooked = o_.tap_patterns};
+  auto rep = engine::apply(o_.paths, in);
+  if (!rep) return fail(std::move(rep.error()));
+  for (const auto& w : warnings) rep->warnings.push_back(w);
+  applied_fp_ = fp;
+  ++applies_;
+  known_ifnames_.clear();
+  for (const auto& e : inv.endpoints)
+    if (!e.ifname.empty()) known_ifnames_.insert(e.ifname);
+  log::info("reconciled", {{"why", why},
+                           {"generation", std::to_string(rep->generation)},
+                           {"endpoints", std::to_string(rep->endpoints)},
+                           {"attached", std::to_string(rep->attached)},
+                           {"detached", std::to_string(rep->detached)},
+                           {"took_us", us_since(t0)}});
+  // A warning is logged when it appears, not on every reconcile after.
+  std::set<std::string> now(rep->warnings.begin(), rep->warnings.end());
+  for (const auto& w : now)
+    if (!warned_.count(w)) log::warn(w);
+  warned_ = std::move(now);
+  return std::optional<engine::ApplyReport>(std::move(*rep));
+}
+
+void Daemon::Impl::on_libvirt_events() {
+  uint64_t n;
+  (void)!::read(evfd_.get(), &n, sizeof n);
+  std::vector<inventory::DomainEvent> evs;
+  {
+    std::lock_guard lk(mu_);
+    evs.swap(pending_);
+  }
+  for (const auto& ev : evs) {
+    log::info("libvirt event", {{"domain", ev.name}, {"uuid", ev.uuid}, {"detail", ev.detail},
+                                {"kind", inventory::to_string(ev.kind)}});
+    if (ev.kind == inventory::DomainEvent::Kind::kConnectionLost) {
+      log::warn("libvirt connection lost; enforcement continues, reconnecting", {{"uri", o_.libvirt_uri}});
+      lv_.reset();
+      next_libvirt_try_ = Clock::now() + std::chrono::milliseconds(200);
+      continue;
+    }
+    dirty_ = true;
+  }
+}
+
+void Daemon::Impl::on_links() {
+  auto r = links_->drain([this](const inventory::LinkEvent& ev) {
+    if (ev.kind == inventory::LinkEvent::Kind::kRemoved) {
+      if (known_ifnames_.count(ev.ifname)) dirty_ = true;
+      return;
+    }
+    if (!is_tap(ev.ifname)) return;
+    if (ev.kind == inventory::LinkEvent::Kind::kAdded) pre_attach(ev);
+    dirty_ = true;
+  });
+  if (!r) {
+    log::warn("netlink read failed", {{"error", r.error().str()}});
+  } else if (*r) {
+    log::warn("netlink overrun: events lost, resyncing");
+    dirty_ = true;
+  }
+}
+
+void Daemon::Impl::on_signal() {
+  signalfd_siginfo si{};
+  while (::read(sigfd_.get(), &si, sizeof si) == sizeof si) {
+    if (si.ssi_signo == SIGHUP) {
+      if (auto st = load_policy(o_.policy_path); !st)
+        log::error("reload: policy invalid, keeping the enforced one", {{"error", st.error().str()}});
+      else
+        dirty_ = true;
+    } else {
+      log::info("stopping; enforcement stays in place", {{"signal", std::to_string(si.ssi_signo)}});
+      stop_ = true;
+    }
+  }
+}
+
+json Daemon::Impl::handle(const json& req) {
+  std::string cmd = req.value("cmd", "");
+  if (cmd == "ping") return {{"ok", true}, {"pid", ::getpid()}};
+  if (cmd != "apply" && cmd != "reload")
+    return {{"ok", false}, {"exit", 2}, {"errors", {"unknown command '" + cmd + "'"}}};
+  std::optional<policy::Policy> old = policy_;
+  std::string old_path = o_.policy_path, old_inv = o_.inventory_path;
+  std::string path = cmd == "apply" ? req.value("policy", "") : o_.policy_path;
+  if (auto st = load_policy(path); !st)
+    return {{"ok", false}, {"exit", 3}, {"errors", {st.error().str()}}};
+  if (req.contains("inventory") && req["inventory"].is_string()) o_.inventory_path = req["inventory"];
+  auto rep = reconcile("control request", true);
+  if (!rep) {
+    policy_ = std::move(old);
+    o_.policy_path = old_path;
+    o_.inventory_path = old_inv;
+    int exit = rep.error().kind() == ErrorKind::kInvalid ? 3 : 1;
+    return {{"ok", false}, {"exit", exit}, {"errors", {rep.error().str()}}};
+  }
+  dirty_ = false;
+  const engine::ApplyReport& r = **rep;
+  return {{"ok", true},
+          {"generation", r.generation},
+          {"previous_generation", r.previous_generation},
+          {"policy_entries", r.policy_entries},
+          {"endpoints", r.endpoints},
+          {"attached", r.attached},
+          {"detached", r.detached},
+          {"warnings", r.warnings},
+          {"via", "daemon"}};
+}
+
+void Daemon::Impl::on_control() {
+  for (;;) {
+    UniqueFd c(::accept4(ctl_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    if (!c) return;
+    auto req = read_request(c.get());
+    json resp = req ? handle(*req) : json{{"ok", false}, {"exit", 2}, {"errors", {req.error().str()}}};
+    (void)write_response(c.get(), resp);
+  }
+}
+
+int Daemon::Impl::run() {
+  if (auto st = start(); !st) {
+    log::error("daemon cannot start", {{"error", st.error().str()}});
+    return st.error().kind() == ErrorKind::kInvalid ? 3 : st.error().kind() == ErrorKind::kBusy ? 4 : 1;
+  }
+  log::info("daemon running", {{"pin_dir", o_.paths.pin_dir}, {"policy", o_.policy_path},
+                               {"libvirt", o_.libvirt_uri}, {"inventory", o_.inventory_path}});
+  while (step(o_.libvirt_uri.empty() || lv_ ? 1000 : 200)) {
+  }
+  ::unlink(control_socket_path(o_.paths.state_dir).c_str());
+  return 0;
+}
+
+bool Daemon::Impl::step(int timeout_ms) {
+  {
+    auto now = Clock::now();
+    if (!o_.libvirt_uri.empty() && !lv_ && now >= next_libvirt_try_) connect_libvirt();
+    if (now >= next_resync_) {
+      dirty_ = true;
+      next_resync_ = now + std::chrono::seconds(o_.resync_seconds);
+    }
+    if (dirty_ && policy_ && (o_.libvirt_uri.empty() || lv_)) {
+      dirty_ = false;
+      if (auto r = reconcile("change"); !r) log::error("reconcile failed", {{"error", r.error().str()}});
+    }
+    pollfd fds[4] = {{sigfd_.get(), POLLIN, 0}, {evfd_.get(), POLLIN, 0},
+                     {links_->fd(), POLLIN, 0}, {ctl_.get(), POLLIN, 0}};
+    int n = ::poll(fds, 4, timeout_ms);
+    if (n < 0 && errno != EINTR) {
+      log::error("poll failed", {{"errno", std::to_string(errno)}});
+      stop_ = true;
+      return false;
+    }
+    if (fds[0].revents) on_signal();
+    if (fds[2].revents) on_links();  // taps first: they are the no-gap path
+    if (fds[1].revents) on_libvirt_events();
+    if (fds[3].revents) on_control();
+  }
+  return !stop_;
+}
+
+Daemon::Daemon(Options o) : impl_(std::make_unique<Impl>(std::move(o))) {}
+Daemon::~Daemon() = default;
+Status Daemon::start() { return impl_->start(); }
+bool Daemon::step(int timeout_ms) { return impl_->step(timeout_ms); }
+uint64_t Daemon::applies() const { return impl_->applies_; }
+
+int run(const Options& o) { return Daemon::Impl(o).run(); }
+
+}  // namespace zw::daemon

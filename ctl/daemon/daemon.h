@@ -1,0 +1,57 @@
+// `zonewall daemon`: keeps the policy on every VM interface as VMs come and
+// go. Inputs (libvirt domain events, netlink link events, SIGHUP, control
+// requests, a periodic resync) all end in the one reconcile path
+// (engine::apply). A new tap matching the tap patterns is hooked the moment
+// netlink reports it, before its VM is known: it drops everything (no
+// endpoint: fail closed) until the reconcile that follows writes its
+// endpoint, so a guest's first packet is never unfiltered.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/state.h"
+#include "util/result.h"
+
+namespace zw::daemon {
+
+struct Options {
+  engine::Paths paths;
+  std::string policy_path;
+  std::string libvirt_uri;     // empty: no libvirt (static inventory only)
+  std::string inventory_path;  // static inventory: veth workloads, or overrides
+  std::string default_attach = "tc";
+  std::vector<std::string> tap_patterns = {"vnet*"};  // fnmatch(3)
+  int resync_seconds = 30;     // full reconcile even without events
+  bool libvirt_lease_addrs = true;
+};
+
+class Daemon {
+ public:
+  explicit Daemon(Options o);
+  ~Daemon();
+  Daemon(const Daemon&) = delete;
+  Daemon& operator=(const Daemon&) = delete;
+
+  // Takes the pin-dir lock, loads policy and programs, opens netlink, the
+  // control socket and libvirt (retried later if unreachable).
+  Status start();
+  // One iteration: reconcile if something changed, then wait up to
+  // timeout_ms for input and handle it. False once a stop was requested.
+  bool step(int timeout_ms);
+  // How many reconciles actually wrote a generation (tests watch it).
+  uint64_t applies() const;
+
+  struct Impl;  // opaque; public so run() can drive it
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+// Runs until SIGTERM/SIGINT; returns the process exit status. Leaves the
+// datapath enforcing when it exits (pins, links and filters stay).
+int run(const Options& o);
+
+}  // namespace zw::daemon
