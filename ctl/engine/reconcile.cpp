@@ -95,8 +95,9 @@ Result<ApplyReport> apply(const Paths& paths, const ApplyInput& in) {
   auto prev = read_state(paths);
   if (!prev) return fail(std::move(prev.error()));
 
-  auto desired = build_desired(*in.policy, *in.inventory, *prev, in.default_attach,
-                               [](const std::string& n) { return if_nametoindex(n.c_str()); });
+  IfindexResolver resolve = in.resolve;
+  if (!resolve) resolve = [](const std::string& n) { return if_nametoindex(n.c_str()); };
+  auto desired = build_desired(*in.policy, *in.inventory, *prev, in.default_attach, resolve);
   if (!desired) return fail(std::move(desired.error()));
   rep.warnings = desired->warnings;
 
@@ -166,7 +167,18 @@ Result<ApplyReport> apply(const Paths& paths, const ApplyInput& in) {
       st = dp::attach_tc(ifx, dp::TcHook::kIngress, from_tc);
       if (st) st = dp::detach_xdp(paths.link_pin(e.ifindex));
     }
-    if (!st) return roll_back(std::move(st.error()).wrap("apply: attach " + e.ep.ifname));
+    if (!st) {
+      // Gone since it was resolved (a VM stopping right now): nothing to
+      // enforce on it; its endpoint entry is inert. Everyone else proceeds.
+      char name[IF_NAMESIZE] = {};
+      if (if_indextoname(e.ifindex, name) == nullptr) {
+        rep.warnings.push_back(e.ep.source + ": interface '" + e.ep.ifname +
+                               "' vanished during apply; skipped");
+        ++rep.vanished;
+        continue;
+      }
+      return roll_back(std::move(st.error()).wrap("apply: attach " + e.ep.ifname));
+    }
     ++rep.attached;
   }
 

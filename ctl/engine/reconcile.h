@@ -28,11 +28,14 @@ struct ApplyInput {
   // more: a VM tap keeps dropping everything after its VM left the
   // inventory, instead of being left unfiltered (the daemon's tap patterns).
   std::vector<std::string> keep_hooked;
+  // Interface name -> ifindex; empty: if_nametoindex (tests inject races).
+  IfindexResolver resolve;
 };
 
 struct ApplyReport {
   uint32_t generation = 0;
   size_t fail_closed = 0;  // departed interfaces left hooked (keep_hooked)
+  size_t vanished = 0;     // interfaces that disappeared during the apply
   uint32_t previous_generation = 0;
   size_t policy_entries = 0;
   size_t endpoints = 0;

@@ -10,6 +10,7 @@
 
 #include <cstdlib>
 #include <map>
+#include <optional>
 #include <string>
 
 #include "datapath/attach.h"
@@ -475,6 +476,35 @@ TEST_F(DatapathTest, FailedApplyLeavesNoHookAndKeepsThePolicy) {
   auto keys = datapath::map_keys<zw_policy_key>(maps->policy.get());
   ASSERT_TRUE(keys.has_value());
   for (const auto& k : *keys) EXPECT_EQ(k.gen, before);
+}
+
+TEST_F(DatapathTest, InterfaceVanishingMidApplyOnlySkipsThatInterface) {
+  auto p = policy::parse(kPolicy, "test-policy.json");
+  ASSERT_TRUE(p.has_value());
+  auto inv = inventory::parse_static(R"({"vms": [
+      {"name": "web-1", "interfaces": [{"name": "zwdA", "ips": ["10.1.0.1", "fd00::1"]}]},
+      {"name": "db-1", "interfaces": [{"name": "zwdB", "ips": ["10.1.0.2", "fd00::2"]}]},
+      {"name": "web-2", "interfaces": [{"name": "zwdC", "ips": ["10.1.0.3", "fd00::3"]}]}]})",
+                                     "inv.json");
+  ASSERT_TRUE(inv.has_value());
+  std::optional<engine::PinLock> lock;
+  if (auto l = engine::PinLock::acquire(paths_.pin_dir)) lock.emplace(std::move(*l));
+  ASSERT_TRUE(lock.has_value());
+  // zwdC "exists" when resolved but is gone by the time it is hooked.
+  engine::ApplyInput in{.policy = &*p, .inventory = &*inv, .policy_source = "test-policy.json",
+                        .inventory_source = "inv.json", .default_attach = "tc", .keep_hooked = {},
+                        .resolve = [](const std::string& n) -> uint32_t {
+                          return n == "zwdC" ? 0x7ffffff0u : if_nametoindex(n.c_str());
+                        }};
+  auto rep = engine::apply(paths_, in);
+  ASSERT_TRUE(rep.has_value()) << rep.error().str();
+  EXPECT_EQ(rep->vanished, 1u);
+  EXPECT_EQ(rep->attached, 2u);
+  EXPECT_OUTCOME(from_vm("zwdA", test::ip("10.1.0.1", "10.1.0.2", kTcp, test::tcp(52000, 5432))), true,
+                 "pass_new", "web-db-pg");
+  lock.reset();
+  auto back = apply_text(kPolicy);
+  ASSERT_TRUE(back.has_value()) << back.error().str();
 }
 
 TEST_F(DatapathTest, StatusReportsEveryEndpointEnforced) {
