@@ -4,7 +4,12 @@
 # shows real traffic allowed and denied as the policy says, then status and
 # stats, then tears everything down.
 #
-# Usage: scripts/demo.sh [--keep] [--no-setup] [--no-build]
+# VM identity comes from libvirt by default: the lab's VMs are written as a
+# libvirt test-driver node file (scripts/lab.sh libvirt-xml) and zonewall
+# reads it through test:///PATH, the driver running inside zonewall itself
+# (no libvirtd). --static uses the static JSON inventory instead.
+#
+# Usage: scripts/demo.sh [--static] [--keep] [--no-setup] [--no-build]
 #        scripts/demo.sh --down      tear down a demo left running by --keep
 # Exits non-zero if any traffic did not behave as the policy says.
 set -euo pipefail
@@ -16,7 +21,7 @@ PIN_DIR=/sys/fs/bpf/zwdemo
 WORK_DIR=/run/zwdemo
 ZONEWALL=${ZONEWALL:-$ROOT/build/zonewall}
 POLICY=$ROOT/policies/examples/lab.json
-KEEP=0 SETUP=1 BUILD=1
+KEEP=0 SETUP=1 BUILD=1 STATIC=0
 
 usage() {
 	sed -n '/^# Usage:/,/^# Exits/p' "$0" | sed 's/^# \{0,1\}//' >&2
@@ -37,6 +42,7 @@ teardown() {
 for arg in "$@"; do
 	case $arg in
 	--keep) KEEP=1 ;;
+	--static) STATIC=1 ;;
 	--no-setup) SETUP=0 ;;
 	--no-build) BUILD=0 ;;
 	--down)
@@ -94,15 +100,26 @@ trap 'exit 143' TERM
 step "Creating the lab: network namespaces as VMs on one bridge (scripts/lab.sh up $PREFIX)"
 scripts/lab.sh up "$PREFIX"
 mkdir -p "$WORK_DIR"
-scripts/lab.sh inventory "$PREFIX" >"$WORK_DIR/inventory.json"
+if ((STATIC)); then
+	scripts/lab.sh inventory "$PREFIX" >"$WORK_DIR/inventory.json"
+	IDENTITY=(--inventory "$WORK_DIR/inventory.json")
+	IDENTITY_SAYS="static inventory $WORK_DIR/inventory.json (scripts/lab.sh inventory $PREFIX)"
+	ADMIN_ZONE="zone admin (name glob admin-*)"
+else
+	scripts/lab.sh libvirt-xml "$PREFIX" >"$WORK_DIR/node.xml"
+	IDENTITY=(--libvirt "test://$WORK_DIR/node.xml")
+	IDENTITY_SAYS="libvirt, test driver test://$WORK_DIR/node.xml (in-process, no libvirtd; scripts/lab.sh libvirt-xml $PREFIX)"
+	ADMIN_ZONE="zone admin (name glob admin-*, and its libvirt metadata zone tag)"
+fi
 cat <<EOF
   $PREFIX-host     bridge ${PREFIX}br; zonewall runs here, on the host side of each veth
-  web-1   10.70.0.11  fd70::11   (${PREFIX}w1)   zone web
-  web-2   10.70.0.12  fd70::12   (${PREFIX}w2)   zone web
-  db-1    10.70.0.21  fd70::21   (${PREFIX}d1)   zone db
-  admin-1 10.70.0.31  fd70::31   (${PREFIX}a1)   zone admin
+  web-1   10.70.0.11  fd70::11   (${PREFIX}w1)   zone web   (name glob web-*)
+  web-2   10.70.0.12  fd70::12   (${PREFIX}w2)   zone web   (name glob web-*)
+  db-1    10.70.0.21  fd70::21   (${PREFIX}d1)   zone db    (name glob db-*)
+  admin-1 10.70.0.31  fd70::31   (${PREFIX}a1)   $ADMIN_ZONE
   ext-1   10.70.0.200 fd70::c8   (${PREFIX}x1)   not a managed VM: an outside host in zone office (CIDR)
 EOF
+printf '%sVM identity (names, UUIDs, interfaces, MACs, addresses, zone tags) comes from: %s%s\n' "$B" "$IDENTITY_SAYS" "$O"
 
 # Probes and listeners are the e2e tests' own (tests/e2e/lib.sh, netprobe.py).
 # shellcheck source=tests/e2e/lib.sh
@@ -111,11 +128,11 @@ ZW_PREFIX=$PREFIX ZW_HOSTNS=$PREFIX-host ZW_PIN_DIR=$PIN_DIR ZW_TMP=$WORK_DIR ZW
 zw_serve web-1 web-2 db-1 admin-1 ext-1
 echo "  listeners: tcp $ZW_TCP_PORTS, udp $ZW_UDP_PORTS in every namespace"
 
-step "The policy (policies/examples/lab.json): check it against the inventory"
-zw check "$POLICY" --inventory "$WORK_DIR/inventory.json"
+step "The policy (policies/examples/lab.json): check it against the VMs (${IDENTITY[*]})"
+zw check "$POLICY" "${IDENTITY[@]}"
 
-step "Applying it: zonewall apply policies/examples/lab.json --inventory ... (tc mode)"
-zw apply "$POLICY" --inventory "$WORK_DIR/inventory.json"
+step "Applying it: zonewall apply policies/examples/lab.json ${IDENTITY[*]} (tc mode)"
+zw apply "$POLICY" "${IDENTITY[@]}"
 
 step "Real traffic, judged by the datapath"
 MISMATCHES=0

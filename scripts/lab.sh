@@ -15,18 +15,38 @@
 # 10.70.0.0/24 and fd70::/64; ext-1 sits in the policy's "office" CIDRs.
 #
 # Usage: lab.sh up PREFIX | down PREFIX | inventory PREFIX [tc|xdp]
+#        lab.sh libvirt-xml PREFIX    (libvirt test-driver node XML: the 4 VMs as running domains;
+#                                      ZONE_TAG_OVERRIDES="db-1=zone admin-1=" changes zone tags)
 #        lab.sh ns PREFIX NAME        (prints the namespace name of host, web-1, ...)
 #        lab.sh ifname PREFIX NAME    (prints the host-side interface of a VM)
 #        lab.sh exec PREFIX NAME CMD...
 set -euo pipefail
 
 # name tag mac-suffix ipv4 ipv6 managed
+# (libvirt-xml adds, for managed nodes, a fixed UUID and, for admin-1, a
+# zonewall metadata zone tag: see LAB_UUIDS and LAB_ZONE_TAGS below.)
 readonly LAB_NODES=(
 	"web-1   w1 11 10.70.0.11  fd70::11 yes"
 	"web-2   w2 12 10.70.0.12  fd70::12 yes"
 	"db-1    d1 21 10.70.0.21  fd70::21 yes"
 	"admin-1 a1 31 10.70.0.31  fd70::31 yes"
 	"ext-1   x1 c8 10.70.0.200 fd70::c8 no"
+)
+
+# libvirt-xml: a fixed UUID per managed VM, so a node file is the same every
+# time and a UUID-matched zone could name them.
+declare -rA LAB_UUIDS=(
+	[web-1]=7a0e0011-5eb1-4c70-9a00-000000000011
+	[web-2]=7a0e0012-5eb2-4c70-9a00-000000000012
+	[db-1]=7a0e0021-db01-4c70-9a00-000000000021
+	[admin-1]=7a0e0031-ad01-4c70-9a00-000000000031
+)
+# Zone tags in the domains' zonewall metadata. lab.json zones web-1, web-2 and
+# db-1 by name glob only; admin-1 also carries the tag "admin", the zone its
+# name glob gives it too (same zone twice is not a conflict), so both ways a
+# libvirt domain gets its zone are exercised by the same policy.
+declare -rA LAB_ZONE_TAGS=(
+	[admin-1]=admin
 )
 
 die() {
@@ -163,6 +183,42 @@ lab_inventory() {
 	printf '\n]}\n'
 }
 
+# A libvirt test-driver node (test:///ABSOLUTE/PATH/node.xml) describing the
+# managed VMs as running domains: one <interface type='ethernet'> each, whose
+# <target dev> is the host-side veth, with the VM's MAC and addresses.
+# ZONE_TAG_OVERRIDES ("name=zone ...", optional) replaces or adds zone tags:
+# the e2e tests use it to write node files with a wrong tag.
+lab_libvirt_xml() {
+	local prefix=$1 short node name tag mac v4 v6 managed zone
+	local -A tags=()
+	short=$(short_of "$prefix")
+	for name in "${!LAB_ZONE_TAGS[@]}"; do tags[$name]=${LAB_ZONE_TAGS[$name]}; done
+	for node in ${ZONE_TAG_OVERRIDES:-}; do
+		[[ $node == ?*=* ]] || die "ZONE_TAG_OVERRIDES: '$node' is not name=zone"
+		tags[${node%%=*}]=${node#*=}
+	done
+	printf '%s\n' "<!-- zonewall lab '$prefix' for the libvirt test driver (scripts/lab.sh libvirt-xml $prefix):" \
+		"     use as test:///ABSOLUTE/PATH/TO/THIS/FILE; every domain is running. -->" "<node>"
+	for node in "${LAB_NODES[@]}"; do
+		read -r name tag mac v4 v6 managed <<<"$node"
+		[[ $managed == yes ]] || continue
+		printf "  <domain type='test'>\n    <name>%s</name>\n    <uuid>%s</uuid>\n" "$name" "${LAB_UUIDS[$name]}"
+		printf "    <memory>65536</memory>\n    <os><type>hvm</type></os>\n"
+		zone=${tags[$name]:-}
+		if [[ -n $zone ]]; then
+			printf '    <metadata>\n      <zonewall:vm xmlns:zonewall="http://zonewall.org/xmlns/libvirt/1.0">\n'
+			printf '        <zonewall:zone>%s</zonewall:zone>\n      </zonewall:vm>\n    </metadata>\n' "$zone"
+		fi
+		printf "    <devices>\n      <interface type='ethernet'>\n"
+		printf "        <mac address='52:54:00:70:00:%s'/>\n" "$mac"
+		printf "        <target dev='%s'/>\n" "${short}${tag}"
+		printf "        <ip address='%s' prefix='24'/>\n" "$v4"
+		printf "        <ip address='%s' prefix='64'/>\n" "$v6"
+		printf "      </interface>\n    </devices>\n  </domain>\n"
+	done
+	printf '</node>\n'
+}
+
 main() {
 	[[ $# -ge 2 ]] || usage
 	local cmd=$1 prefix=$2
@@ -178,6 +234,10 @@ main() {
 		lab_down "$prefix"
 		;;
 	inventory) lab_inventory "$prefix" "$@" ;;
+	libvirt-xml)
+		[[ $# -eq 0 ]] || usage
+		lab_libvirt_xml "$prefix"
+		;;
 	ns)
 		[[ $# -eq 1 ]] || usage
 		[[ $1 == host ]] || ifname_of "$prefix" "$1" >/dev/null

@@ -26,6 +26,8 @@ ZW_PASSED=0
 ZW_FAILED=0
 ZW_FAILURES=()
 ZW_BG_PIDS=()
+# Namespaces a test makes beyond the lab's (lab.sh down does not know them).
+ZW_EXTRA_NETNS=()
 ZW_PREFIX=""
 ZW_PIN_DIR=""
 ZW_STATE_DIR=""
@@ -106,7 +108,7 @@ zw_setup() {
 
 # Runs on every exit: failure, signal or success. Never fails itself.
 zw_cleanup() {
-	local rc=$? pid
+	local rc=$? pid i ns
 	trap - EXIT INT TERM HUP
 	set +e
 	if ((rc != 0 && rc != 77 && ZW_SUMMARY_DONE == 0)); then
@@ -121,6 +123,15 @@ zw_cleanup() {
 	for pid in "${ZW_BG_PIDS[@]}"; do
 		kill -TERM "$pid" 2>/dev/null
 	done
+	# Wait for them (a zonewall daemon among them must be gone before `down`),
+	# but never hang: what is left after 3 s is killed.
+	for pid in "${ZW_BG_PIDS[@]}"; do
+		for ((i = 0; i < 30; i++)); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.1
+		done
+		kill -KILL "$pid" 2>/dev/null && echo "cleanup: pid $pid ignored SIGTERM for 3 s, killed" >&2
+	done
 	if [[ -n $ZW_PIN_DIR && -d $ZW_PIN_DIR && -e /run/netns/$ZW_HOSTNS ]]; then
 		zw down >"$ZW_TMP/cleanup-down.log" 2>&1 ||
 			{
@@ -128,6 +139,12 @@ zw_cleanup() {
 				cat "$ZW_TMP/cleanup-down.log" >&2
 			}
 	fi
+	for ns in "${ZW_EXTRA_NETNS[@]}"; do
+		[[ -e /run/netns/$ns ]] || continue
+		# shellcheck disable=SC2046 # one pid per word
+		kill -KILL $(ip netns pids "$ns" 2>/dev/null) 2>/dev/null
+		ip netns del "$ns"
+	done
 	[[ -z $ZW_PREFIX ]] || "$ZW_LAB" down "$ZW_PREFIX"
 	[[ -z $ZW_PIN_DIR ]] || rm -rf "$ZW_PIN_DIR"
 	[[ -z $ZW_STATE_DIR ]] || rm -rf "$ZW_STATE_DIR"
