@@ -48,10 +48,21 @@ static __always_inline int zw_parse(struct zw_ctx *x, struct zw_pkt *p)
 	if ((void *)(eth + 1) > c.end)
 		return ZW_R_DROP_MALFORMED;
 	h_proto = eth->h_proto;
+	__builtin_memcpy(p->src_mac, eth->h_source, 6);
 	c.pos = eth + 1;
 	if (h_proto == bpf_htons(ETH_P_8021Q) || h_proto == bpf_htons(ZW_ETH_P_8021AD))
 		return ZW_R_DROP_VLAN;
 	if (h_proto == bpf_htons(ETH_P_ARP)) {
+		/* Ethernet/IPv4 ARP only: htype 1, ptype 0x0800, hlen 6, plen 4,
+		 * then sender MAC and IPv4 address. */
+		__u8 *a = c.pos;
+
+		if ((void *)(a + 28) > c.end)
+			return ZW_R_DROP_MALFORMED;
+		if (a[0] != 0 || a[1] != 1 || a[2] != 0x08 || a[3] != 0 || a[4] != 6 || a[5] != 4)
+			return ZW_R_DROP_MALFORMED;
+		__builtin_memcpy(p->arp_sha, a + 8, 6);
+		__builtin_memcpy(&p->arp_spa, a + 14, 4);
 		p->l3 = ZW_L3_ARP;
 		return ZW_OK;
 	}
@@ -66,6 +77,7 @@ static __always_inline int zw_parse(struct zw_ctx *x, struct zw_pkt *p)
 	r = zw_parse_ports(&c, p->tuple.proto, &p->tuple, &p->policy_port, &type);
 	if (r != ZW_OK)
 		return r;
+	p->icmp_type = type;
 	if (p->tuple.proto == IPPROTO_ICMPV6 && zw_is_nd(type)) {
 		p->l3 = ZW_L3_ND;
 		return ZW_OK;
@@ -84,6 +96,81 @@ static __always_inline int zw_parse(struct zw_ctx *x, struct zw_pkt *p)
 			return ZW_R_DROP_ICMP_UNRELATED;
 		p->icmp_error = 1;
 	}
+	return ZW_OK;
+}
+
+static __always_inline int zw_mac_eq(const __u8 *a, const __u8 *b)
+{
+	return ((__u32)a[0] ^ b[0]) == 0 && ((__u32)a[1] ^ b[1]) == 0 && a[2] == b[2] &&
+	       a[3] == b[3] && a[4] == b[4] && a[5] == b[5];
+}
+
+/* Does this VM own the (IPv4-mapped or IPv6) address? Its own addresses map
+ * to its interface in zw_addrs. */
+static __always_inline int zw_owns(__u32 gen, const __u8 *addr, __u32 ifindex)
+{
+	struct zw_addr_key k = { .gen = gen };
+	struct zw_addr_info *info;
+
+	zw_copy16(k.addr, addr);
+	info = bpf_map_lookup_elem(&zw_addrs, &k);
+	return info && info->ifindex == ifindex;
+}
+
+static __always_inline int zw_is_v4_any(const __u8 *a)
+{
+	return a[10] == 0xff && a[11] == 0xff && a[12] == 0 && a[13] == 0 && a[14] == 0 && a[15] == 0;
+}
+
+static __always_inline int zw_is_v6_link_local(const __u8 *a)
+{
+	return a[0] == 0xfe && (a[1] & 0xc0) == 0x80;
+}
+
+static __always_inline int zw_is_v6_any(const __u8 *a)
+{
+	__u64 hi, lo;
+
+	__builtin_memcpy(&hi, a, 8);
+	__builtin_memcpy(&lo, a + 8, 8);
+	return hi == 0 && lo == 0;
+}
+
+/* What a guest may say about itself (from-VM only): its MAC, its addresses,
+ * no DHCP server or router advertisements. Returns ZW_OK to go on to the
+ * policy, or the reason to leave with. */
+static __always_inline int zw_hygiene(struct zw_ctx *x, const struct zw_endpoint *ep,
+				      const struct zw_pkt *p, __u32 gen)
+{
+	const __u8 *src = p->tuple.saddr;
+	__u16 sport = bpf_ntohs(p->tuple.sport), dport = bpf_ntohs(p->tuple.dport);
+	__u8 spa[16] = {};
+
+	if ((ep->flags & ZW_EPF_CHECK_MAC) && !zw_mac_eq(p->src_mac, ep->mac))
+		return ZW_R_DROP_SPOOF_MAC;
+	if (p->l3 == ZW_L3_ARP) {
+		if ((ep->flags & ZW_EPF_CHECK_MAC) && !zw_mac_eq(p->arp_sha, ep->mac))
+			return ZW_R_DROP_SPOOF_ARP;
+		/* 0.0.0.0 is an ARP probe (RFC 5227), allowed before the address is. */
+		zw_map_v4(spa, p->arp_spa);
+		if ((ep->flags & ZW_EPF_CHECK_IP) && p->arp_spa != 0 && !zw_owns(gen, spa, x->ifindex))
+			return ZW_R_DROP_SPOOF_ARP;
+		return ZW_R_PASS_ARP;
+	}
+	if (p->l3 == ZW_L3_ND)
+		return p->icmp_type == 134 ? ZW_R_DROP_GUEST_RA : ZW_OK;
+	if (p->tuple.proto == IPPROTO_UDP) {
+		if (sport == 67 || sport == 547)
+			return ZW_R_DROP_GUEST_DHCP;
+		if ((sport == 68 && dport == 67) || (sport == 546 && dport == 547))
+			return ZW_R_PASS_DHCP;
+	}
+	if (!(ep->flags & ZW_EPF_CHECK_IP))
+		return ZW_OK;
+	if (zw_is_v6_link_local(src))
+		return ZW_OK;
+	if (zw_is_v4_any(src) || zw_is_v6_any(src) || !zw_owns(gen, src, x->ifindex))
+		return ZW_R_DROP_SPOOF_IP;
 	return ZW_OK;
 }
 
@@ -123,6 +210,16 @@ static __always_inline int zw_handle(struct zw_ctx *x)
 	reason = zw_parse(x, &p);
 	if (reason != ZW_OK)
 		goto out;
+	if (x->hook == ZW_HOOK_FROM_VM) {
+		reason = zw_hygiene(x, ep, &p, gen);
+		if (reason != ZW_OK)
+			goto out;
+	} else if (p.tuple.proto == IPPROTO_UDP && p.l3 == ZW_L3_IP &&
+		   ((p.tuple.sport == bpf_htons(67) && p.tuple.dport == bpf_htons(68)) ||
+		    (p.tuple.sport == bpf_htons(547) && p.tuple.dport == bpf_htons(546)))) {
+		reason = ZW_R_PASS_DHCP;	/* a DHCP server's answer to the VM */
+		goto out;
+	}
 	if (p.l3 == ZW_L3_ARP) {
 		reason = ZW_R_PASS_ARP;
 		goto out;

@@ -42,7 +42,11 @@ struct zw_pkt {
 	__u8 has_port;		/* policy_port meaningful (tcp/udp/sctp/icmp) */
 	__u8 l3;		/* enum zw_l3 */
 	__u8 icmp_error;	/* inner is valid */
-	__u8 pad[3];
+	__u8 icmp_type;		/* ICMP/ICMPv6 type, when proto is one */
+	__u8 src_mac[6];	/* Ethernet source */
+	__u8 arp_sha[6];	/* ARP sender hardware address */
+	__u8 pad[2];
+	__be32 arp_spa;		/* ARP sender protocol (IPv4) address */
 };
 
 /* Returns -1 on success (keep going) or a zw_reason to leave with. */

@@ -13,7 +13,7 @@ enum zw_hook {
 
 static __always_inline int zw_reason_passes(int reason)
 {
-	return reason <= ZW_R_PASS_AUDIT;
+	return reason < ZW_R_FIRST_DROP;
 }
 
 static __always_inline void zw_count(struct zw_counter *c, __u32 len)

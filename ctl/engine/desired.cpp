@@ -118,7 +118,12 @@ Result<Desired> build_desired(const policy::Policy& p, const inventory::Inventor
     auto zit = p.zones.find(a.zone);
     if (zit != p.zones.end() && zit->second.mode == policy::ZoneMode::kAudit)
       de.value.flags |= ZW_EPF_AUDIT;
-    if (a.endpoint.mac) std::memcpy(de.value.mac, a.endpoint.mac->data(), 6);
+    // Anti-spoofing: what the VM may claim to be, as far as we know it.
+    if (a.endpoint.mac) {
+      std::memcpy(de.value.mac, a.endpoint.mac->data(), 6);
+      de.value.flags |= ZW_EPF_CHECK_MAC;
+    }
+    if (!a.endpoint.addrs.empty()) de.value.flags |= ZW_EPF_CHECK_IP;
     for (const auto& addr : a.endpoint.addrs) {
       auto [it, fresh] = owner.emplace(addr, a.endpoint.source);
       if (!fresh) {

@@ -16,9 +16,11 @@ using nlohmann::json;
 namespace {
 constexpr const char* kReasonNames[] = {
     "pass_new",       "pass_ct",          "pass_related",     "pass_arp",
-    "pass_nd",        "pass_audit",       "drop_policy",      "drop_revoked",
+    "pass_nd",        "pass_audit",       "pass_dhcp",        "drop_policy",      "drop_revoked",
     "drop_no_endpoint", "drop_no_policy", "drop_malformed",   "drop_fragment",
     "drop_vlan",      "drop_ethertype",   "drop_ipv6_ext",    "drop_icmp_unrelated",
+    "drop_spoof_mac", "drop_spoof_ip",    "drop_spoof_arp",   "drop_guest_dhcp",
+    "drop_guest_ra",
 };
 static_assert(std::size(kReasonNames) == ZW_R_MAX, "one name per enum zw_reason");
 

@@ -9,6 +9,7 @@
 #include <sched.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -140,13 +141,16 @@ class DaemonLibvirtTest : public ::testing::Test {
   }
 
   // Verdict of the from-VM program for a TCP SYN sent on `ifname`.
-  static bool passes(const std::string& ifname, const std::string& src, const std::string& dst, uint16_t port) {
+  static bool passes(const std::string& ifname, const std::string& src, const std::string& dst, uint16_t port,
+                     uint8_t mac_last = 0) {
     auto fd = datapath::open_pinned_prog(opt_.paths.pin_dir, datapath::Prog::kFromVmTc);
     EXPECT_TRUE(fd.has_value());
     if (!fd) return false;
     static uint16_t sport = 30000;
-    auto r = datapath::test_run(fd->get(), datapath::Prog::kFromVmTc, if_nametoindex(ifname.c_str()),
-                                test::ip(src, dst, 6, test::tcp(sport++, port)));
+    auto frame = test::ip(src, dst, 6, test::tcp(sport++, port));
+    const uint8_t mac[6] = {0x52, 0x54, 0, 0x30, 0, mac_last};  // the domains' MACs
+    std::copy(mac, mac + 6, frame.begin() + 6);
+    auto r = datapath::test_run(fd->get(), datapath::Prog::kFromVmTc, if_nametoindex(ifname.c_str()), frame);
     EXPECT_TRUE(r.has_value());
     return r && r->pass;
   }
@@ -168,8 +172,8 @@ TEST_F(DaemonLibvirtTest, DomainLifecycleIsReconciledIntoTheMaps) {
   EXPECT_TRUE(step_until(d, [] { return live_zone("zwl-web1") == "web" && live_zone("zwl-db1") == "db"; }))
       << "web=" << live_zone("zwl-web1") << " db=" << live_zone("zwl-db1");
   EXPECT_TRUE(hooked("zwl-web1"));
-  EXPECT_TRUE(passes("zwl-web1", "10.3.0.1", "10.3.0.2", 5432));
-  EXPECT_FALSE(passes("zwl-web1", "10.3.0.1", "10.3.0.2", 5433));
+  EXPECT_TRUE(passes("zwl-web1", "10.3.0.1", "10.3.0.2", 5432, 0x01));
+  EXPECT_FALSE(passes("zwl-web1", "10.3.0.1", "10.3.0.2", 5433, 0x01));
 
   // An untagged VM whose name no glob matches is unzoned; a zone tag in its
   // metadata moves it, and the maps follow the metadata-change event.
@@ -182,7 +186,7 @@ TEST_F(DaemonLibvirtTest, DomainLifecycleIsReconciledIntoTheMaps) {
                                  inventory::kMetadataKey, inventory::kMetadataUri, VIR_DOMAIN_AFFECT_LIVE),
             0);
   EXPECT_TRUE(step_until(d, [] { return live_zone("zwl-app1") == "web"; })) << live_zone("zwl-app1");
-  EXPECT_TRUE(passes("zwl-app1", "10.3.0.3", "10.3.0.2", 5432));
+  EXPECT_TRUE(passes("zwl-app1", "10.3.0.3", "10.3.0.2", 5432, 0x03));
 
   // Destroyed and undefined: gone from the maps, but its tap stays hooked
   // and drops everything (it matches the tap patterns).
@@ -190,10 +194,10 @@ TEST_F(DaemonLibvirtTest, DomainLifecycleIsReconciledIntoTheMaps) {
   ASSERT_EQ(virDomainUndefine(app), 0);
   EXPECT_TRUE(step_until(d, [] { return live_zone("zwl-app1").empty(); })) << live_zone("zwl-app1");
   EXPECT_TRUE(hooked("zwl-app1"));
-  EXPECT_FALSE(passes("zwl-app1", "10.3.0.3", "10.3.0.2", 5432));
+  EXPECT_FALSE(passes("zwl-app1", "10.3.0.3", "10.3.0.2", 5432, 0x03));
   // The others are untouched.
   EXPECT_EQ(live_zone("zwl-web1"), "web");
-  EXPECT_TRUE(passes("zwl-web1", "10.3.0.1", "10.3.0.2", 5432));
+  EXPECT_TRUE(passes("zwl-web1", "10.3.0.1", "10.3.0.2", 5432, 0x01));
 
   virDomainDestroy(web);
   virDomainUndefine(web);
@@ -216,7 +220,7 @@ TEST_F(DaemonLibvirtTest, NewTapIsHookedBeforeItsVmIsKnown) {
   std::printf("[ measure  ] tap created -> hooked: %ld us after `ip link add` returned (%ld us incl. the command)\n",
               static_cast<long>(us(created, Clock::now())), static_cast<long>(us(t0, Clock::now())));
   // Unknown to libvirt: everything it sends is dropped.
-  EXPECT_FALSE(passes("zwl-new1", "10.3.0.9", "10.3.0.2", 5432));
+  EXPECT_FALSE(passes("zwl-new1", "10.3.0.9", "10.3.0.2", 5432, 0x09));
 
   // Its VM appears: enforced by zone from then on.
   virDomainPtr dom = virDomainDefineXML(
@@ -258,7 +262,7 @@ TEST_F(DaemonLibvirtTest, MigratedVmKeepsItsZoneOnANewTap) {
   auto created = Clock::now();
   d.step(0);
   EXPECT_TRUE(hooked("zwl-mB")) << "the new tap must be hooked before its VM is known";
-  EXPECT_FALSE(passes("zwl-mB", "10.3.0.7", "10.3.0.1", 80));
+  EXPECT_FALSE(passes("zwl-mB", "10.3.0.7", "10.3.0.1", 80, 0xa7));
   dom = virDomainDefineXML(conn_,
                            domain_xml("app-7", uuid, "zwl-mB", "52:54:00:30:00:a7", "10.3.0.7", "db").c_str());
   ASSERT_NE(dom, nullptr);

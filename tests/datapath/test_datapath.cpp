@@ -9,6 +9,7 @@
 #include <net/if.h>
 
 #include <cstdlib>
+#include <algorithm>
 #include <map>
 #include <optional>
 #include <string>
@@ -210,8 +211,22 @@ class DatapathTest : public ::testing::Test {
     return o;
   }
 
+  // The VM's own MAC on each test interface (the inventory's).
+  static Bytes with_vm_mac(const std::string& ifname, Bytes f) {
+    static const std::map<std::string, uint8_t> last = {{"zwdA", 1}, {"zwdB", 2}, {"zwdC", 3}};
+    if (auto it = last.find(ifname); it != last.end() && f.size() >= 12) {
+      const uint8_t mac[6] = {0x52, 0x54, 0, 0, 0, it->second};
+      std::copy(mac, mac + 6, f.begin() + 6);
+    }
+    return f;
+  }
   // Shorthands: what web-1 (zwdA) sends, what db-1 (zwdB) receives, etc.
-  static Outcome from_vm(const std::string& ifname, const Bytes& f) { return run(Prog::kFromVmTc, ifname, f); }
+  static Outcome from_vm(const std::string& ifname, const Bytes& f) {
+    return run(Prog::kFromVmTc, ifname, with_vm_mac(ifname, f));
+  }
+  static Outcome from_vm_xdp(const std::string& ifname, const Bytes& f) {
+    return run(Prog::kFromVmXdp, ifname, with_vm_mac(ifname, f));
+  }
   static Outcome to_vm(const std::string& ifname, const Bytes& f) { return run(Prog::kToVmTc, ifname, f); }
 };
 
@@ -336,11 +351,74 @@ TEST_F(DatapathTest, IntraZoneDefault) {
                  "pass_new", "default:intra_zone");
 }
 
+// An ARP request from the VM: sender MAC and IPv4 address as given.
+Bytes arp_request(const uint8_t (&sha)[6], const char* spa, const char* tpa) {
+  const uint8_t mac[6] = {0x52, 0x54, 0, 0, 0, 0x01};
+  Bytes a = test::eth(0x0806, mac);
+  a.insert(a.end(), {0, 1, 8, 0, 6, 4, 0, 1});
+  a.insert(a.end(), sha, sha + 6);
+  uint8_t ip4[4];
+  inet_pton(AF_INET, spa, ip4);
+  a.insert(a.end(), ip4, ip4 + 4);
+  a.insert(a.end(), 6, 0);
+  inet_pton(AF_INET, tpa, ip4);
+  a.insert(a.end(), ip4, ip4 + 4);
+  return a;
+}
+
 TEST_F(DatapathTest, ArpPasses) {
-  Bytes arp = test::eth(0x0806);
-  arp.insert(arp.end(), {0, 1, 8, 0, 6, 4, 0, 1});
-  arp.resize(arp.size() + 20, 0);
-  EXPECT_OUTCOME(from_vm("zwdA", arp), true, "pass_arp", "");
+  const uint8_t own[6] = {0x52, 0x54, 0, 0, 0, 0x01};
+  EXPECT_OUTCOME(from_vm("zwdA", arp_request(own, "10.1.0.1", "10.1.0.2")), true, "pass_arp", "");
+  // An ARP probe (sender 0.0.0.0) before the address is in use.
+  EXPECT_OUTCOME(from_vm("zwdA", arp_request(own, "0.0.0.0", "10.1.0.1")), true, "pass_arp", "");
+}
+
+TEST_F(DatapathTest, GuestsCanOnlySpeakAsThemselves) {
+  const uint8_t own[6] = {0x52, 0x54, 0, 0, 0, 0x01};
+  const uint8_t other[6] = {0x52, 0x54, 0, 0, 0, 0x02};
+  auto pg = test::ip("10.1.0.1", "10.1.0.2", kTcp, test::tcp(53000, 5432));
+  // Source MAC of another VM (run() sends the frame as built, with db-1's MAC).
+  Bytes spoofed_mac = pg;
+  std::copy(other, other + 6, spoofed_mac.begin() + 6);
+  EXPECT_OUTCOME(run(Prog::kFromVmTc, "zwdA", spoofed_mac), false, "drop_spoof_mac", "");
+  EXPECT_OUTCOME(run(Prog::kFromVmXdp, "zwdA", spoofed_mac), false, "drop_spoof_mac", "");
+  // Another VM's address, an address nobody has, and the unspecified ones.
+  EXPECT_OUTCOME(from_vm("zwdA", test::ip("10.1.0.3", "10.1.0.2", kTcp, test::tcp(53001, 5432))), false,
+                 "drop_spoof_ip", "");
+  EXPECT_OUTCOME(from_vm("zwdA", test::ip("10.9.9.9", "10.1.0.2", kTcp, test::tcp(53002, 5432))), false,
+                 "drop_spoof_ip", "");
+  EXPECT_OUTCOME(from_vm("zwdA", test::ip("0.0.0.0", "10.1.0.2", kTcp, test::tcp(53003, 5432))), false,
+                 "drop_spoof_ip", "");
+  EXPECT_OUTCOME(from_vm("zwdA", test::ip("fd00::2", "fd00::3", kTcp, test::tcp(53004, 22))), false,
+                 "drop_spoof_ip", "");
+  EXPECT_OUTCOME(from_vm("zwdA", test::ip("::", "fd00::2", kTcp, test::tcp(53005, 5432))), false,
+                 "drop_spoof_ip", "");
+  // ARP claiming another VM's address or MAC.
+  EXPECT_OUTCOME(from_vm("zwdA", arp_request(own, "10.1.0.2", "10.1.0.3")), false, "drop_spoof_arp", "");
+  EXPECT_OUTCOME(from_vm("zwdA", arp_request(other, "10.1.0.1", "10.1.0.3")), false, "drop_spoof_arp", "");
+  // The real sender still gets through.
+  EXPECT_OUTCOME(from_vm("zwdA", pg), true, "pass_new", "web-db-pg");
+  // Link-local IPv6 sources are the VM's own by construction; judged by policy.
+  EXPECT_OUTCOME(from_vm("zwdA", test::ip("fe80::1", "fe80::2", kTcp, test::tcp(53006, 5432))), false,
+                 "drop_policy", "default:inter_zone");
+}
+
+TEST_F(DatapathTest, DhcpClientsPassServersAndRouterAdvertsFromGuestsDont) {
+  // DHCP discover from 0.0.0.0 and a DHCPv6 solicit: pass whatever the policy.
+  EXPECT_OUTCOME(from_vm("zwdA", test::ip("0.0.0.0", "255.255.255.255", kUdp, test::udp(68, 67))), true,
+                 "pass_dhcp", "");
+  EXPECT_OUTCOME(from_vm("zwdA", test::ip("fe80::1", "ff02::1:2", kUdp, test::udp(546, 547))), true,
+                 "pass_dhcp", "");
+  // The server's answers reach the VM.
+  EXPECT_OUTCOME(to_vm("zwdA", test::ip("10.1.0.254", "255.255.255.255", kUdp, test::udp(67, 68))), true,
+                 "pass_dhcp", "");
+  // A guest playing DHCP server or router: dropped.
+  EXPECT_OUTCOME(from_vm("zwdA", test::ip("10.1.0.1", "255.255.255.255", kUdp, test::udp(67, 68))), false,
+                 "drop_guest_dhcp", "");
+  EXPECT_OUTCOME(from_vm("zwdA", test::ip("fe80::1", "ff02::1", kUdp, test::udp(547, 546))), false,
+                 "drop_guest_dhcp", "");
+  EXPECT_OUTCOME(from_vm("zwdA", test::ip("fe80::1", "ff02::1", kIcmp6, test::icmp(134))), false,
+                 "drop_guest_ra", "");
 }
 
 TEST_F(DatapathTest, UnknownInterfaceFailsClosed) {
@@ -356,7 +434,7 @@ TEST_F(DatapathTest, OddFramesAreDroppedWithAReason) {
   Bytes inner = test::strip_eth(test::ip("10.1.0.1", "10.1.0.2", kTcp, test::tcp(46000, 5432)));
   vlan.insert(vlan.end(), inner.begin(), inner.end());
   EXPECT_OUTCOME(from_vm("zwdA", vlan), false, "drop_vlan", "");
-  EXPECT_OUTCOME(run(Prog::kFromVmXdp, "zwdA", vlan), false, "drop_vlan", "");
+  EXPECT_OUTCOME(from_vm_xdp("zwdA", vlan), false, "drop_vlan", "");
 
   Bytes lldp = test::eth(0x88cc);
   lldp.resize(60, 0);
@@ -394,11 +472,11 @@ TEST_F(DatapathTest, Ipv6ExtensionHeadersAreWalkedUpToTheBound) {
 }
 
 TEST_F(DatapathTest, XdpProgramJudgesLikeTc) {
-  EXPECT_OUTCOME(run(Prog::kFromVmXdp, "zwdA", test::ip("10.1.0.1", "10.1.0.2", kTcp, test::tcp(48000, 5432))),
+  EXPECT_OUTCOME(from_vm_xdp("zwdA", test::ip("10.1.0.1", "10.1.0.2", kTcp, test::tcp(48000, 5432))),
                  true, "pass_new", "web-db-pg");
-  EXPECT_OUTCOME(run(Prog::kFromVmXdp, "zwdA", test::ip("10.1.0.1", "10.1.0.2", kTcp, test::tcp(48001, 5433))),
+  EXPECT_OUTCOME(from_vm_xdp("zwdA", test::ip("10.1.0.1", "10.1.0.2", kTcp, test::tcp(48001, 5433))),
                  false, "drop_policy", "default:inter_zone");
-  EXPECT_OUTCOME(run(Prog::kFromVmXdp, "zwdX", test::ip("10.1.0.9", "10.1.0.2", kTcp, test::tcp(48002, 5432))),
+  EXPECT_OUTCOME(from_vm_xdp("zwdX", test::ip("10.1.0.9", "10.1.0.2", kTcp, test::tcp(48002, 5432))),
                  false, "drop_no_endpoint", "");
 }
 

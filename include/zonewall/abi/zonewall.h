@@ -94,6 +94,8 @@ struct zw_endpoint_key {
 };
 
 #define ZW_EPF_AUDIT		0x0001	/* endpoint's zone is in audit mode */
+#define ZW_EPF_CHECK_MAC	0x0002	/* MAC known: frames from the VM must carry it */
+#define ZW_EPF_CHECK_IP		0x0004	/* addresses known: the VM may only send from them */
 
 struct zw_endpoint {
 	__u32 id;		/* host: stable index into zw_st_ep */
@@ -169,7 +171,8 @@ enum zw_reason {
 	ZW_R_PASS_ARP,
 	ZW_R_PASS_ND,		/* IPv6 neighbour discovery / MLD */
 	ZW_R_PASS_AUDIT,	/* would be dropped; zone or rule in audit mode */
-	ZW_R_DROP_POLICY,	/* denied by a rule or a default */
+	ZW_R_PASS_DHCP,		/* DHCP/DHCPv6 client exchange, whatever the policy */
+	ZW_R_DROP_POLICY,	/* denied by a rule or a default; first drop reason */
 	ZW_R_DROP_REVOKED,	/* tracked flow no longer allowed after apply */
 	ZW_R_DROP_NO_ENDPOINT,	/* attached interface without endpoint */
 	ZW_R_DROP_NO_POLICY,	/* no active generation */
@@ -179,8 +182,14 @@ enum zw_reason {
 	ZW_R_DROP_ETHERTYPE,	/* not IPv4, IPv6 or ARP */
 	ZW_R_DROP_IPV6_EXT,	/* extension header chain beyond ZW_MAX_IPV6_EXT */
 	ZW_R_DROP_ICMP_UNRELATED, /* ICMP error for no tracked flow */
+	ZW_R_DROP_SPOOF_MAC,	/* from the VM with a source MAC not its own */
+	ZW_R_DROP_SPOOF_IP,	/* from the VM with a source address not its own */
+	ZW_R_DROP_SPOOF_ARP,	/* ARP claiming another MAC or address */
+	ZW_R_DROP_GUEST_DHCP,	/* DHCP/DHCPv6 server message from a VM */
+	ZW_R_DROP_GUEST_RA,	/* IPv6 router advertisement from a VM */
 	ZW_R_MAX,
 };
+#define ZW_R_FIRST_DROP		ZW_R_DROP_POLICY
 
 #define ZW_MAX_IPV6_EXT		8	/* extension headers walked before a drop */
 
