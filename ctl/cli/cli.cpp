@@ -1,6 +1,8 @@
 // Subcommands: check, apply, status, stats, down (each with --json).
 #include "cli/cli.h"
 
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <filesystem>
@@ -10,6 +12,7 @@
 #include "daemon/control.h"
 #include "daemon/daemon.h"
 #include "datapath/object.h"
+#include "engine/desired.h"
 #include "engine/inspect.h"
 #include "engine/reconcile.h"
 #include "engine/state.h"
@@ -82,6 +85,12 @@ int cmd_check(const Globals& g, const std::string& policy_path, const std::strin
     for (const auto& w : inv->warnings) log::warn(w);
     auto a = inventory::assign_zones(*p, inv->inventory);
     if (!a) return report(g, a.error());
+    // Everything apply checks before writing (address conflicts, map
+    // capacities), so check is a faithful CI gate. Interfaces are not
+    // looked up: check runs anywhere.
+    auto d = engine::build_desired(*p, inv->inventory, std::nullopt, "tc",
+                                   [](const std::string&) -> uint32_t { return 1; });
+    if (!d) return report(g, d.error());
     for (const auto& e : *a)
       assigned.push_back({{"vm", e.endpoint.vm_name}, {"ifname", e.endpoint.ifname}, {"zone", e.zone}});
   }
@@ -159,7 +168,10 @@ int cmd_apply(const Globals& g, const std::string& policy_path, const std::strin
   engine::ApplyInput in{.policy = &*p, .inventory = &inv->inventory, .policy_source = absolute(policy_path),
                         .inventory_source = inv->source, .default_attach = attach, .keep_hooked = {}};
   auto rep = engine::apply(paths, in);
-  if (!rep) return report(g, rep.error());
+  if (!rep) {
+    ::rmdir(paths.pin_dir.c_str());  // a refused first apply leaves no empty pin dir
+    return report(g, rep.error());
+  }
   for (const auto& w : inv->warnings) rep->warnings.push_back(w);
   for (const auto& w : rep->warnings) log::warn(w);
   print_apply(g, {{"ok", true},
@@ -195,13 +207,17 @@ int cmd_status(const Globals& g) {
               s["endpoints_enforced"].get<size_t>(), s["endpoints"].size());
   std::printf("%-16s %-10s %-15s %-5s %-9s %s\n", "VM", "ZONE", "INTERFACE", "HOOK", "STATE", "ADDRESSES");
   for (const auto& e : s["endpoints"]) {
-    const char* state = e["enforced"].get<bool>() ? "enforced"
-                        : !e["present"].get<bool>() ? "absent"
-                                                     : "NOT-ENFORCED";
+    const char* state = e["enforced"].get<bool>()     ? "enforced"
+                        : e["ifname"].get<std::string>().empty() ? "stopped"
+                        : !e["present"].get<bool>()    ? "absent"
+                                                       : "NOT-ENFORCED";
     std::printf("%-16s %-10s %-15s %-5s %-9s %s\n", e["vm"].get<std::string>().c_str(),
                 e["zone"].get<std::string>().c_str(), e["ifname"].get<std::string>().c_str(),
                 e["attach"].get<std::string>().c_str(), state, join(e["addrs"]).c_str());
   }
+  for (const auto& u : s["hooked_unclaimed"])
+    std::printf("%-16s %-10s %-15s %-5s %-9s %s\n", "-", "-", u["ifname"].get<std::string>().c_str(), "tc",
+                "dropping", "(no VM claims it: fail closed)");
   return kOk;
 }
 

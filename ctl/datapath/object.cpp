@@ -28,11 +28,10 @@ int libbpf_print(enum libbpf_print_level level, const char* fmt, va_list args) {
     std::lock_guard lk(g_log_mu);
     if (g_libbpf_warnings.size() < (1u << 20)) g_libbpf_warnings += line + "\n";
   }
-  // One level quieter than libbpf's own: its warnings are our debug/info.
-  if (level == LIBBPF_WARN)
-    log::info("libbpf", {{"detail", line}});
-  else
-    log::debug("libbpf", {{"detail", line}});
+  // Quieter than libbpf's own levels: its warnings include expected
+  // conditions (an existing clsact qdisc), and the ones that matter travel
+  // in the error of the failed load that caused them.
+  log::debug("libbpf", {{"detail", line}});
   return n;
 }
 

@@ -4,6 +4,8 @@
 #include <net/if.h>
 #include <time.h>
 
+#include <set>
+
 #include "datapath/attach.h"
 #include "datapath/maps.h"
 #include "datapath/object.h"
@@ -110,9 +112,26 @@ Result<json> status(const Paths& paths) {
                    {"to_vm_attached", to_vm},
                    {"enforced", ok}});
   }
+  // Interfaces carrying this instance's programs that no endpoint claims:
+  // taps hooked fail-closed before (or after) their VM was known.
+  json unclaimed = json::array();
+  std::set<uint32_t> claimed;
+  for (const auto& e : live->state.endpoints)
+    if (e.ifindex) claimed.insert(e.ifindex);
+  uint32_t cfg_id = dp::map_id_of_fd(live->maps.config.get());
+  if (struct if_nameindex* ifs = ::if_nameindex()) {
+    for (auto* i = ifs; i->if_index != 0; ++i) {
+      if (claimed.count(i->if_index)) continue;
+      auto id = dp::tc_prog_id(static_cast<int>(i->if_index), dp::TcHook::kIngress);
+      if (id && *id != 0 && dp::prog_uses_map(*id, cfg_id))
+        unclaimed.push_back({{"ifname", i->if_name}, {"ifindex", i->if_index}});
+    }
+    if_freenameindex(ifs);
+  }
   size_t ct = 0;
   if (auto keys = dp::map_keys<zw_ct_key>(live->maps.ct.get())) ct = keys->size();
   return json{{"pin_dir", paths.pin_dir},
+              {"hooked_unclaimed", unclaimed},
               {"active_generation", live->gen},
               {"state_generation", live->state.generation},
               {"applied_at", live->state.applied_at},

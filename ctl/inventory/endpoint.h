@@ -19,6 +19,7 @@ struct Endpoint {
   std::optional<net::Mac> mac;         // the VM's MAC (guest side)
   std::vector<net::Addr> addrs;        // the VM's addresses on this interface
   std::optional<std::string> attach;   // "tc" | "xdp": from-VM hook; unset = default
+  std::string libvirt_type;            // <interface type=…> ("network", "bridge", "ethernet"); "" if static
   std::string source;                  // "inventory.json: /vms/2/interfaces/0"
 };
 

@@ -10,6 +10,7 @@
 #include <libxml/xpathInternals.h>
 
 #include <algorithm>
+#include <tuple>
 #include <atomic>
 #include <cstdlib>
 #include <mutex>
@@ -166,6 +167,7 @@ void parse_interface(xmlNode* ifc, std::size_t index, const Endpoint& base,
                      const std::string& domain_where, std::vector<Endpoint>& out,
                      std::vector<std::string>& errors) {
   Endpoint ep = base;
+  ep.libvirt_type = attr(ifc, "type").value_or("");
   if (auto targets = children_named(ifc, "target"); !targets.empty())
     ep.ifname = attr(targets[0], "dev").value_or("");
   std::string where = domain_where + " interface " + std::to_string(index);
@@ -334,6 +336,9 @@ void add_queried_addresses(virDomainPtr dom, const LibvirtOptions& o, const std:
       if (!mac) continue;
       for (auto& ep : eps) {
         if (ep.mac != mac) continue;
+        // Leases exist only on libvirt-managed networks (the test driver
+        // invents one for every interface; no real driver does).
+        if (src.id == VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE && ep.libvirt_type != "network") continue;
         for (unsigned int k = 0; k < ifc->naddrs; ++k) {
           if (ifc->addrs[k].addr == nullptr) continue;
           auto a = net::parse_addr(ifc->addrs[k].addr);
@@ -746,6 +751,13 @@ Result<Snapshot> Libvirt::snapshot() {
     if (!*eps) continue;  // undefined meanwhile: just gone
     for (auto& ep : **eps) snap.inventory.endpoints.push_back(std::move(ep));
   }
+  // libvirt lists domains in no stable order: sort, so the same hypervisor
+  // state always gives the same inventory (and the daemon sees no change).
+  std::stable_sort(snap.inventory.endpoints.begin(), snap.inventory.endpoints.end(),
+                   [](const Endpoint& a, const Endpoint& b) {
+                     return std::tie(a.vm_name, a.vm_uuid) < std::tie(b.vm_name, b.vm_uuid);
+                   });
+  std::sort(snap.warnings.begin(), snap.warnings.end());
   return snap;
 }
 

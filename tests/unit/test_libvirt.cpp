@@ -372,11 +372,11 @@ TEST(LibvirtSnapshot, LeaseAddressesJoinTheInterfaceWithThatMac) {
   EXPECT_TRUE(in_zwt_net(d->addrs[1])) << d->addrs[1].str();
   EXPECT_NE(d->addrs[1], wb->addrs[0]);  // matched by MAC, not spread around
 
+  // type='ethernet': no libvirt network, so no lease, whatever the test
+  // driver invents: exactly the XML's addresses.
   const Endpoint* w = find_ep(s->inventory, "web-1", "zwt-web1");
   ASSERT_NE(w, nullptr);
-  ASSERT_EQ(w->addrs.size(), 3u);
-  EXPECT_EQ(addrs_of(*w)[0], "10.70.0.11");
-  EXPECT_EQ(addrs_of(*w)[1], "fd70::11");
+  EXPECT_EQ(addrs_of(*w), (std::vector<std::string>{"10.70.0.11", "fd70::11"}));
 
   const Endpoint* o = find_ep(s->inventory, "old-1", "zwt-old1");
   ASSERT_NE(o, nullptr);
