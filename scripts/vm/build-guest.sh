@@ -32,8 +32,10 @@ OUT=$1
 for t in dpkg-deb depmod modprobe cpio gzip sha256sum; do
 	command -v "$t" >/dev/null || die "needs '$t' (apt-get install kmod cpio gzip dpkg)"
 done
-[[ -x $BUSYBOX ]] && "$BUSYBOX" --list | grep -qx httpd ||
+# (grep without -q: an early exit would SIGPIPE busybox and fail the pipe.)
+if [[ ! -x $BUSYBOX ]] || ! "$BUSYBOX" --list | grep -x httpd >/dev/null; then
 	die "needs busybox-static ($BUSYBOX with httpd): apt-get install busybox-static"
+fi
 [[ $(ldd "$BUSYBOX" 2>&1 || true) == *"not a dynamic"* ]] || die "$BUSYBOX is not static: apt-get install busybox-static"
 [[ -r $INIT ]] || die "missing $INIT"
 mkdir -p "$OUT"
@@ -51,7 +53,7 @@ else
 	PKG=${ZW_GUEST_KERNEL_PKG:-}
 	if [[ -z $PKG ]]; then
 		PKG=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null |
-			awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
+			awk '/Depends: linux-image-[0-9]/ && !n++ {print $2}')
 		[[ -n $PKG ]] || die "cannot resolve linux-image-cloud-amd64 (run apt-get update)"
 	fi
 	PKGVER=$(apt-cache policy "$PKG" | awk '/Candidate:/ {print $2}')
@@ -86,7 +88,8 @@ else
 	fi
 	KROOT=$WORK/kernel
 	dpkg-deb -x "$DEB" "$KROOT"
-	VMLINUZ=$(ls "$KROOT"/boot/vmlinuz-* | head -n1)
+	vm=("$KROOT"/boot/vmlinuz-*)
+	VMLINUZ=${vm[0]}
 	[[ -r $VMLINUZ ]] || die "no /boot/vmlinuz-* in $DEB"
 	KVER=${VMLINUZ##*/vmlinuz-}
 	# The .deb has no modules.dep (postinst makes it): make it in the copy.

@@ -256,9 +256,9 @@ INV=$T/addresses.json
 
 # ---------------------------------------------------------------- domains
 probe_arg() {
-	local src=$1 line s proto dst fam port exp out="" addr
+	local src=$1 line s proto dst fam port out="" addr
 	for line in "${PROBES[@]}"; do
-		read -r s proto dst fam port exp <<<"$line"
+		read -r s proto dst fam port _ <<<"$line"
 		[[ $s == "$src" ]] || continue
 		if [[ $fam == 6 ]]; then addr=${IP6[$dst]}; else addr=${IP4[$dst]}; fi
 		out+="${out:++}$proto,$dst,$addr"
@@ -512,7 +512,7 @@ else
 	zw_pass "the daemon exited on SIGTERM"
 fi
 DAEMON_PID=""
-echo "$(now)" >"$T/phase-start"
+now >"$T/phase-start"
 more_rounds 6
 report stopped
 
