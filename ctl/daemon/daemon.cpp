@@ -16,6 +16,7 @@
 #include <mutex>
 #include <optional>
 #include <set>
+#include <thread>
 
 #include "daemon/control.h"
 #include "datapath/attach.h"
@@ -45,6 +46,7 @@ std::string us_since(Clock::time_point t) {
 
 struct Daemon::Impl {
   explicit Impl(Options o) : o_(std::move(o)) {}
+  ~Impl() { stop_tap_thread(); }
 
   int run();
   bool step(int timeout_ms);
@@ -61,7 +63,12 @@ struct Daemon::Impl {
   Result<std::optional<engine::ApplyReport>> reconcile(const char* why, bool force = false);
   Status load_policy(const std::string& path);
   void pre_attach(const inventory::LinkEvent& ev);
-  bool is_tap(const std::string& ifname) const;
+  bool is_tap(const std::string& ifname);
+  // The tap thread: reads netlink and hooks new taps itself, so a hook never
+  // waits behind a reconcile blocked in libvirt (a domain being destroyed
+  // can hold libvirt for seconds). It forwards every link event to the loop.
+  void tap_loop();
+  void stop_tap_thread();
 
   Options o_;
   std::optional<engine::PinLock> lock_;
@@ -76,7 +83,12 @@ struct Daemon::Impl {
   bool stop_ = false;
   Clock::time_point next_resync_ = Clock::now();
   Clock::time_point next_libvirt_try_ = Clock::now();
-  std::set<std::string> known_ifnames_;  // interfaces of the last inventory
+  std::mutex link_mu_;                    // guards the three below
+  std::set<std::string> known_ifnames_;   // interfaces of the last inventory
+  std::vector<inventory::LinkEvent> link_events_;  // from the tap thread
+  bool link_overrun_ = false;
+  std::thread tap_thread_;
+  UniqueFd tap_stop_, tap_evfd_;
   uint64_t policy_serial_ = 0;           // bumped on every successful load
   std::string applied_fp_;               // fingerprint of the last applied input
   uint64_t applies_ = 0;
@@ -139,6 +151,10 @@ Status Daemon::Impl::start() {
   } else {
     log::warn("cannot list links", {{"error", now.error().str()}});
   }
+  tap_stop_.reset(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+  tap_evfd_.reset(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+  if (!tap_stop_ || !tap_evfd_) return fail(Error::sys("eventfd"));
+  tap_thread_ = std::thread([this] { tap_loop(); });
 
   if (!o_.libvirt_uri.empty()) {
     if (auto st = inventory::start_event_loop(); !st) return fail(std::move(st.error()).wrap("libvirt"));
@@ -172,8 +188,43 @@ void Daemon::Impl::connect_libvirt() {
   dirty_ = true;
 }
 
-bool Daemon::Impl::is_tap(const std::string& ifname) const {
-  if (known_ifnames_.count(ifname)) return true;
+void Daemon::Impl::tap_loop() {
+  for (;;) {
+    pollfd fds[2] = {{links_->fd(), POLLIN, 0}, {tap_stop_.get(), POLLIN, 0}};
+    if (::poll(fds, 2, -1) < 0 && errno != EINTR) {
+      log::error("tap thread: poll failed", {{"errno", std::to_string(errno)}});
+      return;
+    }
+    if (fds[1].revents) return;
+    if (!fds[0].revents) continue;
+    std::vector<inventory::LinkEvent> got;
+    auto r = links_->drain([&](const inventory::LinkEvent& ev) {
+      if (ev.kind == inventory::LinkEvent::Kind::kAdded && is_tap(ev.ifname)) pre_attach(ev);
+      got.push_back(ev);
+    });
+    {
+      std::lock_guard lk(link_mu_);
+      link_events_.insert(link_events_.end(), got.begin(), got.end());
+      if (!r) log::warn("netlink read failed", {{"error", r.error().str()}});
+      if (!r || *r) link_overrun_ = true;
+    }
+    uint64_t one = 1;
+    (void)!::write(tap_evfd_.get(), &one, sizeof one);
+  }
+}
+
+void Daemon::Impl::stop_tap_thread() {
+  if (!tap_thread_.joinable()) return;
+  uint64_t one = 1;
+  (void)!::write(tap_stop_.get(), &one, sizeof one);
+  tap_thread_.join();
+}
+
+bool Daemon::Impl::is_tap(const std::string& ifname) {
+  {
+    std::lock_guard lk(link_mu_);
+    if (known_ifnames_.count(ifname)) return true;
+  }
   for (const auto& p : o_.tap_patterns)
     if (fnmatch(p.c_str(), ifname.c_str(), 0) == 0) return true;
   return false;
@@ -252,9 +303,12 @@ Result<std::optional<engine::ApplyReport>> Daemon::Impl::reconcile(const char* w
   for (const auto& w : warnings) rep->warnings.push_back(w);
   applied_fp_ = fp;
   ++applies_;
-  known_ifnames_.clear();
-  for (const auto& e : inv.endpoints)
-    if (!e.ifname.empty()) known_ifnames_.insert(e.ifname);
+  {
+    std::lock_guard lk(link_mu_);
+    known_ifnames_.clear();
+    for (const auto& e : inv.endpoints)
+      if (!e.ifname.empty()) known_ifnames_.insert(e.ifname);
+  }
   log::info("reconciled", {{"why", why},
                            {"generation", std::to_string(rep->generation)},
                            {"endpoints", std::to_string(rep->endpoints)},
@@ -290,22 +344,24 @@ void Daemon::Impl::on_libvirt_events() {
   }
 }
 
+// Link events the tap thread already acted on (hooks); here they only
+// decide whether a reconcile is due.
 void Daemon::Impl::on_links() {
-  auto r = links_->drain([this](const inventory::LinkEvent& ev) {
-    if (ev.kind == inventory::LinkEvent::Kind::kRemoved) {
-      if (known_ifnames_.count(ev.ifname)) dirty_ = true;
-      return;
-    }
-    if (!is_tap(ev.ifname)) return;
-    if (ev.kind == inventory::LinkEvent::Kind::kAdded) pre_attach(ev);
-    dirty_ = true;
-  });
-  if (!r) {
-    log::warn("netlink read failed", {{"error", r.error().str()}});
-  } else if (*r) {
+  uint64_t n;
+  (void)!::read(tap_evfd_.get(), &n, sizeof n);
+  std::vector<inventory::LinkEvent> evs;
+  bool overrun;
+  {
+    std::lock_guard lk(link_mu_);
+    evs.swap(link_events_);
+    overrun = std::exchange(link_overrun_, false);
+  }
+  if (overrun) {
     log::warn("netlink overrun: events lost, resyncing");
     dirty_ = true;
   }
+  for (const auto& ev : evs)
+    if (is_tap(ev.ifname)) dirty_ = true;
 }
 
 void Daemon::Impl::on_signal() {
@@ -391,7 +447,7 @@ bool Daemon::Impl::step(int timeout_ms) {
       if (auto r = reconcile("change"); !r) log::error("reconcile failed", {{"error", r.error().str()}});
     }
     pollfd fds[4] = {{sigfd_.get(), POLLIN, 0}, {evfd_.get(), POLLIN, 0},
-                     {links_->fd(), POLLIN, 0}, {ctl_.get(), POLLIN, 0}};
+                     {tap_evfd_.get(), POLLIN, 0}, {ctl_.get(), POLLIN, 0}};
     int n = ::poll(fds, 4, timeout_ms);
     if (n < 0 && errno != EINTR) {
       log::error("poll failed", {{"errno", std::to_string(errno)}});
@@ -399,7 +455,7 @@ bool Daemon::Impl::step(int timeout_ms) {
       return false;
     }
     if (fds[0].revents) on_signal();
-    if (fds[2].revents) on_links();  // taps first: they are the no-gap path
+    if (fds[2].revents) on_links();
     if (fds[1].revents) on_libvirt_events();
     if (fds[3].revents) on_control();
   }

@@ -133,6 +133,16 @@ class DaemonLibvirtTest : public ::testing::Test {
     return "?";
   }
 
+  // Waits (without stepping the daemon) until `ifname` is hooked, up to 1 s.
+  static bool wait_hooked(const std::string& ifname) {
+    auto deadline = Clock::now() + std::chrono::seconds(1);
+    while (Clock::now() < deadline) {
+      if (hooked(ifname)) return true;
+      usleep(200);
+    }
+    return hooked(ifname);
+  }
+
   static bool hooked(const std::string& ifname) {
     int ifx = static_cast<int>(if_nametoindex(ifname.c_str()));
     auto in = datapath::tc_prog_id(ifx, datapath::TcHook::kIngress);
@@ -238,6 +248,21 @@ TEST_F(DaemonLibvirtTest, NewTapIsHookedBeforeItsVmIsKnown) {
 // comes back with the same UUID and metadata on a new tap. Its zone travels in
 // the metadata; the new tap is hooked fail-closed at once and enforced by zone
 // on the next reconcile.
+// Hooking a tap must not wait for the event loop: a reconcile can block in
+// libvirt for seconds (a domain being destroyed). Here the loop is not run
+// at all while the tap appears.
+TEST_F(DaemonLibvirtTest, TapIsHookedWhileTheLoopIsBusy) {
+  daemon::Daemon d(opt_);
+  ASSERT_TRUE(d.start().has_value());
+  ASSERT_TRUE(sh("ip link add zwl-busy type veth peer name zwl-busyp && ip link set zwl-busy up"));
+  auto created = Clock::now();
+  EXPECT_TRUE(wait_hooked("zwl-busy"));
+  std::printf("[ measure  ] tap hooked %ld us after `ip link add` returned, loop idle\n",
+              static_cast<long>(std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - created).count()));
+  EXPECT_FALSE(passes("zwl-busy", "10.3.0.50", "10.3.0.1", 80, 0x50));
+  sh("ip link del zwl-busy");
+}
+
 TEST_F(DaemonLibvirtTest, MigratedVmKeepsItsZoneOnANewTap) {
   daemon::Daemon d(opt_);
   ASSERT_TRUE(d.start().has_value());
@@ -260,8 +285,7 @@ TEST_F(DaemonLibvirtTest, MigratedVmKeepsItsZoneOnANewTap) {
   auto t0 = Clock::now();
   ASSERT_TRUE(sh("ip link add zwl-mB type veth peer name zwl-mBp && ip link set zwl-mB up"));
   auto created = Clock::now();
-  d.step(0);
-  EXPECT_TRUE(hooked("zwl-mB")) << "the new tap must be hooked before its VM is known";
+  EXPECT_TRUE(wait_hooked("zwl-mB")) << "the new tap must be hooked before its VM is known";
   EXPECT_FALSE(passes("zwl-mB", "10.3.0.7", "10.3.0.1", 80, 0xa7));
   dom = virDomainDefineXML(conn_,
                            domain_xml("app-7", uuid, "zwl-mB", "52:54:00:30:00:a7", "10.3.0.7", "db").c_str());
@@ -277,6 +301,38 @@ TEST_F(DaemonLibvirtTest, MigratedVmKeepsItsZoneOnANewTap) {
   virDomainUndefine(dom);
   virDomainFree(dom);
   sh("ip link del zwl-mB");
+}
+
+// Bad input from the hypervisor: one domain's metadata turns malformed. That
+// domain is skipped (a warning names it) and its tap keeps dropping; every
+// other VM stays enforced as before.
+TEST_F(DaemonLibvirtTest, MalformedMetadataSkipsOnlyThatDomain) {
+  daemon::Daemon d(opt_);
+  ASSERT_TRUE(d.start().has_value());
+  virDomainPtr web = virDomainDefineXML(
+      conn_, domain_xml("web-1", "11111111-2222-3333-4444-000000000001", "zwl-web1", "52:54:00:30:00:01", "10.3.0.1").c_str());
+  virDomainPtr app = virDomainDefineXML(
+      conn_, domain_xml("app-1", "11111111-2222-3333-4444-000000000003", "zwl-app1", "52:54:00:30:00:03", "10.3.0.3", "db").c_str());
+  ASSERT_NE(web, nullptr);
+  ASSERT_NE(app, nullptr);
+  ASSERT_EQ(virDomainCreate(web), 0);
+  ASSERT_EQ(virDomainCreate(app), 0);
+  EXPECT_TRUE(step_until(d, [] { return live_zone("zwl-web1") == "web" && live_zone("zwl-app1") == "db"; }));
+  // Two zone elements: malformed.
+  ASSERT_EQ(virDomainSetMetadata(app, VIR_DOMAIN_METADATA_ELEMENT, "<vm><zone>db</zone><zone>web</zone></vm>",
+                                 inventory::kMetadataKey, inventory::kMetadataUri, VIR_DOMAIN_AFFECT_LIVE),
+            0);
+  EXPECT_TRUE(step_until(d, [] { return live_zone("zwl-app1").empty(); })) << live_zone("zwl-app1");
+  EXPECT_TRUE(hooked("zwl-app1"));
+  EXPECT_FALSE(passes("zwl-app1", "10.3.0.3", "10.3.0.1", 80, 0x03));
+  EXPECT_EQ(live_zone("zwl-web1"), "web");
+  EXPECT_TRUE(hooked("zwl-web1"));
+  for (auto* dom : {web, app}) {
+    virDomainDestroy(dom);
+    virDomainUndefine(dom);
+    virDomainFree(dom);
+  }
+  step_until(d, [] { return live_zone("zwl-web1").empty(); });
 }
 
 TEST_F(DaemonLibvirtTest, UnreachableLibvirtLeavesEnforcementUntouched) {
