@@ -12,6 +12,7 @@ PKGS=(
   iproute2 iputils-ping ethtool netcat-openbsd socat tcpdump iperf3 util-linux
   python3 python3-scapy python3-pytest
   nftables iptables netsniff-ng
+  qemu-system-x86 libvirt-daemon-driver-qemu busybox-static kmod cpio
 )
 
 if [ "$(id -u)" -ne 0 ]; then

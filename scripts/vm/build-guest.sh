@@ -51,6 +51,10 @@ elif [[ -n ${ZW_GUEST_KERNEL_DEB:-} ]]; then
 	src_desc="deb $(basename "$DEB")"
 else
 	PKG=${ZW_GUEST_KERNEL_PKG:-}
+	# Stale or missing package lists (a reused machine): refresh once.
+	if [[ -z $PKG ]] && ! apt-cache depends linux-image-cloud-amd64 2>/dev/null | grep -q 'Depends: linux-image-[0-9]'; then
+		apt-get update -qq || true
+	fi
 	if [[ -z $PKG ]]; then
 		PKG=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null |
 			awk '/Depends: linux-image-[0-9]/ && !n++ {print $2}')
@@ -81,8 +85,13 @@ else
 		if [[ ! -s $DEB || $(dpkg-deb -f "$DEB" Version 2>/dev/null) != "$PKGVER" ]]; then
 			echo "build-guest: apt-get download $PKG=$PKGVER"
 			# -o APT::Sandbox::User=root: _apt may not write to $WORK.
-			(cd "$WORK" && apt-get -q -o APT::Sandbox::User=root download "$PKG=$PKGVER") ||
-				die "apt-get download $PKG failed"
+			if ! (cd "$WORK" && apt-get -q -o APT::Sandbox::User=root download "$PKG=$PKGVER"); then
+				echo "build-guest: download failed; refreshing package lists and retrying"
+				apt-get update -qq || true
+				PKGVER=$(apt-cache policy "$PKG" | awk '/Candidate:/ {print $2}')
+				(cd "$WORK" && apt-get -q -o APT::Sandbox::User=root download "$PKG=$PKGVER") ||
+					die "apt-get download $PKG failed"
+			fi
 			mv "$WORK"/"$PKG"_*.deb "$DEB"
 		fi
 	fi
