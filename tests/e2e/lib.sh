@@ -352,3 +352,29 @@ zw_summary() {
 	printf '%s' "$ZW_OFF" >&2
 	return 1
 }
+
+# ---- long-lived TCP sessions (netprobe tcp-session) ----
+# Replies ("ok" lines) in session log $1 after wall-clock time $2.
+zw_session_oks_after() {
+	[[ -s $1 ]] || {
+		echo 0
+		return
+	}
+	awk -v t="$2" '$1 == "ok" && $3 > t { n++ } END { print n + 0 }' "$1"
+}
+
+# Starts a tcp-session client from web-1 to db-1 tcp/5432 logging to $1 (pid
+# in SESSION_PID); succeeds once it has 5 replies, fails after 3 s.
+zw_start_session() {
+	local log=$1 i
+	zw_in web-1 "$ZW_PY" "$ZW_NETPROBE" tcp-session "$(zw_addr db-1 4)" 5432 --interval 0.1 >"$log" 2>&1 &
+	SESSION_PID=$!
+	ZW_BG_PIDS+=("$SESSION_PID")
+	for ((i = 0; i < 30; i++)); do
+		(($(zw_session_oks_after "$log" 0) >= 5)) && return 0
+		kill -0 "$SESSION_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	cat "$log" >&2
+	return 1
+}

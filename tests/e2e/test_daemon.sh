@@ -154,26 +154,15 @@ expect_lab_policy() {
 # The established-session client (netprobe.py tcp-session), as in test_policy_change.sh.
 SESSION_PID=""
 SESSION_LOG=""
-oks_after() { [[ -s $1 ]] || { echo 0; return; }; awk -v t="$2" '$1 == "ok" && $3 > t { n++ } END { print n + 0 }' "$1"; }
 start_session() {
-	local i
 	SESSION_LOG=$ZW_TMP/session.log
-	zw_in web-1 "$ZW_PY" "$ZW_NETPROBE" tcp-session "$(zw_addr db-1 4)" 5432 --interval 0.1 >"$SESSION_LOG" 2>&1 &
-	SESSION_PID=$!
-	ZW_BG_PIDS+=("$SESSION_PID")
-	for ((i = 0; i < 30; i++)); do
-		(($(oks_after "$SESSION_LOG" 0) >= 5)) && return 0
-		kill -0 "$SESSION_PID" 2>/dev/null || break
-		sleep 0.1
-	done
-	cat "$SESSION_LOG" >&2
-	return 1
+	zw_start_session "$SESSION_LOG"
 }
 # The session got at least 5 replies in the second after wall-clock time $1.
 expect_session_alive() {
 	local since=$1 what=$2 n
 	sleep 1.1
-	n=$(oks_after "$SESSION_LOG" "$since")
+	n=$(zw_session_oks_after "$SESSION_LOG" "$since")
 	if kill -0 "$SESSION_PID" 2>/dev/null && ((n >= 5)); then
 		zw_pass "established session web-1 → db-1 tcp/5432 $what ($n replies in 1.1 s)"
 	else

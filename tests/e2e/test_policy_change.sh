@@ -8,29 +8,12 @@ set -euo pipefail
 # shellcheck source=tests/e2e/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-# Starts a tcp-session client from web-1 to db-1 tcp/5432; its log is $1.
-start_session() {
-	local log=$1 addr i
-	addr=$(zw_addr db-1 4)
-	zw_in web-1 "$ZW_PY" "$ZW_NETPROBE" tcp-session "$addr" 5432 --interval 0.1 >"$log" 2>&1 &
-	SESSION_PID=$!
-	ZW_BG_PIDS+=("$SESSION_PID")
-	for ((i = 0; i < 30; i++)); do
-		(($(oks_after "$log" 0) >= 5)) && return 0
-		kill -0 "$SESSION_PID" 2>/dev/null || break
-		sleep 0.1
-	done
-	cat "$log" >&2
-	return 1
-}
-
 stop_session() {
 	kill -TERM "$SESSION_PID" 2>/dev/null || true
 	wait "$SESSION_PID" 2>/dev/null || true
 }
 
 # Number of replies the session got after wall-clock time $2.
-oks_after() { awk -v t="$2" '$1 == "ok" && $3 > t { n++ } END { print n + 0 }' "$1"; }
 sends_after() { awk -v t="$2" '$1 == "sent" && $3 > t { n++ } END { print n + 0 }' "$1"; }
 last_ok() { awk '$1 == "ok" { t = $3 } END { printf "%.3f", t }' "$1"; }
 now() { date +%s.%N; }
@@ -66,7 +49,7 @@ gen0=$(zw --json status | zw_json "d['active_generation']")
 
 zw_log "established session web-1 → db-1 tcp/5432 under lab.json"
 log1=$ZW_TMP/session1.log
-start_session "$log1" || zw_die "tcp session web-1 → db-1:5432 did not get going under lab.json"
+zw_start_session "$log1" || zw_die "tcp session web-1 → db-1:5432 did not get going under lab.json"
 zw_pass "session web-1 → db-1 tcp/5432 exchanges lines under lab.json"
 
 zw_log "invalid policies are refused with exit 3 and change nothing"
@@ -81,21 +64,21 @@ gen1=$(zw --json status | zw_json "d['active_generation']")
 zw_assert "active generation unchanged by the invalid applies ($gen0 → $gen1)" test "$gen0" = "$gen1"
 t=$(now)
 sleep 0.5
-n=$(oks_after "$log1" "$t")
+n=$(zw_session_oks_after "$log1" "$t")
 zw_assert "established session still gets replies after the invalid applies ($n in 0.5 s)" test "$n" -ge 3
 expect_allow web-1 db-1 tcp/5432 4
 expect_deny web-1 db-1 tcp/5433 4
 
 zw_log "revoke: apply lab.json without web-to-db-postgres"
 drops0=$(zw --json stats | zw_json "d['reasons']['drop_revoked']['packets'] + d['reasons']['drop_policy']['packets']")
-n=$(oks_after "$log1" "$(plus "$(now)" -1)")
+n=$(zw_session_oks_after "$log1" "$(plus "$(now)" -1)")
 zw_assert "session healthy just before the change ($n replies in the last second)" test "$n" -ge 5
 t_start=$(now)
 zw_apply "$ZW_TMP/no-postgres.json" --inventory "$ZW_TMP/inventory.json"
 t_applied=$(now)
 sleep 2.5
 t_end=$(now)
-late=$(oks_after "$log1" "$(plus "$t_applied" 1.0)")
+late=$(zw_session_oks_after "$log1" "$(plus "$t_applied" 1.0)")
 last=$(last_ok "$log1")
 sent=$(sends_after "$log1" "$(plus "$t_applied" 1.0)")
 zw_log "apply took $(plus "$t_applied" "-$t_start") s; last reply $(plus "$last" "-$t_applied") s after it returned"
@@ -116,7 +99,7 @@ zw_log "re-apply lab.json: new connections work again"
 zw_apply "$ZW_POLICY_LAB" --inventory "$ZW_TMP/inventory.json"
 expect_allow web-1 db-1 tcp/5432
 log2=$ZW_TMP/session2.log
-if start_session "$log2"; then
+if zw_start_session "$log2"; then
 	zw_pass "new session web-1 → db-1 tcp/5432 exchanges lines after re-applying lab.json"
 else
 	zw_fail "new session web-1 → db-1 tcp/5432 got no replies after re-applying lab.json"
