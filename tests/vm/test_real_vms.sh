@@ -14,7 +14,9 @@
 #     packet judged is counted for an endpoint, except drop_no_endpoint;
 #  c. `virsh destroy` + `virsh start` of web-1: its new tap is enforced by
 #     zone again, and no denied probe from or to it ever succeeds meanwhile;
-#  d. SIGTERM stops the daemon (exit 0) and enforcement stays;
+#  d. libvirtd restarts (when the test started it): the daemon reconnects,
+#     every VM stays enforced; then SIGTERM stops the daemon (exit 0) and
+#     enforcement stays;
 #  e. after `zonewall down` a probe the policy denied gets through (so the
 #     drops were zonewall's) and no tc filter is left on the taps.
 # Prints MEASURED: lines: tap created -> hooked -> reconciled per VM, and
@@ -500,6 +502,29 @@ report restart
 status=$(zwc --json status) || zw_die "zonewall --json status failed"
 got=$(zw_json "' '.join(f\"{e['zone']}/{e['ifindex']}/{e['enforced']}\" for e in d['endpoints'] if e['vm'] == '$(dom web-1)')" <<<"$status")
 zw_assert "restart: status shows web-1 in zone web on the new tap, enforced (got '$got')" test "$got" = "web/$new_ifx/True"
+
+# ---------------------------------------------------------------- libvirtd restart
+# The daemon must ride out a libvirtd restart: enforcement untouched while
+# libvirt is gone, and a reconnect (then a reconcile) once it is back.
+if [[ -n ${STARTED_LIBVIRTD:-} ]]; then
+	zw_log "restart libvirtd (pid $STARTED_LIBVIRTD); the guests keep running"
+	n_conn=$(grep -c 'msg="libvirt connected"' "$T/daemon.log" || true)
+	kill -TERM "$STARTED_LIBVIRTD"
+	for ((i = 0; i < 100; i++)); do kill -0 "$STARTED_LIBVIRTD" 2>/dev/null || break; sleep 0.1; done
+	libvirtd -d || zw_die "libvirtd -d (restart) failed"
+	STARTED_LIBVIRTD=$(cat /run/libvirtd.pid)
+	for ((i = 0; i < 100; i++)); do libvirt_up && break; sleep 0.1; done
+	for ((i = 0; i < 150; i++)); do
+		(($(grep -c 'msg="libvirt connected"' "$T/daemon.log" || true) > n_conn)) && break
+		sleep 0.1
+	done
+	zw_assert "libvirtd restart: the daemon saw the connection go" grep -q 'libvirt connection lost' "$T/daemon.log"
+	zw_assert "libvirtd restart: the daemon reconnected" \
+		test "$(grep -c 'msg="libvirt connected"' "$T/daemon.log" || true)" -gt "$n_conn"
+	status=$(zwc --json status) || zw_die "zonewall --json status failed"
+	n_enf=$(zw_json "d['endpoints_enforced']" <<<"$status")
+	zw_assert "libvirtd restart: all 3 VMs still enforced (got $n_enf)" test "$n_enf" = 3
+fi
 
 # ---------------------------------------------------------------- SIGTERM
 zw_log "SIGTERM to the daemon (pid $DAEMON_PID)"
