@@ -13,6 +13,7 @@
 #include <tuple>
 #include <atomic>
 #include <cstdlib>
+#include <functional>
 #include <mutex>
 #include <thread>
 
@@ -112,35 +113,43 @@ bool valid_zone_name(std::string_view s) {
                      [&](char c) { return lower_alnum(c) || c == '_' || c == '-'; });
 }
 
-// The zone tag from <metadata><zonewall:vm>; errors go to `errors` as
-// "<where>: metadata: <what>".
-std::optional<std::string> parse_metadata(xmlXPathContext* ctx, const std::string& where,
-                                          std::vector<std::string>& errors) {
-  auto vms = select(ctx, "/domain/metadata/zw:vm");
-  auto bad = [&](const std::string& what) { errors.push_back(where + ": metadata: " + what); };
-  auto others = select(ctx, "/domain/metadata/zw:*[local-name() != 'vm']");
-  for (xmlNode* o : others)
-    bad("unknown element <" + std::string(name_of(o)) + "> in " + kMetadataUri +
-        " (expected <vm>)");
-  if (vms.empty()) return std::nullopt;
-  if (vms.size() > 1) {
-    bad(std::to_string(vms.size()) + " <vm> elements in " + kMetadataUri + "; expected one");
-    return std::nullopt;
+// A VM's MAC, or why the text is not one (parse_mac plus what no VM NIC has).
+// One rule for <interface><mac address> and the metadata's <interface mac>.
+std::optional<net::Mac> vm_mac(const std::string& text, std::string& why) {
+  auto m = net::parse_mac(text);
+  if (!m) {
+    why = squote(text) + " is not a MAC address";
+  } else if ((*m)[0] & 1) {
+    why = squote(text) + " is a multicast MAC, not a VM's";
+  } else if (*m == net::Mac{}) {
+    why = "00:00:00:00:00:00 is not a VM's address";
+  } else {
+    return m;
   }
-  std::vector<xmlNode*> zones;
-  for (xmlNode* c : element_children(vms[0])) {
-    // virsh puts the children in the namespace; hand-written XML may leave them
-    // unqualified. Either is ours.
-    if (name_of(c) == "zone" && (in_ns(c, kMetadataUri) || in_ns(c, nullptr))) {
-      zones.push_back(c);
-    } else {
-      bad("unknown element <" + std::string(name_of(c)) + "> in <vm> (expected <zone>)");
-    }
-  }
-  if (zones.empty()) {
-    bad("<vm> has no <zone> element");
-    return std::nullopt;
-  }
+  return std::nullopt;
+}
+
+// One of ours inside <vm>: virsh puts the children in the namespace,
+// hand-written XML may leave them unqualified. Either is ours.
+bool ours(const xmlNode* n, std::string_view name) {
+  return name_of(n) == name && (in_ns(n, kMetadataUri) || in_ns(n, nullptr));
+}
+
+// <metadata><zonewall:vm>: the zone tag and per-interface addresses.
+struct MetaInterface {
+  std::string text;  // the mac attribute as written, for messages
+  net::Mac mac{};
+  std::vector<net::Addr> addrs;
+};
+struct Metadata {
+  std::optional<std::string> zone;
+  std::vector<MetaInterface> interfaces;
+};
+
+using Complain = std::function<void(const std::string&)>;
+
+std::optional<std::string> parse_zone(const std::vector<xmlNode*>& zones, const Complain& bad) {
+  if (zones.empty()) return std::nullopt;
   if (zones.size() > 1) {
     bad(std::to_string(zones.size()) + " <zone> elements in <vm>; expected one");
     return std::nullopt;
@@ -163,6 +172,128 @@ std::optional<std::string> parse_metadata(xmlXPathContext* ctx, const std::strin
   return zone;
 }
 
+// <interface mac="…"><ip>addr</ip>…</interface>; nullopt when the MAC is
+// missing or invalid. Bad <ip>s are reported and left out.
+std::optional<MetaInterface> parse_meta_interface(xmlNode* n, const Complain& bad) {
+  MetaInterface mi;
+  auto text = attr(n, "mac");
+  if (!text) {
+    bad("<interface> has no mac attribute");
+    return std::nullopt;
+  }
+  mi.text = *text;
+  std::string why;
+  auto m = vm_mac(*text, why);
+  if (!m) {
+    bad("interface mac: " + why);
+    return std::nullopt;
+  }
+  mi.mac = *m;
+  const std::string where = "interface " + squote(*text) + ": ";
+  for (xmlNode* c : element_children(n)) {
+    if (!ours(c, "ip")) {
+      bad(where + "unknown element <" + std::string(name_of(c)) +
+          "> in <interface> (expected <ip>)");
+      continue;
+    }
+    if (!element_children(c).empty()) {
+      bad(where + "<ip> must hold only one address, not elements");
+      continue;
+    }
+    std::string ip = trim(take(xmlNodeGetContent(c)));
+    auto a = net::parse_addr(ip);
+    if (!a) {
+      bad(where + "ip " + squote(ip) + " is not an IPv4 or IPv6 address" +
+          (ip.find('/') != std::string::npos ? " (one address, no prefix length)" : ""));
+      continue;
+    }
+    if (std::find(mi.addrs.begin(), mi.addrs.end(), *a) == mi.addrs.end()) mi.addrs.push_back(*a);
+  }
+  return mi;
+}
+
+// Errors go to `errors` as "<where>: metadata: <what>".
+Metadata parse_metadata(xmlXPathContext* ctx, const std::string& where,
+                        std::vector<std::string>& errors) {
+  Metadata meta;
+  auto vms = select(ctx, "/domain/metadata/zw:vm");
+  const Complain bad = [&](const std::string& what) {
+    errors.push_back(where + ": metadata: " + what);
+  };
+  auto others = select(ctx, "/domain/metadata/zw:*[local-name() != 'vm']");
+  for (xmlNode* o : others)
+    bad("unknown element <" + std::string(name_of(o)) + "> in " + kMetadataUri +
+        " (expected <vm>)");
+  if (vms.empty()) return meta;
+  if (vms.size() > 1) {
+    bad(std::to_string(vms.size()) + " <vm> elements in " + kMetadataUri + "; expected one");
+    return meta;
+  }
+  std::vector<xmlNode*> zones, interfaces;
+  for (xmlNode* c : element_children(vms[0])) {
+    if (ours(c, "zone")) {
+      zones.push_back(c);
+    } else if (ours(c, "interface")) {
+      interfaces.push_back(c);
+    } else {
+      bad("unknown element <" + std::string(name_of(c)) +
+          "> in <vm> (expected <zone> or <interface>)");
+    }
+  }
+  if (zones.empty() && interfaces.empty()) {
+    bad("empty zonewall metadata: <vm> has neither <zone> nor <interface>");
+    return meta;
+  }
+  meta.zone = parse_zone(zones, bad);
+  for (xmlNode* n : interfaces) {
+    auto mi = parse_meta_interface(n, bad);
+    if (!mi) continue;
+    auto same = std::find_if(meta.interfaces.begin(), meta.interfaces.end(),
+                             [&](const MetaInterface& o) { return o.mac == mi->mac; });
+    if (same != meta.interfaces.end()) {
+      bad("interface " + squote(mi->text) + " is listed twice in <vm> (also as " +
+          squote(same->text) + "); give each interface one <interface>");
+      continue;
+    }
+    meta.interfaces.push_back(std::move(*mi));
+  }
+  return meta;
+}
+
+// The metadata's addresses join the endpoints with the same MAC, after the
+// XML's own. A metadata MAC that no <interface><mac> of the domain has is an
+// error: a typo must not leave a VM silently without its addresses.
+void apply_metadata_addresses(const Metadata& meta, const std::vector<xmlNode*>& ifaces,
+                              const std::string& where, std::vector<Endpoint>& eps,
+                              std::vector<std::string>& errors) {
+  if (meta.interfaces.empty()) return;
+  // From the XML rather than `eps`: an interface left out for its own error
+  // still has its MAC, and that error is the one to report.
+  std::vector<net::Mac> domain_macs;
+  std::string listed;
+  for (xmlNode* ifc : ifaces) {
+    auto macs = children_named(ifc, "mac");
+    if (macs.empty()) continue;
+    auto m = net::parse_mac(attr(macs[0], "address").value_or(""));
+    if (!m) continue;
+    domain_macs.push_back(*m);
+    listed += (listed.empty() ? "" : ", ") + net::mac_str(*m);
+  }
+  for (const MetaInterface& mi : meta.interfaces) {
+    if (std::find(domain_macs.begin(), domain_macs.end(), mi.mac) == domain_macs.end()) {
+      errors.push_back(where + ": metadata: interface " + squote(mi.text) +
+                       ": the domain has no <interface> with this MAC (" +
+                       (listed.empty() ? std::string("it has none") : "it has " + listed) + ")");
+      continue;
+    }
+    for (Endpoint& ep : eps) {
+      if (ep.mac != mi.mac) continue;
+      for (const net::Addr& a : mi.addrs)
+        if (std::find(ep.addrs.begin(), ep.addrs.end(), a) == ep.addrs.end()) ep.addrs.push_back(a);
+    }
+  }
+}
+
 void parse_interface(xmlNode* ifc, std::size_t index, const Endpoint& base,
                      const std::string& domain_where, std::vector<Endpoint>& out,
                      std::vector<std::string>& errors) {
@@ -177,17 +308,13 @@ void parse_interface(xmlNode* ifc, std::size_t index, const Endpoint& base,
 
   if (auto macs = children_named(ifc, "mac"); !macs.empty()) {
     auto text = attr(macs[0], "address");
-    auto m = text ? net::parse_mac(*text) : std::nullopt;
+    std::string why;
     if (!text) {
       errors.push_back(where + ": mac: <mac> has no address attribute");
-    } else if (!m) {
-      errors.push_back(where + ": mac: " + squote(*text) + " is not a MAC address");
-    } else if ((*m)[0] & 1) {
-      errors.push_back(where + ": mac: " + squote(*text) + " is a multicast MAC, not a VM's");
-    } else if (*m == net::Mac{}) {
-      errors.push_back(where + ": mac: 00:00:00:00:00:00 is not a VM's address");
-    } else {
+    } else if (auto m = vm_mac(*text, why)) {
       ep.mac = *m;
+    } else {
+      errors.push_back(where + ": mac: " + why);
     }
   }
   // <ip> directly under <interface>: addresses libvirt configures on the guest
@@ -525,12 +652,14 @@ Result<std::vector<Endpoint>> parse_domain_xml(const std::string& xml, const std
                        " is not a UUID (8-4-4-4-12 hexadecimal digits)");
     }
   }
-  base.zone_tag = parse_metadata(ctx.get(), where, errors);
+  Metadata meta = parse_metadata(ctx.get(), where, errors);
+  base.zone_tag = meta.zone;
 
   std::vector<Endpoint> out;
   auto ifaces = select(ctx.get(), "/domain/devices/interface");
   for (std::size_t i = 0; i < ifaces.size(); ++i)
     parse_interface(ifaces[i], i, base, where, out, errors);
+  apply_metadata_addresses(meta, ifaces, where, out, errors);
   if (!errors.empty()) return fail(jsondoc::invalid(errors));
   return out;
 }

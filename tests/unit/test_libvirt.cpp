@@ -205,7 +205,8 @@ TEST(LibvirtXml, ZonewallPrefixInAnotherNamespaceIsNotOurs) {
 
 TEST(LibvirtXml, MalformedMetadataIsAnErrorNamingTheDomain) {
   const std::string pre = kSrc + ": domain 'web-1': metadata: ";
-  expect_error(domain_with("<zonewall:vm " + kNs + "/>"), pre + "<vm> has no <zone> element");
+  expect_error(domain_with("<zonewall:vm " + kNs + "/>"),
+               pre + "empty zonewall metadata: <vm> has neither <zone> nor <interface>");
   expect_error(domain_with("<zonewall:vm " + kNs + "><zonewall:zone></zonewall:zone></zonewall:vm>"),
                pre + "<zone> is empty");
   expect_error(domain_with("<zonewall:vm " + kNs + "><zonewall:zone>  </zonewall:zone></zonewall:vm>"),
@@ -222,7 +223,7 @@ TEST(LibvirtXml, MalformedMetadataIsAnErrorNamingTheDomain) {
                pre + "2 <zone> elements in <vm>; expected one");
   expect_error(domain_with("<zonewall:vm " + kNs + "><zonewall:zone>web</zonewall:zone>"
                            "<zonewall:tier>1</zonewall:tier></zonewall:vm>"),
-               pre + "unknown element <tier> in <vm> (expected <zone>)");
+               pre + "unknown element <tier> in <vm> (expected <zone> or <interface>)");
   expect_error(domain_with("<zonewall:vm " + kNs + "><zonewall:zone><b>web</b></zonewall:zone>"
                            "</zonewall:vm>"),
                pre + "<zone> must hold only the zone name");
@@ -238,6 +239,113 @@ TEST(LibvirtXml, MalformedMetadataIsAnErrorNamingTheDomain) {
                              kSrc);
   ASSERT_TRUE(ok.has_value()) << error_of(ok);
   EXPECT_EQ((*ok)[0].zone_tag, std::optional<std::string>(std::string(63, 'a')));
+}
+
+// ---------------------------------------------------------------------------
+// Addresses from the metadata: <zonewall:interface mac="…"><zonewall:ip>…
+
+TEST(LibvirtXml, MetadataAddressesJoinTheInterfaceWithThatMac) {
+  auto r = parse_domain_xml(read(kData + "domain-metadata-addresses.xml"), kSrc);
+  ASSERT_TRUE(r.has_value()) << error_of(r);
+  ASSERT_EQ(r->size(), 2u);
+  const Endpoint& a = (*r)[0];
+  EXPECT_EQ(a.zone_tag, std::optional<std::string>("web"));
+  EXPECT_EQ(a.ifname, "vnet8");
+  // Metadata MAC 52:54:00:80:00:1A, interface MAC 52:54:00:80:00:1a: the same.
+  EXPECT_EQ(addrs_of(a), (std::vector<std::string>{"10.80.0.11", "fd80::11"}));
+  const Endpoint& b = (*r)[1];
+  EXPECT_EQ(b.ifname, "vnet9");
+  // The XML <ip> first; the metadata's after it, trimmed, its repeat dropped.
+  EXPECT_EQ(addrs_of(b), (std::vector<std::string>{"10.81.0.2", "10.81.0.12", "fd81::12"}));
+}
+
+TEST(LibvirtXml, MetadataAddressesHandwrittenUnprefixedWithoutZone) {
+  auto r = parse_domain_xml(read(kData + "domain-metadata-addresses-unprefixed.xml"), kSrc);
+  ASSERT_TRUE(r.has_value()) << error_of(r);
+  ASSERT_EQ(r->size(), 3u);
+  for (const Endpoint& e : *r) EXPECT_FALSE(e.zone_tag.has_value()) << e.source;
+  EXPECT_EQ(addrs_of((*r)[0]), (std::vector<std::string>{"10.80.1.21", "fd80:1::21"}));
+  EXPECT_EQ(addrs_of((*r)[1]), (std::vector<std::string>{"10.80.2.21"}));
+  EXPECT_TRUE((*r)[2].addrs.empty());  // declared with no <ip>: no addresses, not an error
+}
+
+TEST(LibvirtXml, MetadataAddressErrorsNameDomainAndMac) {
+  const std::string pre = kSrc + ": domain 'web-9': metadata: ";
+  auto fixture = [](const std::string& name) { return read(kData + "domain-metadata-" + name + ".xml"); };
+  expect_error(fixture("unknown-mac"),
+               pre + "interface '52:54:00:80:00:99': the domain has no <interface> with this MAC "
+                     "(it has 52:54:00:80:00:21)");
+  expect_error(fixture("bad-mac"), pre + "interface mac: '52:54:00:80:00' is not a MAC address");
+  expect_error(fixture("duplicate-interface"),
+               pre + "interface '52:54:00:80:00:2B' is listed twice in <vm> (also as "
+                     "'52:54:00:80:00:2b')");
+  expect_error(fixture("interface-without-mac"), pre + "<interface> has no mac attribute");
+  expect_error(fixture("empty-vm"), pre + "empty zonewall metadata");
+  expect_error(fixture("unknown-element"),
+               pre + "unknown element <addresses> in <vm> (expected <zone> or <interface>)");
+  // Every bad <ip> at once, each naming the MAC and the value.
+  auto r = parse_domain_xml(fixture("bad-ip"), kSrc);
+  ASSERT_FALSE(r.has_value());
+  const std::string msg = r.error().message();
+  EXPECT_NE(msg.find(pre + "interface '52:54:00:80:00:21': ip '10.80.0.21/24' is not an IPv4 or "
+                           "IPv6 address (one address, no prefix length)"),
+            std::string::npos)
+      << msg;
+  EXPECT_NE(msg.find(pre + "interface '52:54:00:80:00:21': ip 'fd80::zz' is not an IPv4 or IPv6 "
+                           "address"),
+            std::string::npos)
+      << msg;
+
+  // Inline: the other MAC rules, odd <ip> content, odd children.
+  const std::string pre1 = kSrc + ": domain 'web-1': metadata: ";  // domain_with's NIC: ...:00:01
+  auto vm = [](const std::string& body) {
+    return domain_with("<zonewall:vm " + kNs + ">" + body + "</zonewall:vm>");
+  };
+  expect_error(vm("<zonewall:interface mac='01:00:5e:00:00:01'/>"),
+               pre1 + "interface mac: '01:00:5e:00:00:01' is a multicast MAC, not a VM's");
+  expect_error(vm("<zonewall:interface mac='00:00:00:00:00:00'/>"),
+               pre1 + "interface mac: 00:00:00:00:00:00 is not a VM's address");
+  expect_error(vm("<zonewall:interface mac='52:54:00:00:00:01'><zonewall:ip> </zonewall:ip>"
+                  "</zonewall:interface>"),
+               pre1 + "interface '52:54:00:00:00:01': ip '' is not an IPv4 or IPv6 address");
+  expect_error(vm("<zonewall:interface mac='52:54:00:00:00:01'><zonewall:ip>10.0.0.1 10.0.0.2"
+                  "</zonewall:ip></zonewall:interface>"),
+               pre1 + "interface '52:54:00:00:00:01': ip '10.0.0.1 10.0.0.2' is not an IPv4");
+  expect_error(vm("<zonewall:interface mac='52:54:00:00:00:01'><zonewall:ip><b>10.0.0.1</b>"
+                  "</zonewall:ip></zonewall:interface>"),
+               pre1 + "interface '52:54:00:00:00:01': <ip> must hold only one address");
+  expect_error(vm("<zonewall:interface mac='52:54:00:00:00:01'><zonewall:addr>10.0.0.1"
+                  "</zonewall:addr></zonewall:interface>"),
+               pre1 + "interface '52:54:00:00:00:01': unknown element <addr> in <interface> "
+                      "(expected <ip>)");
+  expect_error(vm("<zonewall:interface mac='52:54:00:00:00:01'/>"
+                  "<zonewall:zone>web</zonewall:zone><zonewall:zone>db</zonewall:zone>"),
+               pre1 + "2 <zone> elements in <vm>; expected one");
+  // A domain without interfaces has no MAC to match.
+  expect_error("<domain><name>web-1</name><metadata><zonewall:vm " + kNs +
+                   "><zonewall:interface mac='52:54:00:00:00:02'/></zonewall:vm></metadata></domain>",
+               pre1 + "interface '52:54:00:00:00:02': the domain has no <interface> with this MAC "
+                      "(it has none)");
+  // The interface's own error is the one reported, not a spurious "no such MAC".
+  auto own = parse_domain_xml(
+      domain_with("<zonewall:vm " + kNs + "><zonewall:interface mac='52:54:00:00:00:01'>"
+                  "<zonewall:ip>10.0.0.1</zonewall:ip></zonewall:interface></zonewall:vm>",
+                  "<interface type='ethernet'><mac address='52:54:00:00:00:01'/>"
+                  "<target dev='zwt-t1'/><ip address='nope'/></interface>"),
+      kSrc);
+  ASSERT_FALSE(own.has_value());
+  EXPECT_NE(own.error().message().find("interface 0 (zwt-t1): ip 0: 'nope'"), std::string::npos)
+      << own.error().message();
+  EXPECT_EQ(own.error().message().find("metadata"), std::string::npos) << own.error().message();
+  // Attributes other than mac are not ours to judge; an in-namespace <ip>
+  // inside an unqualified <interface> and vice versa are both fine.
+  auto mixed = parse_domain_xml(
+      vm("<interface mac='52:54:00:00:00:01' note='x'><zonewall:ip>10.0.0.1</zonewall:ip><ip>10.0.0.2</ip>"
+         "</interface>"),
+      kSrc);
+  ASSERT_TRUE(mixed.has_value()) << error_of(mixed);
+  EXPECT_EQ(addrs_of((*mixed)[0]), (std::vector<std::string>{"10.0.0.1", "10.0.0.2"}));
+  EXPECT_FALSE((*mixed)[0].zone_tag.has_value());
 }
 
 TEST(LibvirtXml, InvalidMacOrIpNamesDomainAndInterface) {
@@ -423,6 +531,76 @@ TEST(LibvirtSnapshot, MovedConnectionKeepsWorking) {
   EXPECT_EQ(s->inventory.endpoints.size(), 4u);
 }
 
+TEST(LibvirtSnapshot, MetadataAddressesSetOnARunningDomain) {
+  // What an admin does for a QEMU domain (which refuses <ip> in <interface>):
+  // virDomainSetMetadata, here on test:///default (shared by the process, so
+  // a unique name, and undefined however the test ends).
+  const std::string name = "zwt-meta-" + std::to_string(getpid());
+  RawConn admin(virConnectOpen("test:///default"));
+  ASSERT_TRUE(admin);
+  const std::string xml =
+      "<domain type='test'><name>" + name +
+      "</name><memory>65536</memory><os><type>hvm</type></os><devices>"
+      "<interface type='ethernet'><mac address='52:54:00:80:00:11'/><target dev='zwt-m1'/></interface>"
+      "<interface type='ethernet'><mac address='52:54:00:80:00:12'/><target dev='zwt-m2'/></interface>"
+      "</devices></domain>";
+  RawDom dom(virDomainDefineXML(admin.get(), xml.c_str()));
+  ASSERT_TRUE(dom) << virGetLastErrorMessage();
+  struct Cleanup {
+    virDomainPtr d;
+    ~Cleanup() {
+      if (virDomainIsActive(d) == 1) virDomainDestroy(d);
+      virDomainUndefine(d);
+    }
+  } cleanup{dom.get()};
+  ASSERT_EQ(virDomainCreate(dom.get()), 0) << virGetLastErrorMessage();
+
+  // Lease source on, as by default: the test driver's invented leases stay
+  // off these type='ethernet' NICs, so the addresses are exactly the metadata's.
+  auto c = Libvirt::connect({.uri = "test:///default", .addr_lease = true});
+  ASSERT_TRUE(c.has_value()) << c.error().str();
+  auto before = c->snapshot();
+  ASSERT_TRUE(before.has_value()) << before.error().str();
+  const Endpoint* m1 = find_ep(before->inventory, name, "zwt-m1");
+  ASSERT_NE(m1, nullptr);
+  EXPECT_TRUE(m1->addrs.empty());
+
+  ASSERT_EQ(virDomainSetMetadata(dom.get(), VIR_DOMAIN_METADATA_ELEMENT,
+                                 "<vm><zone>web</zone>"
+                                 "<interface mac='52:54:00:80:00:12'>"
+                                 "<ip>10.80.0.12</ip><ip>fd80::12</ip></interface></vm>",
+                                 kMetadataKey, kMetadataUri, VIR_DOMAIN_AFFECT_LIVE),
+            0)
+      << virGetLastErrorMessage();
+  auto s = c->snapshot();
+  ASSERT_TRUE(s.has_value()) << s.error().str();
+  for (const auto& w : s->warnings) EXPECT_EQ(w.find(name), std::string::npos) << w;
+  m1 = find_ep(s->inventory, name, "zwt-m1");
+  const Endpoint* m2 = find_ep(s->inventory, name, "zwt-m2");
+  ASSERT_NE(m1, nullptr);
+  ASSERT_NE(m2, nullptr);
+  EXPECT_EQ(m2->zone_tag, std::optional<std::string>("web"));
+  EXPECT_EQ(net::mac_str(*m2->mac), "52:54:00:80:00:12");
+  EXPECT_EQ(addrs_of(*m2), (std::vector<std::string>{"10.80.0.12", "fd80::12"}));
+  EXPECT_TRUE(m1->addrs.empty());  // the other NIC: not declared, none
+
+  // A MAC the domain lacks: the domain is skipped with a warning naming it.
+  ASSERT_EQ(virDomainSetMetadata(dom.get(), VIR_DOMAIN_METADATA_ELEMENT,
+                                 "<vm><interface mac='52:54:00:80:00:13'><ip>10.80.0.13</ip>"
+                                 "</interface></vm>",
+                                 kMetadataKey, kMetadataUri, VIR_DOMAIN_AFFECT_LIVE),
+            0)
+      << virGetLastErrorMessage();
+  auto bad = c->snapshot();
+  ASSERT_TRUE(bad.has_value()) << bad.error().str();
+  EXPECT_EQ(find_ep(bad->inventory, name, "zwt-m2"), nullptr);
+  bool warned = false;
+  for (const auto& w : bad->warnings)
+    warned |= w.find("domain '" + name + "': metadata: interface '52:54:00:80:00:13': the domain "
+                     "has no <interface> with this MAC") != std::string::npos;
+  EXPECT_TRUE(warned) << ::testing::PrintToString(bad->warnings);
+}
+
 // ---------------------------------------------------------------------------
 // Events (test:///default: shared by every connection in this process)
 
@@ -534,20 +712,28 @@ TEST(LibvirtEvents, StartStopStartLoop) {
 // ---------------------------------------------------------------------------
 // The virsh command docs/libvirt.md gives (libvirt-clients, in scripts/setup.sh)
 
-TEST(LibvirtVirsh, DocumentedMetadataCommandSetsTheZone) {
+TEST(LibvirtVirsh, DocumentedMetadataCommandSetsZoneAndAddresses) {
   ASSERT_TRUE(std::filesystem::exists("/usr/bin/virsh"))
       << "virsh missing: install libvirt-clients (scripts/setup.sh)";
   auto dir = std::filesystem::temp_directory_path() /
              ("zw-virsh-" + std::to_string(getpid()));
   std::filesystem::create_directories(dir);
   const auto xml_path = dir / "dom.xml";
-  std::ofstream(xml_path) << event_domain_xml("zwt-virsh");
-  // One virsh process: test:///default lives as long as the connection.
+  // The NICs the documented command names (52:54:00:80:00:11) and one more.
+  std::ofstream(xml_path)
+      << "<domain type='test'><name>zwt-virsh</name><memory>65536</memory>"
+         "<os><type>hvm</type></os><devices>"
+         "<interface type='ethernet'><mac address='52:54:00:80:00:11'/><target dev='zwt-v1'/></interface>"
+         "<interface type='ethernet'><mac address='52:54:00:80:00:12'/><target dev='zwt-v2'/></interface>"
+         "</devices></domain>";
+  // One virsh process: test:///default lives as long as the connection. The
+  // metadata arguments are docs/libvirt.md's, verbatim.
   const std::string cmd =
       "virsh -q -c test:///default \"define " + xml_path.string() +
       "; start zwt-virsh"
       "; metadata zwt-virsh http://zonewall.org/xmlns/libvirt/1.0 --key zonewall"
-      " --set '<vm><zone>web</zone></vm>' --live --config"
+      " --set '<vm><zone>web</zone><interface mac=\\\"52:54:00:80:00:11\\\">"
+      "<ip>10.80.0.11</ip><ip>fd80::11</ip></interface></vm>' --live --config"
       "; dumpxml zwt-virsh; echo ==INACTIVE==; dumpxml --inactive zwt-virsh\" 2>&1";
   auto [out, rc] = run(cmd);
   std::filesystem::remove_all(dir);
@@ -559,9 +745,13 @@ TEST(LibvirtVirsh, DocumentedMetadataCommandSetsTheZone) {
   const std::string live = out.substr(xml_start, split - xml_start);
   const std::string config = out.substr(out.find("<domain", split));
   for (const std::string* x : {&live, &config}) {
+    // virsh qualifies every element; the mac attribute stays unqualified.
+    EXPECT_NE(x->find("<zonewall:interface mac=\"52:54:00:80:00:11\">"), std::string::npos) << *x;
     auto r = parse_domain_xml(*x, "virsh");
     ASSERT_TRUE(r.has_value()) << error_of(r) << "\n" << *x;
-    ASSERT_EQ(r->size(), 1u);
+    ASSERT_EQ(r->size(), 2u);
     EXPECT_EQ((*r)[0].zone_tag, std::optional<std::string>("web")) << *x;
+    EXPECT_EQ(addrs_of((*r)[0]), (std::vector<std::string>{"10.80.0.11", "fd80::11"})) << *x;
+    EXPECT_TRUE((*r)[1].addrs.empty()) << *x;
   }
 }
