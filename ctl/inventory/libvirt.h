@@ -16,8 +16,12 @@ struct _virConnect;
 
 namespace zw::inventory {
 
-// Domain metadata: <zonewall:vm xmlns:zonewall="..."><zonewall:zone>web</zonewall:zone></zonewall:vm>
-// matched by namespace URI; the key is the prefix virsh/libvirt write.
+// Domain metadata, matched by namespace URI (the key is the prefix virsh writes):
+//   <zonewall:vm xmlns:zonewall="..."><zonewall:zone>web</zonewall:zone>
+//     <zonewall:interface mac="52:54:00:…"><zonewall:ip>10.80.0.11</zonewall:ip></zonewall:interface>
+//   </zonewall:vm>
+// The zone tag and, per interface by MAC, the VM's addresses (QEMU domains
+// cannot carry <ip> in <interface>; metadata is the host admin's, so trusted).
 inline constexpr const char* kMetadataUri = "http://zonewall.org/xmlns/libvirt/1.0";
 inline constexpr const char* kMetadataKey = "zonewall";
 
@@ -61,9 +65,11 @@ struct Snapshot {
 // ("libvirt qemu:///system"); endpoints get "<source>: domain 'web-1' interface 0 (vnet3)".
 // Errors (kInvalid, one line each, all of them): XML syntax, a missing <name>,
 // a bad <uuid>, malformed zonewall metadata ("<source>: domain 'web-1': metadata: ..."),
+// metadata addresses for a MAC the domain does not have,
 // an invalid MAC or <ip> address ("<source>: domain 'web-1' interface 1 (vnet4): mac: ...").
 // A domain without interfaces yields an empty vector; an interface without
 // <target dev> (a defined domain that is not running) yields ifname "".
+// Addresses: the interface's own <ip> elements, then the metadata's.
 Result<std::vector<Endpoint>> parse_domain_xml(const std::string& xml, const std::string& source);
 
 // Registers libvirt's default event implementation (once per process) and

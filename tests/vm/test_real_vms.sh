@@ -10,7 +10,8 @@
 #  a. every probe the policy denies fails, every time, from the first one the
 #     guest sent after boot (the whole console, not just the last round), and
 #     is a silent drop once the target is up; every allowed probe succeeds;
-#  b. status: the three taps enforced, each VM in its zone; stats: every
+#  b. status: the three taps enforced, each VM in its zone with the
+#     addresses its zonewall metadata declares; stats: every
 #     packet judged is counted for an endpoint, except drop_no_endpoint;
 #  c. `virsh destroy` + `virsh start` of web-1: its new tap is enforced by
 #     zone again, and no denied probe from or to it ever succeeds meanwhile;
@@ -242,19 +243,9 @@ EOF
 # The guests' addresses: QEMU domains cannot carry <ip> in <interface>
 # (libvirt: "Invalid attempt to set network interface guest-side IP route
 # and/or address info, not supported by QEMU") and there is no DHCP here, so
-# they come from a static inventory that overrides per interface (by domain
-# name and tap name); everything else (which VMs, taps, MACs, zones) from libvirt.
-INV=$T/addresses.json
-{
-	printf '{"vms": [\n'
-	sep=""
-	for vm in "${VMS[@]}"; do
-		printf '%s  {"name": "%s", "interfaces": [{"name": "%s", "ips": ["%s", "%s"]}]}' \
-			"$sep" "$(dom "$vm")" "$(tap "$vm")" "${IP4[$vm]}" "${IP6[$vm]}"
-		sep=$',\n'
-	done
-	printf '\n]}\n'
-} >"$INV"
+# each domain declares them in its zonewall metadata, per interface by MAC
+# (host-controlled, hence trusted for anti-spoofing). Everything comes from
+# libvirt: which VMs, taps, MACs, zones and addresses.
 
 # ---------------------------------------------------------------- domains
 probe_arg() {
@@ -269,10 +260,9 @@ probe_arg() {
 	printf '%s' "$out"
 }
 for vm in "${VMS[@]}"; do
-	meta=""
-	if [[ $vm == ops-1 ]]; then
-		meta="<metadata><zonewall:vm xmlns:zonewall='http://zonewall.org/xmlns/libvirt/1.0'><zonewall:zone>admin</zonewall:zone></zonewall:vm></metadata>"
-	fi
+	zone=""
+	[[ $vm == ops-1 ]] && zone="<zonewall:zone>admin</zonewall:zone>"
+	meta="<metadata><zonewall:vm xmlns:zonewall='http://zonewall.org/xmlns/libvirt/1.0'>$zone<zonewall:interface mac='${MAC[$vm]}'><zonewall:ip>${IP4[$vm]}</zonewall:ip><zonewall:ip>${IP6[$vm]}</zonewall:ip></zonewall:interface></zonewall:vm></metadata>"
 	cat >"$T/$vm.xml" <<EOF
 <domain type='qemu'>
   <name>$(dom "$vm")</name>
@@ -310,9 +300,9 @@ done
 
 # ---------------------------------------------------------------- daemon
 bg_stamped "$T/links.log" ip -o monitor link
-zw_log "zonewall daemon --libvirt $URI --inventory (addresses) --tap-pattern '$TAPPFX*'"
+zw_log "zonewall daemon --libvirt $URI --tap-pattern '$TAPPFX*'"
 bg_stamped "$T/daemon.log" "$ZONEWALL" -v --pin-dir "$PIN" --state-dir "$STATE" daemon --policy "$POLICY" \
-	--libvirt "$URI" --inventory "$INV" --tap-pattern "$TAPPFX*"
+	--libvirt "$URI" --tap-pattern "$TAPPFX*"
 DAEMON_PID=$(cat "$T/daemon.log.pid")
 for ((i = 0; i < 100; i++)); do grep -q 'msg=reconciled' "$T/daemon.log" && break; sleep 0.1; done
 grep -q 'msg=reconciled' "$T/daemon.log" || zw_die "the daemon did not reconcile within 10 s: $(cat "$T/daemon.log")"
@@ -471,6 +461,9 @@ status=$(zwc --json status) || zw_die "zonewall --json status failed"
 for vm in "${VMS[@]}"; do
 	got=$(zw_json "' '.join(f\"{e['zone']}/{e['ifname']}/{e['enforced']}\" for e in d['endpoints'] if e['vm'] == '$(dom "$vm")')" <<<"$status")
 	zw_assert "status: $(dom "$vm") zone ${ZONE[$vm]} on $(tap "$vm"), enforced (got '$got')" test "$got" = "${ZONE[$vm]}/$(tap "$vm")/True"
+	addrs=$(zw_json "' '.join(','.join(e['addrs']) for e in d['endpoints'] if e['vm'] == '$(dom "$vm")')" <<<"$status")
+	zw_assert "status: $(dom "$vm") has exactly its metadata addresses (got '$addrs')" \
+		test "$addrs" = "${IP4[$vm]},${IP6[$vm]}"
 done
 stats=$(zwc --json stats) || zw_die "zonewall --json stats failed"
 echo "$stats" >"$T/stats-boot.json"
