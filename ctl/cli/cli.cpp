@@ -37,10 +37,14 @@ struct Globals {
 
 int exit_for(const Error& e) {
   switch (e.kind()) {
-    case ErrorKind::kInvalid: return kInvalid;
-    case ErrorKind::kBusy: return kBusy;
-    case ErrorKind::kNotFound: return kNotFound;
-    case ErrorKind::kSystem: return kSystemError;
+    case ErrorKind::kInvalid:
+      return kInvalid;
+    case ErrorKind::kBusy:
+      return kBusy;
+    case ErrorKind::kNotFound:
+      return kNotFound;
+    case ErrorKind::kSystem:
+      return kSystemError;
   }
   return kSystemError;
 }
@@ -92,7 +96,8 @@ int cmd_check(const Globals& g, const std::string& policy_path, const std::strin
                                    [](const std::string&) -> uint32_t { return 1; });
     if (!d) return report(g, d.error());
     for (const auto& e : *a)
-      assigned.push_back({{"vm", e.endpoint.vm_name}, {"ifname", e.endpoint.ifname}, {"zone", e.zone}});
+      assigned.push_back(
+          {{"vm", e.endpoint.vm_name}, {"ifname", e.endpoint.ifname}, {"zone", e.zone}});
   }
   if (g.json_out) {
     json j{{"ok", true},
@@ -138,14 +143,16 @@ std::optional<int> apply_via_daemon(const Globals& g, const engine::Paths& paths
                                     const std::string& policy_path, const std::string& inv_path) {
   json req{{"cmd", "apply"}, {"policy", absolute(policy_path)}};
   if (!inv_path.empty()) req["inventory"] = absolute(inv_path);
-  auto r = daemon::call(daemon::control_socket_path(paths.state_dir), req, std::chrono::seconds(60));
+  auto r =
+      daemon::call(daemon::control_socket_path(paths.state_dir), req, std::chrono::seconds(60));
   if (!r) return report(g, r.error());
   if (!*r) return std::nullopt;
   const json& resp = **r;
   if (!resp.value("ok", false)) {
     int exit = resp.value("exit", 1);
     std::string msg;
-    for (const auto& e : resp.value("errors", json::array())) msg += (msg.empty() ? "" : "\n") + e.get<std::string>();
+    for (const auto& e : resp.value("errors", json::array()))
+      msg += (msg.empty() ? "" : "\n") + e.get<std::string>();
     return report(g, Error(exit == 3 ? ErrorKind::kInvalid : ErrorKind::kSystem, msg));
   }
   print_apply(g, resp);
@@ -159,14 +166,20 @@ int cmd_apply(const Globals& g, const std::string& policy_path, const std::strin
   auto paths = engine::make_paths(g.pin_dir, g.state_dir);
   if (auto via = apply_via_daemon(g, paths, policy_path, inv_path)) return *via;
   if (inv_path.empty() && libvirt.empty())
-    return report(g, Error::invalid("apply: give --inventory FILE and/or --libvirt URI (no daemon is running)"));
+    return report(
+        g,
+        Error::invalid("apply: give --inventory FILE and/or --libvirt URI (no daemon is running)"));
   auto inv = inventory::gather(libvirt, inv_path);
   if (!inv) return report(g, inv.error());
   if (auto st = datapath::ensure_bpffs(paths.pin_dir); !st) return report(g, st.error());
   auto lock = engine::PinLock::acquire(paths.pin_dir);
   if (!lock) return report(g, lock.error());
-  engine::ApplyInput in{.policy = &*p, .inventory = &inv->inventory, .policy_source = absolute(policy_path),
-                        .inventory_source = inv->source, .default_attach = attach, .keep_hooked = {}};
+  engine::ApplyInput in{.policy = &*p,
+                        .inventory = &inv->inventory,
+                        .policy_source = absolute(policy_path),
+                        .inventory_source = inv->source,
+                        .default_attach = attach,
+                        .keep_hooked = {}};
   auto rep = engine::apply(paths, in);
   if (!rep) {
     ::rmdir(paths.pin_dir.c_str());  // a refused first apply leaves no empty pin dir
@@ -205,19 +218,21 @@ int cmd_status(const Globals& g) {
   std::printf("%zu policy entries, %zu tracked flows, %zu/%zu interfaces enforced\n\n",
               s["policy_entries"].get<size_t>(), s["conntrack_entries"].get<size_t>(),
               s["endpoints_enforced"].get<size_t>(), s["endpoints"].size());
-  std::printf("%-16s %-10s %-15s %-5s %-9s %s\n", "VM", "ZONE", "INTERFACE", "HOOK", "STATE", "ADDRESSES");
+  std::printf("%-16s %-10s %-15s %-5s %-9s %s\n", "VM", "ZONE", "INTERFACE", "HOOK", "STATE",
+              "ADDRESSES");
   for (const auto& e : s["endpoints"]) {
-    const char* state = e["enforced"].get<bool>()     ? "enforced"
+    const char* state = e["enforced"].get<bool>()                ? "enforced"
                         : e["ifname"].get<std::string>().empty() ? "stopped"
-                        : !e["present"].get<bool>()    ? "absent"
-                                                       : "NOT-ENFORCED";
+                        : !e["present"].get<bool>()              ? "absent"
+                                                                 : "NOT-ENFORCED";
     std::printf("%-16s %-10s %-15s %-5s %-9s %s\n", e["vm"].get<std::string>().c_str(),
                 e["zone"].get<std::string>().c_str(), e["ifname"].get<std::string>().c_str(),
                 e["attach"].get<std::string>().c_str(), state, join(e["addrs"]).c_str());
   }
   for (const auto& u : s["hooked_unclaimed"])
-    std::printf("%-16s %-10s %-15s %-5s %-9s %s\n", "-", "-", u["ifname"].get<std::string>().c_str(), "tc",
-                "dropping", "(no VM claims it: fail closed)");
+    std::printf("%-16s %-10s %-15s %-5s %-9s %s\n", "-", "-",
+                u["ifname"].get<std::string>().c_str(), "tc", "dropping",
+                "(no VM claims it: fail closed)");
   return kOk;
 }
 
@@ -233,20 +248,23 @@ int cmd_stats(const Globals& g) {
   std::printf("%-24s %12s %14s\n", "REASON", "PACKETS", "BYTES");
   for (const auto& [name, c] : s["reasons"].items())
     if (c["packets"].get<uint64_t>())
-      std::printf("%-24s %12lu %14lu\n", name.c_str(), c["packets"].get<uint64_t>(), c["bytes"].get<uint64_t>());
+      std::printf("%-24s %12lu %14lu\n", name.c_str(), c["packets"].get<uint64_t>(),
+                  c["bytes"].get<uint64_t>());
   std::printf("\n%-24s %-12s %12s %14s  %s\n", "RULE", "ACTION", "PACKETS", "BYTES", "MATCHES");
   for (const auto& r : s["rules"])
     std::printf("%-24s %-12s %12lu %14lu  %s\n", r["name"].get<std::string>().c_str(),
                 r["action"].get<std::string>().c_str(), r["packets"].get<uint64_t>(),
                 r["bytes"].get<uint64_t>(), r["summary"].get<std::string>().c_str());
-  if (!s["never_matched"].empty()) std::printf("\nnever matched: %s\n", join(s["never_matched"]).c_str());
-  std::printf("\n%-16s %-15s %16s %16s %16s %16s\n", "VM", "INTERFACE", "FROM-VM PASS", "FROM-VM DROP",
-              "TO-VM PASS", "TO-VM DROP");
+  if (!s["never_matched"].empty())
+    std::printf("\nnever matched: %s\n", join(s["never_matched"]).c_str());
+  std::printf("\n%-16s %-15s %16s %16s %16s %16s\n", "VM", "INTERFACE", "FROM-VM PASS",
+              "FROM-VM DROP", "TO-VM PASS", "TO-VM DROP");
   for (const auto& e : s["endpoints"])
-    std::printf("%-16s %-15s %16lu %16lu %16lu %16lu\n", e["vm"].get<std::string>().c_str(),
-                e["ifname"].get<std::string>().c_str(), e["from_vm_pass"]["packets"].get<uint64_t>(),
-                e["from_vm_drop"]["packets"].get<uint64_t>(), e["to_vm_pass"]["packets"].get<uint64_t>(),
-                e["to_vm_drop"]["packets"].get<uint64_t>());
+    std::printf(
+        "%-16s %-15s %16lu %16lu %16lu %16lu\n", e["vm"].get<std::string>().c_str(),
+        e["ifname"].get<std::string>().c_str(), e["from_vm_pass"]["packets"].get<uint64_t>(),
+        e["from_vm_drop"]["packets"].get<uint64_t>(), e["to_vm_pass"]["packets"].get<uint64_t>(),
+        e["to_vm_drop"]["packets"].get<uint64_t>());
   std::printf("\n%zu tracked flows\n", s["conntrack_entries"].get<size_t>());
   return kOk;
 }
@@ -261,7 +279,8 @@ int cmd_down(const Globals& g) {
   if (g.json_out)
     print_json({{"ok", true}, {"detached", rep->detached}});
   else
-    std::cout << "down: detached " << rep->detached << " interfaces, removed " << paths.pin_dir << "\n";
+    std::cout << "down: detached " << rep->detached << " interfaces, removed " << paths.pin_dir
+              << "\n";
   return kOk;
 }
 
@@ -288,8 +307,10 @@ int run(int argc, char** argv) {
 
   auto* apply = app.add_subcommand("apply", "apply a policy atomically to the VM interfaces");
   apply->add_option("POLICY", policy_path, "policy file or directory")->required();
-  apply->add_option("--inventory", inv_path, "static JSON inventory (alone, or overriding libvirt)");
-  apply->add_option("--libvirt", libvirt, "read VM identity from libvirt at this URI (e.g. qemu:///system)");
+  apply->add_option("--inventory", inv_path,
+                    "static JSON inventory (alone, or overriding libvirt)");
+  apply->add_option("--libvirt", libvirt,
+                    "read VM identity from libvirt at this URI (e.g. qemu:///system)");
   apply->add_option("--attach", attach, "from-VM hook for interfaces that name none")
       ->check(CLI::IsMember({"tc", "xdp"}))
       ->capture_default_str();
@@ -298,19 +319,23 @@ int run(int argc, char** argv) {
   std::string daemon_libvirt = "qemu:///system";
   bool no_libvirt = false;
   std::vector<std::string> tap_patterns;
-  auto* dmn = app.add_subcommand("daemon", "keep the policy on every VM as VMs start, stop and move");
+  auto* dmn =
+      app.add_subcommand("daemon", "keep the policy on every VM as VMs start, stop and move");
   dmn->add_option("--policy", dopt.policy_path, "policy file or directory")->required();
   dmn->add_option("--libvirt", daemon_libvirt, "libvirt URI")->capture_default_str();
   dmn->add_flag("--no-libvirt", no_libvirt, "static inventory only (veth/netns workloads)");
-  dmn->add_option("--inventory", dopt.inventory_path, "static JSON inventory (alone, or overriding libvirt)");
+  dmn->add_option("--inventory", dopt.inventory_path,
+                  "static JSON inventory (alone, or overriding libvirt)");
   dmn->add_option("--attach", dopt.default_attach, "from-VM hook for interfaces that name none")
       ->check(CLI::IsMember({"tc", "xdp"}))
       ->capture_default_str();
   dmn->add_option("--tap-pattern", tap_patterns,
                   "interfaces hooked (fail closed) the moment they appear; default vnet*");
-  dmn->add_option("--resync", dopt.resync_seconds, "full reconcile every N seconds")->capture_default_str();
+  dmn->add_option("--resync", dopt.resync_seconds, "full reconcile every N seconds")
+      ->capture_default_str();
 
-  auto* status = app.add_subcommand("status", "VMs, zones, interfaces and whether each is enforced");
+  auto* status =
+      app.add_subcommand("status", "VMs, zones, interfaces and whether each is enforced");
   auto* stats = app.add_subcommand("stats", "counters by reason, rule and VM interface");
   auto* down = app.add_subcommand("down", "detach everything and remove pins and state");
 
@@ -320,7 +345,9 @@ int run(int argc, char** argv) {
     int rc = app.exit(e);
     return rc == 0 ? kOk : kUsage;
   }
-  log::set_level(g.verbose >= 2 ? log::Level::kDebug : g.verbose == 1 ? log::Level::kInfo : log::Level::kWarn);
+  log::set_level(g.verbose >= 2   ? log::Level::kDebug
+                 : g.verbose == 1 ? log::Level::kInfo
+                                  : log::Level::kWarn);
   datapath::install_libbpf_logger();
 
   if (*check) return cmd_check(g, policy_path, inv_path, libvirt);

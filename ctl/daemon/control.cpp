@@ -30,8 +30,10 @@ Result<std::string> read_line(int fd, std::chrono::milliseconds timeout) {
   std::string buf;
   auto deadline = std::chrono::steady_clock::now() + timeout;
   while (buf.find('\n') == std::string::npos) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) return fail(Error(ErrorKind::kSystem, "control socket: timed out", ETIMEDOUT));
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0)
+      return fail(Error(ErrorKind::kSystem, "control socket: timed out", ETIMEDOUT));
     pollfd p{fd, POLLIN, 0};
     int n = ::poll(&p, 1, static_cast<int>(left.count()));
     if (n < 0) {
@@ -72,7 +74,9 @@ Status write_all(int fd, const std::string& s) {
 }
 }  // namespace
 
-std::string control_socket_path(const std::string& state_dir) { return state_dir + "/control.sock"; }
+std::string control_socket_path(const std::string& state_dir) {
+  return state_dir + "/control.sock";
+}
 
 Result<UniqueFd> listen_control(const std::string& path) {
   auto a = address(path);

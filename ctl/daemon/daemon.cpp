@@ -3,9 +3,9 @@
 #include "daemon/daemon.h"
 
 #include <fnmatch.h>
+#include <net/if.h>
 #include <poll.h>
 #include <signal.h>
-#include <net/if.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -39,7 +39,8 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 std::string us_since(Clock::time_point t) {
-  return std::to_string(std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t).count());
+  return std::to_string(
+      std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t).count());
 }
 
 }  // namespace
@@ -83,14 +84,14 @@ struct Daemon::Impl {
   bool stop_ = false;
   Clock::time_point next_resync_ = Clock::now();
   Clock::time_point next_libvirt_try_ = Clock::now();
-  std::mutex link_mu_;                    // guards the three below
-  std::set<std::string> known_ifnames_;   // interfaces of the last inventory
+  std::mutex link_mu_;                             // guards the three below
+  std::set<std::string> known_ifnames_;            // interfaces of the last inventory
   std::vector<inventory::LinkEvent> link_events_;  // from the tap thread
   bool link_overrun_ = false;
   std::thread tap_thread_;
   UniqueFd tap_stop_, tap_evfd_;
-  uint64_t policy_serial_ = 0;           // bumped on every successful load
-  std::string applied_fp_;               // fingerprint of the last applied input
+  uint64_t policy_serial_ = 0;  // bumped on every successful load
+  std::string applied_fp_;      // fingerprint of the last applied input
   uint64_t applies_ = 0;
   std::set<std::string> warned_;
 };
@@ -101,7 +102,8 @@ Status Daemon::Impl::load_policy(const std::string& path) {
   policy_ = std::move(*p);
   o_.policy_path = path;
   ++policy_serial_;
-  log::info("policy loaded", {{"path", path}, {"zones", std::to_string(policy_->zones.size())},
+  log::info("policy loaded", {{"path", path},
+                              {"zones", std::to_string(policy_->zones.size())},
                               {"rules", std::to_string(policy_->rules.size())}});
   return {};
 }
@@ -157,7 +159,8 @@ Status Daemon::Impl::start() {
   tap_thread_ = std::thread([this] { tap_loop(); });
 
   if (!o_.libvirt_uri.empty()) {
-    if (auto st = inventory::start_event_loop(); !st) return fail(std::move(st.error()).wrap("libvirt"));
+    if (auto st = inventory::start_event_loop(); !st)
+      return fail(std::move(st.error()).wrap("libvirt"));
     connect_libvirt();
   }
   return {};
@@ -245,7 +248,9 @@ void Daemon::Impl::pre_attach(const inventory::LinkEvent& ev) {
     return;
   }
   log::info("tap hooked (fail closed until its VM is known)",
-            {{"ifname", ev.ifname}, {"ifindex", std::to_string(ev.ifindex)}, {"attach_us", us_since(t0)}});
+            {{"ifname", ev.ifname},
+             {"ifindex", std::to_string(ev.ifindex)},
+             {"attach_us", us_since(t0)}});
 }
 
 namespace {
@@ -256,8 +261,8 @@ std::string fingerprint(uint64_t policy_serial, const inventory::Inventory& inv,
                         const std::string& attach) {
   std::string fp = std::to_string(policy_serial) + "|" + attach;
   for (const auto& e : inv.endpoints) {
-    fp += "\n" + e.vm_name + "|" + e.vm_uuid + "|" + e.zone_tag.value_or("-") + "|" + e.ifname + "|" +
-          std::to_string(e.ifname.empty() ? 0 : if_nametoindex(e.ifname.c_str())) + "|" +
+    fp += "\n" + e.vm_name + "|" + e.vm_uuid + "|" + e.zone_tag.value_or("-") + "|" + e.ifname +
+          "|" + std::to_string(e.ifname.empty() ? 0 : if_nametoindex(e.ifname.c_str())) + "|" +
           (e.mac ? net::mac_str(*e.mac) : "-") + "|" + e.attach.value_or("-");
     for (const auto& a : e.addrs) fp += "," + a.str();
   }
@@ -271,7 +276,8 @@ Result<std::optional<engine::ApplyReport>> Daemon::Impl::reconcile(const char* w
   inventory::Inventory inv;
   std::vector<std::string> warnings;
   if (!o_.libvirt_uri.empty()) {
-    if (!lv_) return fail(Error(ErrorKind::kSystem, "libvirt not connected; enforcement unchanged"));
+    if (!lv_)
+      return fail(Error(ErrorKind::kSystem, "libvirt not connected; enforcement unchanged"));
     auto snap = lv_->snapshot();
     if (!snap) {
       lv_.reset();
@@ -291,13 +297,14 @@ Result<std::optional<engine::ApplyReport>> Daemon::Impl::reconcile(const char* w
     log::debug("reconcile: nothing changed", {{"why", why}});
     return std::optional<engine::ApplyReport>{};
   }
-  engine::ApplyInput in{.policy = &*policy_,
-                        .inventory = &inv,
-                        .programs = &*progs_,
-                        .policy_source = o_.policy_path,
-                        .inventory_source = o_.libvirt_uri.empty() ? o_.inventory_path : o_.libvirt_uri,
-                        .default_attach = o_.default_attach,
-                        .keep_hooked = o_.tap_patterns};
+  engine::ApplyInput in{
+      .policy = &*policy_,
+      .inventory = &inv,
+      .programs = &*progs_,
+      .policy_source = o_.policy_path,
+      .inventory_source = o_.libvirt_uri.empty() ? o_.inventory_path : o_.libvirt_uri,
+      .default_attach = o_.default_attach,
+      .keep_hooked = o_.tap_patterns};
   auto rep = engine::apply(o_.paths, in);
   if (!rep) return fail(std::move(rep.error()));
   for (const auto& w : warnings) rep->warnings.push_back(w);
@@ -332,10 +339,13 @@ void Daemon::Impl::on_libvirt_events() {
     evs.swap(pending_);
   }
   for (const auto& ev : evs) {
-    log::info("libvirt event", {{"domain", ev.name}, {"uuid", ev.uuid}, {"detail", ev.detail},
+    log::info("libvirt event", {{"domain", ev.name},
+                                {"uuid", ev.uuid},
+                                {"detail", ev.detail},
                                 {"kind", inventory::to_string(ev.kind)}});
     if (ev.kind == inventory::DomainEvent::Kind::kConnectionLost) {
-      log::warn("libvirt connection lost; enforcement continues, reconnecting", {{"uri", o_.libvirt_uri}});
+      log::warn("libvirt connection lost; enforcement continues, reconnecting",
+                {{"uri", o_.libvirt_uri}});
       lv_.reset();
       next_libvirt_try_ = Clock::now() + std::chrono::milliseconds(200);
       continue;
@@ -369,7 +379,8 @@ void Daemon::Impl::on_signal() {
   while (::read(sigfd_.get(), &si, sizeof si) == sizeof si) {
     if (si.ssi_signo == SIGHUP) {
       if (auto st = load_policy(o_.policy_path); !st)
-        log::error("reload: policy invalid, keeping the enforced one", {{"error", st.error().str()}});
+        log::error("reload: policy invalid, keeping the enforced one",
+                   {{"error", st.error().str()}});
       else
         dirty_ = true;
     } else {
@@ -389,7 +400,8 @@ json Daemon::Impl::handle(const json& req) {
   std::string path = cmd == "apply" ? req.value("policy", "") : o_.policy_path;
   if (auto st = load_policy(path); !st)
     return {{"ok", false}, {"exit", 3}, {"errors", {st.error().str()}}};
-  if (req.contains("inventory") && req["inventory"].is_string()) o_.inventory_path = req["inventory"];
+  if (req.contains("inventory") && req["inventory"].is_string())
+    o_.inventory_path = req["inventory"];
   auto rep = reconcile("control request", true);
   if (!rep) {
     policy_ = std::move(old);
@@ -416,7 +428,8 @@ void Daemon::Impl::on_control() {
     UniqueFd c(::accept4(ctl_.get(), nullptr, nullptr, SOCK_CLOEXEC));
     if (!c) return;
     auto req = read_request(c.get());
-    json resp = req ? handle(*req) : json{{"ok", false}, {"exit", 2}, {"errors", {req.error().str()}}};
+    json resp =
+        req ? handle(*req) : json{{"ok", false}, {"exit", 2}, {"errors", {req.error().str()}}};
     (void)write_response(c.get(), resp);
   }
 }
@@ -424,10 +437,14 @@ void Daemon::Impl::on_control() {
 int Daemon::Impl::run() {
   if (auto st = start(); !st) {
     log::error("daemon cannot start", {{"error", st.error().str()}});
-    return st.error().kind() == ErrorKind::kInvalid ? 3 : st.error().kind() == ErrorKind::kBusy ? 4 : 1;
+    return st.error().kind() == ErrorKind::kInvalid ? 3
+           : st.error().kind() == ErrorKind::kBusy  ? 4
+                                                    : 1;
   }
-  log::info("daemon running", {{"pin_dir", o_.paths.pin_dir}, {"policy", o_.policy_path},
-                               {"libvirt", o_.libvirt_uri}, {"inventory", o_.inventory_path}});
+  log::info("daemon running", {{"pin_dir", o_.paths.pin_dir},
+                               {"policy", o_.policy_path},
+                               {"libvirt", o_.libvirt_uri},
+                               {"inventory", o_.inventory_path}});
   while (step(o_.libvirt_uri.empty() || lv_ ? 1000 : 200)) {
   }
   ::unlink(control_socket_path(o_.paths.state_dir).c_str());
@@ -444,10 +461,13 @@ bool Daemon::Impl::step(int timeout_ms) {
     }
     if (dirty_ && policy_ && (o_.libvirt_uri.empty() || lv_)) {
       dirty_ = false;
-      if (auto r = reconcile("change"); !r) log::error("reconcile failed", {{"error", r.error().str()}});
+      if (auto r = reconcile("change"); !r)
+        log::error("reconcile failed", {{"error", r.error().str()}});
     }
-    pollfd fds[4] = {{sigfd_.get(), POLLIN, 0}, {evfd_.get(), POLLIN, 0},
-                     {tap_evfd_.get(), POLLIN, 0}, {ctl_.get(), POLLIN, 0}};
+    pollfd fds[4] = {{sigfd_.get(), POLLIN, 0},
+                     {evfd_.get(), POLLIN, 0},
+                     {tap_evfd_.get(), POLLIN, 0},
+                     {ctl_.get(), POLLIN, 0}};
     int n = ::poll(fds, 4, timeout_ms);
     if (n < 0 && errno != EINTR) {
       log::error("poll failed", {{"errno", std::to_string(errno)}});

@@ -24,7 +24,7 @@ struct Options {
   std::string inventory_path;  // static inventory: veth workloads, or overrides
   std::string default_attach = "tc";
   std::vector<std::string> tap_patterns = {"vnet*"};  // fnmatch(3)
-  int resync_seconds = 30;     // full reconcile even without events
+  int resync_seconds = 30;                            // full reconcile even without events
   bool libvirt_lease_addrs = true;
 };
 

@@ -14,7 +14,9 @@
 namespace zw::datapath {
 
 namespace {
-bpf_tc_attach_point point(TcHook h) { return h == TcHook::kIngress ? BPF_TC_INGRESS : BPF_TC_EGRESS; }
+bpf_tc_attach_point point(TcHook h) {
+  return h == TcHook::kIngress ? BPF_TC_INGRESS : BPF_TC_EGRESS;
+}
 const char* hook_name(TcHook h) { return h == TcHook::kIngress ? "ingress" : "egress"; }
 std::string where(int ifindex, TcHook h) {
   return std::string("tc ") + hook_name(h) + " ifindex " + std::to_string(ifindex);
@@ -25,14 +27,16 @@ Result<bool> ensure_clsact(int ifindex) {
   LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = BPF_TC_INGRESS);
   int err = bpf_tc_hook_create(&hook);
   if (err == -EEXIST) return false;
-  if (err) return fail(Error(ErrorKind::kSystem, "create clsact on ifindex " + std::to_string(ifindex), -err));
+  if (err)
+    return fail(
+        Error(ErrorKind::kSystem, "create clsact on ifindex " + std::to_string(ifindex), -err));
   return true;
 }
 
 Status attach_tc(int ifindex, TcHook h, int prog_fd) {
   LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = point(h));
-  LIBBPF_OPTS(bpf_tc_opts, opts, .prog_fd = prog_fd, .flags = BPF_TC_F_REPLACE,
-              .handle = kTcHandle, .priority = kTcPriority);
+  LIBBPF_OPTS(bpf_tc_opts, opts, .prog_fd = prog_fd, .flags = BPF_TC_F_REPLACE, .handle = kTcHandle,
+              .priority = kTcPriority);
   if (int err = bpf_tc_attach(&hook, &opts); err)
     return fail(Error(ErrorKind::kSystem, "attach " + where(ifindex, h), -err));
   return {};
@@ -61,7 +65,8 @@ Status destroy_clsact(int ifindex) {
               .attach_point = static_cast<bpf_tc_attach_point>(BPF_TC_INGRESS | BPF_TC_EGRESS));
   int err = bpf_tc_hook_destroy(&hook);
   if (err && err != -ENOENT && err != -ENODEV && err != -EINVAL)
-    return fail(Error(ErrorKind::kSystem, "remove clsact on ifindex " + std::to_string(ifindex), -err));
+    return fail(
+        Error(ErrorKind::kSystem, "remove clsact on ifindex " + std::to_string(ifindex), -err));
   return {};
 }
 
@@ -78,8 +83,7 @@ Status attach_xdp(int ifindex, int prog_fd, const std::string& link_pin) {
     ::unlink(link_pin.c_str());
   }
   UniqueFd link(bpf_link_create(prog_fd, ifindex, BPF_XDP, nullptr));
-  if (!link)
-    return fail(Error::sys("attach XDP to ifindex " + std::to_string(ifindex)));
+  if (!link) return fail(Error::sys("attach XDP to ifindex " + std::to_string(ifindex)));
   if (bpf_obj_pin(link.get(), link_pin.c_str()) != 0) return fail(Error::sys("pin " + link_pin));
   return {};
 }
@@ -88,7 +92,8 @@ Status detach_xdp(const std::string& link_pin) {
   UniqueFd link(bpf_obj_get(link_pin.c_str()));
   if (!link) return {};
   bpf_link_detach(link.get());  // defunct links refuse; the unlink below frees them
-  if (::unlink(link_pin.c_str()) != 0 && errno != ENOENT) return fail(Error::sys("unlink " + link_pin));
+  if (::unlink(link_pin.c_str()) != 0 && errno != ENOENT)
+    return fail(Error::sys("unlink " + link_pin));
   return {};
 }
 

@@ -20,9 +20,9 @@ inline constexpr uint32_t kTcPriority = 1;     // ahead of anything else
 // Creates the clsact qdisc if missing; true if this call created it.
 Result<bool> ensure_clsact(int ifindex);
 Status attach_tc(int ifindex, TcHook hook, int prog_fd);
-Status detach_tc(int ifindex, TcHook hook);   // absent is fine
+Status detach_tc(int ifindex, TcHook hook);             // absent is fine
 Result<uint32_t> tc_prog_id(int ifindex, TcHook hook);  // 0 if none of ours
-Status destroy_clsact(int ifindex);           // absent is fine
+Status destroy_clsact(int ifindex);                     // absent is fine
 
 // XDP link pinned at link_pin: created, or updated in place if it exists.
 Status attach_xdp(int ifindex, int prog_fd, const std::string& link_pin);

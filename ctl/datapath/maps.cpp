@@ -20,8 +20,8 @@ Result<UniqueFd> open_pin(const std::string& path) {
   int fd = bpf_obj_get(path.c_str());
   if (fd < 0) {
     int e = errno;
-    return fail(Error(e == ENOENT ? ErrorKind::kNotFound : ErrorKind::kSystem,
-                      "open pinned " + path, e));
+    return fail(
+        Error(e == ENOENT ? ErrorKind::kNotFound : ErrorKind::kSystem, "open pinned " + path, e));
   }
   return UniqueFd(fd);
 }
@@ -29,8 +29,8 @@ Result<UniqueFd> open_pin(const std::string& path) {
 
 Result<Maps> open_pinned_maps(const std::string& pin_dir) {
   Maps m;
-  UniqueFd* slots[] = {&m.config, &m.endpoints, &m.addrs,     &m.cidrs, &m.policy,
-                       &m.ct,     &m.st_reason, &m.st_rule,   &m.st_ep};
+  UniqueFd* slots[] = {&m.config, &m.endpoints, &m.addrs,   &m.cidrs, &m.policy,
+                       &m.ct,     &m.st_reason, &m.st_rule, &m.st_ep};
   static_assert(std::size(kMapNames) == std::size(slots));
   for (size_t i = 0; i < std::size(slots); ++i) {
     auto fd = open_pin(pin_dir + "/" + kMapNames[i]);

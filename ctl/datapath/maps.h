@@ -19,8 +19,8 @@ namespace zw::datapath {
 
 // Names of the maps as pinned under the pin directory (= their BPF names).
 inline constexpr const char* kMapNames[] = {
-    "zw_config", "zw_endpoints", "zw_addrs",    "zw_cidrs",  "zw_policy",
-    "zw_ct",     "zw_st_reason", "zw_st_rule",  "zw_st_ep",
+    "zw_config", "zw_endpoints", "zw_addrs",   "zw_cidrs", "zw_policy",
+    "zw_ct",     "zw_st_reason", "zw_st_rule", "zw_st_ep",
 };
 
 struct Maps {

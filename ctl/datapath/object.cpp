@@ -42,9 +42,12 @@ std::string take_warnings() {
 
 bpf_program* prog_of(zonewall_bpf* s, Prog p) {
   switch (p) {
-    case Prog::kFromVmXdp: return s->progs.zw_from_vm_xdp;
-    case Prog::kFromVmTc: return s->progs.zw_from_vm_tc;
-    case Prog::kToVmTc: return s->progs.zw_to_vm_tc;
+    case Prog::kFromVmXdp:
+      return s->progs.zw_from_vm_xdp;
+    case Prog::kFromVmTc:
+      return s->progs.zw_from_vm_tc;
+    case Prog::kToVmTc:
+      return s->progs.zw_to_vm_tc;
   }
   return nullptr;
 }
@@ -54,9 +57,12 @@ constexpr Prog kAllProgs[] = {Prog::kFromVmXdp, Prog::kFromVmTc, Prog::kToVmTc};
 
 const char* prog_name(Prog p) {
   switch (p) {
-    case Prog::kFromVmXdp: return "zw_from_vm_xdp";
-    case Prog::kFromVmTc: return "zw_from_vm_tc";
-    case Prog::kToVmTc: return "zw_to_vm_tc";
+    case Prog::kFromVmXdp:
+      return "zw_from_vm_xdp";
+    case Prog::kFromVmTc:
+      return "zw_from_vm_tc";
+    case Prog::kToVmTc:
+      return "zw_to_vm_tc";
   }
   return "?";
 }
@@ -75,11 +81,10 @@ Result<Object> Object::load(const std::string& pin_dir) {
 
   Object obj(zonewall_bpf__open());
   if (!obj.skel_) return fail(Error::sys("open BPF skeleton"));
-  bpf_map* maps[] = {obj.skel_->maps.zw_config,  obj.skel_->maps.zw_endpoints,
-                     obj.skel_->maps.zw_addrs,   obj.skel_->maps.zw_cidrs,
-                     obj.skel_->maps.zw_policy,  obj.skel_->maps.zw_ct,
-                     obj.skel_->maps.zw_st_reason, obj.skel_->maps.zw_st_rule,
-                     obj.skel_->maps.zw_st_ep};
+  bpf_map* maps[] = {
+      obj.skel_->maps.zw_config,    obj.skel_->maps.zw_endpoints, obj.skel_->maps.zw_addrs,
+      obj.skel_->maps.zw_cidrs,     obj.skel_->maps.zw_policy,    obj.skel_->maps.zw_ct,
+      obj.skel_->maps.zw_st_reason, obj.skel_->maps.zw_st_rule,   obj.skel_->maps.zw_st_ep};
   static_assert(std::size(maps) == std::size(kMapNames));
   for (size_t i = 0; i < std::size(maps); ++i) {
     std::string path = pin_dir + "/" + kMapNames[i];
@@ -89,8 +94,8 @@ Result<Object> Object::load(const std::string& pin_dir) {
   take_warnings();
   if (int err = zonewall_bpf__load(obj.skel_.get()); err != 0) {
     std::string log = take_warnings();
-    return fail(Error(ErrorKind::kSystem, "load BPF programs (libbpf/verifier log follows)\n" + log,
-                      -err));
+    return fail(
+        Error(ErrorKind::kSystem, "load BPF programs (libbpf/verifier log follows)\n" + log, -err));
   }
   for (Prog p : kAllProgs) {
     std::string path = pin_dir + "/progs/" + prog_name(p);

@@ -11,8 +11,8 @@ namespace zw::datapath {
 Result<TestRunResult> test_run(int prog_fd, Prog kind, uint32_t ifindex,
                                const std::vector<uint8_t>& frame) {
   std::vector<uint8_t> out(frame.size() + 256);
-  LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = frame.data(),
-              .data_out = out.data(), .data_size_in = static_cast<uint32_t>(frame.size()),
+  LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = frame.data(), .data_out = out.data(),
+              .data_size_in = static_cast<uint32_t>(frame.size()),
               .data_size_out = static_cast<uint32_t>(out.size()), .repeat = 1);
   __sk_buff skb{};
   xdp_md xdp{};

@@ -12,8 +12,8 @@
 namespace zw::datapath {
 
 struct TestRunResult {
-  bool pass = false;     // the program let the frame through
-  uint32_t retval = 0;   // raw program return (TC_ACT_* / XDP_*)
+  bool pass = false;    // the program let the frame through
+  uint32_t retval = 0;  // raw program return (TC_ACT_* / XDP_*)
 };
 
 Result<TestRunResult> test_run(int prog_fd, Prog kind, uint32_t ifindex,

@@ -15,12 +15,18 @@ namespace {
 std::string proto_name(const std::optional<uint8_t>& p) {
   if (!p) return "any";
   switch (*p) {
-    case 6: return "tcp";
-    case 17: return "udp";
-    case 132: return "sctp";
-    case 1: return "icmp";
-    case 58: return "icmpv6";
-    default: return "proto " + std::to_string(*p);
+    case 6:
+      return "tcp";
+    case 17:
+      return "udp";
+    case 132:
+      return "sctp";
+    case 1:
+      return "icmp";
+    case 58:
+      return "icmpv6";
+    default:
+      return "proto " + std::to_string(*p);
   }
 }
 
@@ -83,13 +89,15 @@ Result<Desired> build_desired(const policy::Policy& p, const inventory::Inventor
   if (!assigned) return fail(std::move(assigned.error()));
 
   d.ids = policy::assign_zone_ids(p);
-  auto rule_ids = policy::assign_rule_ids(p, previous ? previous->rule_ids : std::map<std::string, uint32_t>{});
+  auto rule_ids =
+      policy::assign_rule_ids(p, previous ? previous->rule_ids : std::map<std::string, uint32_t>{});
   if (!rule_ids) return fail(std::move(rule_ids.error()));
   d.ids.rule = std::move(*rule_ids);
   for (const auto& r : p.rules)
-    d.rules.push_back({d.ids.rule.at(r.name), r.name,
-                       r.action == policy::Action::kAllow ? "allow" : (r.audit ? "deny (audit)" : "deny"),
-                       summarize(r)});
+    d.rules.push_back(
+        {d.ids.rule.at(r.name), r.name,
+         r.action == policy::Action::kAllow ? "allow" : (r.audit ? "deny (audit)" : "deny"),
+         summarize(r)});
 
   auto compiled = policy::compile(p, d.ids);
   if (!compiled) return fail(std::move(compiled.error()));
@@ -98,7 +106,8 @@ Result<Desired> build_desired(const policy::Policy& p, const inventory::Inventor
   std::vector<std::string> errors;
   if (assigned->size() > ZW_MAX_ENDPOINTS)
     errors.push_back("inventory: " + std::to_string(assigned->size()) +
-                     " VM interfaces exceed the endpoint map (" + std::to_string(ZW_MAX_ENDPOINTS) + ")");
+                     " VM interfaces exceed the endpoint map (" + std::to_string(ZW_MAX_ENDPOINTS) +
+                     ")");
 
   auto ep_ids = endpoint_ids(*assigned, previous);
   std::map<net::Addr, std::string> owner;

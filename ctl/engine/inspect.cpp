@@ -17,11 +17,27 @@ using nlohmann::json;
 
 namespace {
 constexpr const char* kReasonNames[] = {
-    "pass_new",       "pass_ct",          "pass_related",     "pass_arp",
-    "pass_nd",        "pass_audit",       "pass_dhcp",        "drop_policy",      "drop_revoked",
-    "drop_no_endpoint", "drop_no_policy", "drop_malformed",   "drop_fragment",
-    "drop_vlan",      "drop_ethertype",   "drop_ipv6_ext",    "drop_icmp_unrelated",
-    "drop_spoof_mac", "drop_spoof_ip",    "drop_spoof_arp",   "drop_guest_dhcp",
+    "pass_new",
+    "pass_ct",
+    "pass_related",
+    "pass_arp",
+    "pass_nd",
+    "pass_audit",
+    "pass_dhcp",
+    "drop_policy",
+    "drop_revoked",
+    "drop_no_endpoint",
+    "drop_no_policy",
+    "drop_malformed",
+    "drop_fragment",
+    "drop_vlan",
+    "drop_ethertype",
+    "drop_ipv6_ext",
+    "drop_icmp_unrelated",
+    "drop_spoof_mac",
+    "drop_spoof_ip",
+    "drop_spoof_arp",
+    "drop_guest_dhcp",
     "drop_guest_ra",
 };
 static_assert(std::size(kReasonNames) == ZW_R_MAX, "one name per enum zw_reason");
@@ -72,9 +88,12 @@ Result<json> status(const Paths& paths) {
   auto live = open_live(paths);
   if (!live) return fail(std::move(live.error()));
   uint32_t prog_from_tc = 0, prog_from_xdp = 0, prog_to_tc = 0;
-  if (auto fd = dp::open_pinned_prog(paths.pin_dir, dp::Prog::kFromVmTc)) prog_from_tc = dp::prog_id_of_fd(fd->get());
-  if (auto fd = dp::open_pinned_prog(paths.pin_dir, dp::Prog::kFromVmXdp)) prog_from_xdp = dp::prog_id_of_fd(fd->get());
-  if (auto fd = dp::open_pinned_prog(paths.pin_dir, dp::Prog::kToVmTc)) prog_to_tc = dp::prog_id_of_fd(fd->get());
+  if (auto fd = dp::open_pinned_prog(paths.pin_dir, dp::Prog::kFromVmTc))
+    prog_from_tc = dp::prog_id_of_fd(fd->get());
+  if (auto fd = dp::open_pinned_prog(paths.pin_dir, dp::Prog::kFromVmXdp))
+    prog_from_xdp = dp::prog_id_of_fd(fd->get());
+  if (auto fd = dp::open_pinned_prog(paths.pin_dir, dp::Prog::kToVmTc))
+    prog_to_tc = dp::prog_id_of_fd(fd->get());
 
   json eps = json::array();
   size_t enforced = 0;
@@ -90,7 +109,8 @@ Result<json> status(const Paths& paths) {
       to_vm = eg && *eg != 0 && *eg == prog_to_tc;
       if (e.attach == "xdp") {
         auto li = dp::xdp_link_info(paths.link_pin(e.ifindex));
-        from_vm = li && li->prog_id != 0 && li->prog_id == prog_from_xdp && li->ifindex == e.ifindex;
+        from_vm =
+            li && li->prog_id != 0 && li->prog_id == prog_from_xdp && li->ifindex == e.ifindex;
       } else {
         auto in = dp::tc_prog_id(static_cast<int>(e.ifindex), dp::TcHook::kIngress);
         from_vm = in && *in != 0 && *in == prog_from_tc;
@@ -158,16 +178,17 @@ Result<json> stats(const Paths& paths) {
   uint64_t now_ns = uint64_t(ts.tv_sec) * 1000000000ull + ts.tv_nsec;
   auto rule_json = [&](uint32_t id, const std::string& name, const std::string& action,
                        const std::string& summary) -> Result<json> {
-    auto rs = dp::percpu_sum<zw_rule_stats>(live->maps.st_rule.get(), id,
-                                            [](zw_rule_stats& a, const zw_rule_stats& b) {
-                                              a.packets += b.packets;
-                                              a.bytes += b.bytes;
-                                              a.last_hit_ns = std::max(a.last_hit_ns, b.last_hit_ns);
-                                            });
+    auto rs = dp::percpu_sum<zw_rule_stats>(
+        live->maps.st_rule.get(), id, [](zw_rule_stats& a, const zw_rule_stats& b) {
+          a.packets += b.packets;
+          a.bytes += b.bytes;
+          a.last_hit_ns = std::max(a.last_hit_ns, b.last_hit_ns);
+        });
     if (!rs) return fail(std::move(rs.error()));
-    json j{{"id", id}, {"name", name}, {"action", action}, {"summary", summary},
-           {"packets", rs->packets}, {"bytes", rs->bytes}};
-    j["last_hit_seconds_ago"] = rs->last_hit_ns ? json((now_ns - rs->last_hit_ns) / 1e9) : json(nullptr);
+    json j{{"id", id},           {"name", name},           {"action", action},
+           {"summary", summary}, {"packets", rs->packets}, {"bytes", rs->bytes}};
+    j["last_hit_seconds_ago"] =
+        rs->last_hit_ns ? json((now_ns - rs->last_hit_ns) / 1e9) : json(nullptr);
     return j;
   };
   json rules = json::array();
@@ -176,8 +197,9 @@ Result<json> stats(const Paths& paths) {
     auto it = live->state.defaults.find(k);
     return it == live->state.defaults.end() ? std::string("?") : it->second;
   };
-  for (auto [id, name, key] : {std::tuple{ZW_RULE_DEFAULT_INTRA, "default:intra_zone", "intra_zone"},
-                               std::tuple{ZW_RULE_DEFAULT_INTER, "default:inter_zone", "inter_zone"}}) {
+  for (auto [id, name, key] :
+       {std::tuple{ZW_RULE_DEFAULT_INTRA, "default:intra_zone", "intra_zone"},
+        std::tuple{ZW_RULE_DEFAULT_INTER, "default:inter_zone", "inter_zone"}}) {
     auto j = rule_json(id, name, dflt(key), "no rule matched");
     if (!j) return fail(std::move(j.error()));
     rules.push_back(*j);
@@ -198,18 +220,18 @@ Result<json> stats(const Paths& paths) {
                                             add(a.to_vm_drop, b.to_vm_drop);
                                           });
     if (!es) return fail(std::move(es.error()));
-    eps.push_back({{"vm", e.vm_name}, {"ifname", e.ifname}, {"zone", e.zone},
-                   {"from_vm_pass", counter(es->from_vm_pass)}, {"from_vm_drop", counter(es->from_vm_drop)},
-                   {"to_vm_pass", counter(es->to_vm_pass)}, {"to_vm_drop", counter(es->to_vm_drop)}});
+    eps.push_back({{"vm", e.vm_name},
+                   {"ifname", e.ifname},
+                   {"zone", e.zone},
+                   {"from_vm_pass", counter(es->from_vm_pass)},
+                   {"from_vm_drop", counter(es->from_vm_drop)},
+                   {"to_vm_pass", counter(es->to_vm_pass)},
+                   {"to_vm_drop", counter(es->to_vm_drop)}});
   }
   size_t ct = 0;
   if (auto keys = dp::map_keys<zw_ct_key>(live->maps.ct.get())) ct = keys->size();
-  return json{{"active_generation", live->gen},
-              {"reasons", reasons},
-              {"rules", rules},
-              {"never_matched", never},
-              {"endpoints", eps},
-              {"conntrack_entries", ct}};
+  return json{{"active_generation", live->gen}, {"reasons", reasons}, {"rules", rules},
+              {"never_matched", never},         {"endpoints", eps},   {"conntrack_entries", ct}};
 }
 
 }  // namespace zw::engine

@@ -47,10 +47,14 @@ Result<size_t> purge_gens(int fd, uint32_t keep) {
 }
 
 Status purge_all_but(const dp::Maps& m, uint32_t keep) {
-  if (auto r = purge_gens<zw_endpoint_key>(m.endpoints.get(), keep); !r) return fail(std::move(r.error()).wrap("zw_endpoints"));
-  if (auto r = purge_gens<zw_addr_key>(m.addrs.get(), keep); !r) return fail(std::move(r.error()).wrap("zw_addrs"));
-  if (auto r = purge_gens<zw_cidr_key>(m.cidrs.get(), keep); !r) return fail(std::move(r.error()).wrap("zw_cidrs"));
-  if (auto r = purge_gens<zw_policy_key>(m.policy.get(), keep); !r) return fail(std::move(r.error()).wrap("zw_policy"));
+  if (auto r = purge_gens<zw_endpoint_key>(m.endpoints.get(), keep); !r)
+    return fail(std::move(r.error()).wrap("zw_endpoints"));
+  if (auto r = purge_gens<zw_addr_key>(m.addrs.get(), keep); !r)
+    return fail(std::move(r.error()).wrap("zw_addrs"));
+  if (auto r = purge_gens<zw_cidr_key>(m.cidrs.get(), keep); !r)
+    return fail(std::move(r.error()).wrap("zw_cidrs"));
+  if (auto r = purge_gens<zw_policy_key>(m.policy.get(), keep); !r)
+    return fail(std::move(r.error()).wrap("zw_policy"));
   return {};
 }
 
@@ -63,11 +67,13 @@ Status write_generation(const dp::Maps& m, const Desired& d, uint32_t gen) {
   }
   for (auto [k, v] : d.addrs) {
     k.gen = gen;
-    if (auto st = dp::map_update(m.addrs.get(), k, v); !st) return fail(std::move(st.error()).wrap("zw_addrs"));
+    if (auto st = dp::map_update(m.addrs.get(), k, v); !st)
+      return fail(std::move(st.error()).wrap("zw_addrs"));
   }
   for (auto [k, v] : d.cidrs) {
     k.gen = gen;
-    if (auto st = dp::map_update(m.cidrs.get(), k, v); !st) return fail(std::move(st.error()).wrap("zw_cidrs"));
+    if (auto st = dp::map_update(m.cidrs.get(), k, v); !st)
+      return fail(std::move(st.error()).wrap("zw_cidrs"));
   }
   for (auto e : d.compiled.entries) {
     e.key.gen = gen;
@@ -198,8 +204,9 @@ Result<ApplyReport> apply(const Paths& paths, const ApplyInput& in) {
   s.zones = desired->ids.zone;
   s.rule_ids = desired->ids.rule;
   s.rules = desired->rules;
-  s.defaults = {{"intra_zone", in.policy->defaults.intra_zone == policy::Action::kAllow ? "allow" : "deny"},
-                {"inter_zone", in.policy->defaults.inter_zone == policy::Action::kAllow ? "allow" : "deny"}};
+  s.defaults = {
+      {"intra_zone", in.policy->defaults.intra_zone == policy::Action::kAllow ? "allow" : "deny"},
+      {"inter_zone", in.policy->defaults.inter_zone == policy::Action::kAllow ? "allow" : "deny"}};
   std::set<uint32_t> live;
   for (const auto& e : desired->endpoints) {
     EndpointState es;
@@ -262,7 +269,8 @@ Result<DownReport> down(const Paths& paths) {
         if (done.count(k.ifindex)) continue;
         EndpointState e;
         e.ifindex = k.ifindex;
-        if (auto st = detach_endpoint(paths, e); !st) return fail(std::move(st.error()).wrap("down"));
+        if (auto st = detach_endpoint(paths, e); !st)
+          return fail(std::move(st.error()).wrap("down"));
         done.insert(k.ifindex);
         ++rep.detached;
       }

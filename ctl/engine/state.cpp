@@ -31,9 +31,16 @@ namespace {
 json to_json(const State& s) {
   json eps = json::array();
   for (const auto& e : s.endpoints) {
-    eps.push_back({{"key", e.key},          {"vm", e.vm_name},       {"uuid", e.vm_uuid}, {"ifname", e.ifname},
-                   {"ifindex", e.ifindex},  {"attach", e.attach}, {"id", e.id},
-                   {"zone", e.zone},        {"mac", e.mac},       {"addrs", e.addrs},
+    eps.push_back({{"key", e.key},
+                   {"vm", e.vm_name},
+                   {"uuid", e.vm_uuid},
+                   {"ifname", e.ifname},
+                   {"ifindex", e.ifindex},
+                   {"attach", e.attach},
+                   {"id", e.id},
+                   {"zone", e.zone},
+                   {"mac", e.mac},
+                   {"addrs", e.addrs},
                    {"created_clsact", e.created_clsact}});
   }
   json rules = json::array();

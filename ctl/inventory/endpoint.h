@@ -13,14 +13,14 @@ namespace zw::inventory {
 
 struct Endpoint {
   std::string vm_name;
-  std::string vm_uuid;                 // lower-case canonical, may be empty
-  std::optional<std::string> zone_tag; // zone named by the VM itself (libvirt metadata)
-  std::string ifname;                  // host-side interface (tap, veth)
-  std::optional<net::Mac> mac;         // the VM's MAC (guest side)
-  std::vector<net::Addr> addrs;        // the VM's addresses on this interface
-  std::optional<std::string> attach;   // "tc" | "xdp": from-VM hook; unset = default
-  std::string libvirt_type;            // <interface type=…> ("network", "bridge", "ethernet"); "" if static
-  std::string source;                  // "inventory.json: /vms/2/interfaces/0"
+  std::string vm_uuid;                  // lower-case canonical, may be empty
+  std::optional<std::string> zone_tag;  // zone named by the VM itself (libvirt metadata)
+  std::string ifname;                   // host-side interface (tap, veth)
+  std::optional<net::Mac> mac;          // the VM's MAC (guest side)
+  std::vector<net::Addr> addrs;         // the VM's addresses on this interface
+  std::optional<std::string> attach;    // "tc" | "xdp": from-VM hook; unset = default
+  std::string libvirt_type;  // <interface type=…> ("network", "bridge", "ethernet"); "" if static
+  std::string source;        // "inventory.json: /vms/2/interfaces/0"
 };
 
 struct Inventory {

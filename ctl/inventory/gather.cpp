@@ -23,7 +23,8 @@ Result<Gathered> gather(const std::string& libvirt_uri, const std::string& stati
   if (!static_path.empty()) {
     auto st = load_static(static_path);
     if (!st) return fail(std::move(st.error()));
-    g.inventory = libvirt_uri.empty() ? std::move(*st) : apply_overrides(std::move(g.inventory), *st);
+    g.inventory =
+        libvirt_uri.empty() ? std::move(*st) : apply_overrides(std::move(g.inventory), *st);
     g.source += (g.source.empty() ? "" : " + ") + static_path;
   }
   return g;

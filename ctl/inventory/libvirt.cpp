@@ -10,12 +10,12 @@
 #include <libxml/xpathInternals.h>
 
 #include <algorithm>
-#include <tuple>
 #include <atomic>
 #include <cstdlib>
 #include <functional>
 #include <mutex>
 #include <thread>
+#include <tuple>
 
 #include "util/json_doc.h"
 #include "util/log.h"
@@ -430,7 +430,8 @@ std::string domain_name(virDomainPtr d) {
 // unspecified, multicast.
 bool host_address(const net::Addr& a) {
   const auto& b = a.bytes;
-  if (a.is_v4()) return b[12] != 127 && (b[12] | b[13] | b[14] | b[15]) != 0 && (b[12] & 0xf0) != 0xe0;
+  if (a.is_v4())
+    return b[12] != 127 && (b[12] | b[13] | b[14] | b[15]) != 0 && (b[12] & 0xf0) != 0xe0;
   net::Addr loopback6;
   loopback6.bytes[15] = 1;
   return a != loopback6 && a != net::Addr{} && b[0] != 0xff;
@@ -465,7 +466,8 @@ void add_queried_addresses(virDomainPtr dom, const LibvirtOptions& o, const std:
         if (ep.mac != mac) continue;
         // Leases exist only on libvirt-managed networks (the test driver
         // invents one for every interface; no real driver does).
-        if (src.id == VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE && ep.libvirt_type != "network") continue;
+        if (src.id == VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE && ep.libvirt_type != "network")
+          continue;
         for (unsigned int k = 0; k < ifc->naddrs; ++k) {
           if (ifc->addrs[k].addr == nullptr) continue;
           auto a = net::parse_addr(ifc->addrs[k].addr);
@@ -516,65 +518,100 @@ const char* lifecycle_detail(int event, int detail) {
   switch (event) {
     case VIR_DOMAIN_EVENT_DEFINED:
       switch (detail) {
-        case VIR_DOMAIN_EVENT_DEFINED_ADDED: return "added";
-        case VIR_DOMAIN_EVENT_DEFINED_UPDATED: return "updated";
-        case VIR_DOMAIN_EVENT_DEFINED_RENAMED: return "renamed";
-        case VIR_DOMAIN_EVENT_DEFINED_FROM_SNAPSHOT: return "from snapshot";
+        case VIR_DOMAIN_EVENT_DEFINED_ADDED:
+          return "added";
+        case VIR_DOMAIN_EVENT_DEFINED_UPDATED:
+          return "updated";
+        case VIR_DOMAIN_EVENT_DEFINED_RENAMED:
+          return "renamed";
+        case VIR_DOMAIN_EVENT_DEFINED_FROM_SNAPSHOT:
+          return "from snapshot";
       }
       break;
     case VIR_DOMAIN_EVENT_UNDEFINED:
       switch (detail) {
-        case VIR_DOMAIN_EVENT_UNDEFINED_REMOVED: return "removed";
-        case VIR_DOMAIN_EVENT_UNDEFINED_RENAMED: return "renamed";
+        case VIR_DOMAIN_EVENT_UNDEFINED_REMOVED:
+          return "removed";
+        case VIR_DOMAIN_EVENT_UNDEFINED_RENAMED:
+          return "renamed";
       }
       break;
     case VIR_DOMAIN_EVENT_STARTED:
       switch (detail) {
-        case VIR_DOMAIN_EVENT_STARTED_BOOTED: return "booted";
-        case VIR_DOMAIN_EVENT_STARTED_MIGRATED: return "migrated";
-        case VIR_DOMAIN_EVENT_STARTED_RESTORED: return "restored";
-        case VIR_DOMAIN_EVENT_STARTED_FROM_SNAPSHOT: return "from snapshot";
-        case VIR_DOMAIN_EVENT_STARTED_WAKEUP: return "wakeup";
+        case VIR_DOMAIN_EVENT_STARTED_BOOTED:
+          return "booted";
+        case VIR_DOMAIN_EVENT_STARTED_MIGRATED:
+          return "migrated";
+        case VIR_DOMAIN_EVENT_STARTED_RESTORED:
+          return "restored";
+        case VIR_DOMAIN_EVENT_STARTED_FROM_SNAPSHOT:
+          return "from snapshot";
+        case VIR_DOMAIN_EVENT_STARTED_WAKEUP:
+          return "wakeup";
       }
       break;
     case VIR_DOMAIN_EVENT_SUSPENDED:
       switch (detail) {
-        case VIR_DOMAIN_EVENT_SUSPENDED_PAUSED: return "suspended: paused";
-        case VIR_DOMAIN_EVENT_SUSPENDED_MIGRATED: return "suspended: migrated";
-        case VIR_DOMAIN_EVENT_SUSPENDED_IOERROR: return "suspended: I/O error";
-        case VIR_DOMAIN_EVENT_SUSPENDED_WATCHDOG: return "suspended: watchdog";
-        case VIR_DOMAIN_EVENT_SUSPENDED_RESTORED: return "suspended: restored";
-        case VIR_DOMAIN_EVENT_SUSPENDED_FROM_SNAPSHOT: return "suspended: from snapshot";
-        case VIR_DOMAIN_EVENT_SUSPENDED_API_ERROR: return "suspended: API error";
-        case VIR_DOMAIN_EVENT_SUSPENDED_POSTCOPY: return "suspended: postcopy";
-        case VIR_DOMAIN_EVENT_SUSPENDED_POSTCOPY_FAILED: return "suspended: postcopy failed";
+        case VIR_DOMAIN_EVENT_SUSPENDED_PAUSED:
+          return "suspended: paused";
+        case VIR_DOMAIN_EVENT_SUSPENDED_MIGRATED:
+          return "suspended: migrated";
+        case VIR_DOMAIN_EVENT_SUSPENDED_IOERROR:
+          return "suspended: I/O error";
+        case VIR_DOMAIN_EVENT_SUSPENDED_WATCHDOG:
+          return "suspended: watchdog";
+        case VIR_DOMAIN_EVENT_SUSPENDED_RESTORED:
+          return "suspended: restored";
+        case VIR_DOMAIN_EVENT_SUSPENDED_FROM_SNAPSHOT:
+          return "suspended: from snapshot";
+        case VIR_DOMAIN_EVENT_SUSPENDED_API_ERROR:
+          return "suspended: API error";
+        case VIR_DOMAIN_EVENT_SUSPENDED_POSTCOPY:
+          return "suspended: postcopy";
+        case VIR_DOMAIN_EVENT_SUSPENDED_POSTCOPY_FAILED:
+          return "suspended: postcopy failed";
       }
       return "suspended";
     case VIR_DOMAIN_EVENT_RESUMED:
       switch (detail) {
-        case VIR_DOMAIN_EVENT_RESUMED_UNPAUSED: return "resumed: unpaused";
-        case VIR_DOMAIN_EVENT_RESUMED_MIGRATED: return "resumed: migrated";
-        case VIR_DOMAIN_EVENT_RESUMED_FROM_SNAPSHOT: return "resumed: from snapshot";
-        case VIR_DOMAIN_EVENT_RESUMED_POSTCOPY: return "resumed: postcopy";
-        case VIR_DOMAIN_EVENT_RESUMED_POSTCOPY_FAILED: return "resumed: postcopy failed";
+        case VIR_DOMAIN_EVENT_RESUMED_UNPAUSED:
+          return "resumed: unpaused";
+        case VIR_DOMAIN_EVENT_RESUMED_MIGRATED:
+          return "resumed: migrated";
+        case VIR_DOMAIN_EVENT_RESUMED_FROM_SNAPSHOT:
+          return "resumed: from snapshot";
+        case VIR_DOMAIN_EVENT_RESUMED_POSTCOPY:
+          return "resumed: postcopy";
+        case VIR_DOMAIN_EVENT_RESUMED_POSTCOPY_FAILED:
+          return "resumed: postcopy failed";
       }
       return "resumed";
     case VIR_DOMAIN_EVENT_STOPPED:
       switch (detail) {
-        case VIR_DOMAIN_EVENT_STOPPED_SHUTDOWN: return "shutdown";
-        case VIR_DOMAIN_EVENT_STOPPED_DESTROYED: return "destroyed";
-        case VIR_DOMAIN_EVENT_STOPPED_CRASHED: return "crashed";
-        case VIR_DOMAIN_EVENT_STOPPED_MIGRATED: return "migrated";
-        case VIR_DOMAIN_EVENT_STOPPED_SAVED: return "saved";
-        case VIR_DOMAIN_EVENT_STOPPED_FAILED: return "failed";
-        case VIR_DOMAIN_EVENT_STOPPED_FROM_SNAPSHOT: return "from snapshot";
+        case VIR_DOMAIN_EVENT_STOPPED_SHUTDOWN:
+          return "shutdown";
+        case VIR_DOMAIN_EVENT_STOPPED_DESTROYED:
+          return "destroyed";
+        case VIR_DOMAIN_EVENT_STOPPED_CRASHED:
+          return "crashed";
+        case VIR_DOMAIN_EVENT_STOPPED_MIGRATED:
+          return "migrated";
+        case VIR_DOMAIN_EVENT_STOPPED_SAVED:
+          return "saved";
+        case VIR_DOMAIN_EVENT_STOPPED_FAILED:
+          return "failed";
+        case VIR_DOMAIN_EVENT_STOPPED_FROM_SNAPSHOT:
+          return "from snapshot";
       }
       break;
     case VIR_DOMAIN_EVENT_SHUTDOWN:
       switch (detail) {
-        case VIR_DOMAIN_EVENT_SHUTDOWN_FINISHED: return "shutdown: finished";
-        case VIR_DOMAIN_EVENT_SHUTDOWN_GUEST: return "shutdown: guest";
-        case VIR_DOMAIN_EVENT_SHUTDOWN_HOST: return "shutdown: host";
+        case VIR_DOMAIN_EVENT_SHUTDOWN_FINISHED:
+          return "shutdown: finished";
+        case VIR_DOMAIN_EVENT_SHUTDOWN_GUEST:
+          return "shutdown: guest";
+        case VIR_DOMAIN_EVENT_SHUTDOWN_HOST:
+          return "shutdown: host";
       }
       return "shutdown";
     case VIR_DOMAIN_EVENT_PMSUSPENDED:
@@ -588,8 +625,10 @@ const char* lifecycle_detail(int event, int detail) {
 DomainEvent::Kind lifecycle_kind(int event, int detail) {
   using K = DomainEvent::Kind;
   switch (event) {
-    case VIR_DOMAIN_EVENT_DEFINED: return K::kDefined;
-    case VIR_DOMAIN_EVENT_UNDEFINED: return K::kUndefined;
+    case VIR_DOMAIN_EVENT_DEFINED:
+      return K::kDefined;
+    case VIR_DOMAIN_EVENT_UNDEFINED:
+      return K::kUndefined;
     case VIR_DOMAIN_EVENT_STARTED:
       return detail == VIR_DOMAIN_EVENT_STARTED_MIGRATED ? K::kMigratedIn : K::kStarted;
     case VIR_DOMAIN_EVENT_STOPPED:
@@ -600,10 +639,14 @@ DomainEvent::Kind lifecycle_kind(int event, int detail) {
 
 const char* close_reason(int reason) {
   switch (reason) {
-    case VIR_CONNECT_CLOSE_REASON_ERROR: return "error";
-    case VIR_CONNECT_CLOSE_REASON_EOF: return "eof";
-    case VIR_CONNECT_CLOSE_REASON_KEEPALIVE: return "keepalive";
-    case VIR_CONNECT_CLOSE_REASON_CLIENT: return "client";
+    case VIR_CONNECT_CLOSE_REASON_ERROR:
+      return "error";
+    case VIR_CONNECT_CLOSE_REASON_EOF:
+      return "eof";
+    case VIR_CONNECT_CLOSE_REASON_KEEPALIVE:
+      return "keepalive";
+    case VIR_CONNECT_CLOSE_REASON_CLIENT:
+      return "client";
   }
   return "unknown";
 }
@@ -619,9 +662,8 @@ Result<std::vector<Endpoint>> parse_domain_xml(const std::string& xml, const std
   XmlParser parser(xmlNewParserCtxt());
   if (!parser) return fail(Error::sys(source + ": domain XML: out of memory", ENOMEM));
   // NONET: never fetch anything; no NOENT: entities are not expanded.
-  XmlDoc doc(xmlCtxtReadMemory(parser.get(), xml.data(), static_cast<int>(xml.size()),
-                               "domain.xml", nullptr,
-                               XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING));
+  XmlDoc doc(xmlCtxtReadMemory(parser.get(), xml.data(), static_cast<int>(xml.size()), "domain.xml",
+                               nullptr, XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING));
   if (!doc) {
     const xmlError* e = xmlCtxtGetLastError(parser.get());
     std::string what = e != nullptr && e->message != nullptr ? trim(e->message) : "not XML";
@@ -683,9 +725,11 @@ Status start_event_loop() {
   if (loop.thread.joinable()) return {};
   // A disabled timer that stop_event_loop() arms to wake the poll() the thread
   // sleeps in; without it the thread would only notice `stop` at the next event.
-  loop.wake_timer = virEventAddTimeout(-1, [](int, void*) {}, nullptr, nullptr);
+  loop.wake_timer = virEventAddTimeout(
+      -1, [](int, void*) {}, nullptr, nullptr);
   if (loop.wake_timer < 0)
-    return fail(Error(ErrorKind::kSystem, "libvirt: event loop: cannot add a timer: " + last_error()));
+    return fail(
+        Error(ErrorKind::kSystem, "libvirt: event loop: cannot add a timer: " + last_error()));
   loop.stop = false;
   loop.thread = std::thread([&loop] {
     while (!loop.stop.load()) {
@@ -706,16 +750,26 @@ void stop_event_loop() { event_loop().halt(); }
 const char* to_string(DomainEvent::Kind k) {
   using K = DomainEvent::Kind;
   switch (k) {
-    case K::kDefined: return "defined";
-    case K::kUndefined: return "undefined";
-    case K::kStarted: return "started";
-    case K::kStopped: return "stopped";
-    case K::kMigratedIn: return "migrated-in";
-    case K::kMigratedOut: return "migrated-out";
-    case K::kMetadataChanged: return "metadata-changed";
-    case K::kDeviceChanged: return "device-changed";
-    case K::kOther: return "other";
-    case K::kConnectionLost: return "connection-lost";
+    case K::kDefined:
+      return "defined";
+    case K::kUndefined:
+      return "undefined";
+    case K::kStarted:
+      return "started";
+    case K::kStopped:
+      return "stopped";
+    case K::kMigratedIn:
+      return "migrated-in";
+    case K::kMigratedOut:
+      return "migrated-out";
+    case K::kMetadataChanged:
+      return "metadata-changed";
+    case K::kDeviceChanged:
+      return "device-changed";
+    case K::kOther:
+      return "other";
+    case K::kConnectionLost:
+      return "connection-lost";
   }
   return "?";
 }
@@ -764,8 +818,7 @@ struct Libvirt::WatchState {
     deliver_domain(opaque, DomainEvent::Kind::kDeviceChanged, dom,
                    std::string("added ") + (alias != nullptr ? alias : "?"));
   }
-  static void on_device_removed(virConnectPtr, virDomainPtr dom, const char* alias,
-                                void* opaque) {
+  static void on_device_removed(virConnectPtr, virDomainPtr dom, const char* alias, void* opaque) {
     deliver_domain(opaque, DomainEvent::Kind::kDeviceChanged, dom,
                    std::string("removed ") + (alias != nullptr ? alias : "?"));
   }
@@ -820,9 +873,10 @@ Result<Libvirt> Libvirt::connect(const LibvirtOptions& o) {
   install_error_handler();
   const std::string who = "libvirt " + o.uri;
   // Read-only is all zonewall needs, except the guest-agent query.
-  virConnectPtr c = o.addr_agent ? virConnectOpen(o.uri.c_str())
-                                 : virConnectOpenReadOnly(o.uri.c_str());
-  if (c == nullptr) return fail(Error(ErrorKind::kSystem, who + ": cannot connect: " + last_error()));
+  virConnectPtr c =
+      o.addr_agent ? virConnectOpen(o.uri.c_str()) : virConnectOpenReadOnly(o.uri.c_str());
+  if (c == nullptr)
+    return fail(Error(ErrorKind::kSystem, who + ": cannot connect: " + last_error()));
   Libvirt lv(c, o);
   // Detects a dead daemon within ~30 s. Keepalive messages travel through the
   // event loop, so only with one running; local drivers (test://) refuse it,
@@ -867,8 +921,7 @@ Result<Snapshot> Libvirt::snapshot() {
   DomainList doms;
   int n = virConnectListAllDomains(
       conn_, doms.out(), VIR_CONNECT_LIST_DOMAINS_ACTIVE | VIR_CONNECT_LIST_DOMAINS_INACTIVE);
-  if (n < 0)
-    return fail(Error(ErrorKind::kSystem, who + ": cannot list domains: " + last_error()));
+  if (n < 0) return fail(Error(ErrorKind::kSystem, who + ": cannot list domains: " + last_error()));
   doms.set_size(n);
   Snapshot snap;
   for (int i = 0; i < doms.size(); ++i) {
@@ -938,15 +991,16 @@ Status Libvirt::watch(EventCallback cb) {
   };
   for (const Reg& r : regs) {
     auto* ref = new std::shared_ptr<WatchState>(state);
-    int id = virConnectDomainEventRegisterAny(conn_, nullptr, r.id, r.fn, ref, &WatchState::free_ref);
+    int id =
+        virConnectDomainEventRegisterAny(conn_, nullptr, r.id, r.fn, ref, &WatchState::free_ref);
     if (id < 0) {
       std::string why = last_error();
       delete ref;  // libvirt does not call the free callback on failure
       undo();
-      return fail(Error(ErrorKind::kSystem,
-                        who + ": watch: cannot register for domain events (" +
-                            std::to_string(r.id) + "): " + why +
-                            " (was start_event_loop() called before connect()?)"));
+      return fail(
+          Error(ErrorKind::kSystem, who + ": watch: cannot register for domain events (" +
+                                        std::to_string(r.id) + "): " + why +
+                                        " (was start_event_loop() called before connect()?)"));
     }
     ids.push_back(id);
   }
@@ -956,7 +1010,8 @@ Status Libvirt::watch(EventCallback cb) {
   if (virConnectRegisterCloseCallback(conn_, &WatchState::on_close, state.get(), nullptr) < 0) {
     std::string why = last_error();
     undo();
-    return fail(Error(ErrorKind::kSystem, who + ": watch: cannot register a close callback: " + why));
+    return fail(
+        Error(ErrorKind::kSystem, who + ": watch: cannot register a close callback: " + why));
   }
   callback_ids_ = std::move(ids);
   close_registered_ = true;

@@ -18,7 +18,8 @@ namespace zw::inventory {
 
 // Domain metadata, matched by namespace URI (the key is the prefix virsh writes):
 //   <zonewall:vm xmlns:zonewall="..."><zonewall:zone>web</zonewall:zone>
-//     <zonewall:interface mac="52:54:00:…"><zonewall:ip>10.80.0.11</zonewall:ip></zonewall:interface>
+//     <zonewall:interface
+//     mac="52:54:00:…"><zonewall:ip>10.80.0.11</zonewall:ip></zonewall:interface>
 //   </zonewall:vm>
 // The zone tag and, per interface by MAC, the VM's addresses (QEMU domains
 // cannot carry <ip> in <interface>; metadata is the host admin's, so trusted).
@@ -27,23 +28,24 @@ inline constexpr const char* kMetadataKey = "zonewall";
 
 struct LibvirtOptions {
   std::string uri = "qemu:///system";
-  bool addr_lease = true;   // libvirt's own DHCP leases (host-controlled: trusted)
-  bool addr_arp = false;    // host ARP table (guest-controlled: opt-in)
-  bool addr_agent = false;  // QEMU guest agent (guest-controlled: opt-in; needs a read-write connection)
+  bool addr_lease = true;  // libvirt's own DHCP leases (host-controlled: trusted)
+  bool addr_arp = false;   // host ARP table (guest-controlled: opt-in)
+  bool addr_agent =
+      false;  // QEMU guest agent (guest-controlled: opt-in; needs a read-write connection)
 };
 
 struct DomainEvent {
   enum class Kind {
-    kDefined,          // new or changed persistent config (define, edit, rename, snapshot revert)
+    kDefined,  // new or changed persistent config (define, edit, rename, snapshot revert)
     kUndefined,
     kStarted,          // booted, restored, woken up, from snapshot
     kStopped,          // shut down, destroyed, crashed, saved, failed
     kMigratedIn,       // started on this host by an incoming migration
     kMigratedOut,      // stopped on this host because it migrated away
     kMetadataChanged,  // zonewall metadata (kMetadataUri) only; other namespaces are not reported
-    kDeviceChanged,    // a device was hot-plugged or unplugged (detail "added net1", "removed net1")
-    kOther,            // suspended, resumed, shutdown requested, pmsuspended, crashed-but-kept
-    kConnectionLost,   // the connection closed (detail: eof, error, keepalive, client)
+    kDeviceChanged,   // a device was hot-plugged or unplugged (detail "added net1", "removed net1")
+    kOther,           // suspended, resumed, shutdown requested, pmsuspended, crashed-but-kept
+    kConnectionLost,  // the connection closed (detail: eof, error, keepalive, client)
   };
   Kind kind = Kind::kOther;
   std::string name;    // domain name; empty for kConnectionLost

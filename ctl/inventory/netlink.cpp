@@ -137,9 +137,9 @@ Result<std::vector<LinkEvent>> dump_links(nl_sock* sk) {
 struct LinkWatcher::State {
   SockPtr sock;
   SockPtr dump_sock;  // opened with sock: reseeds dump the watcher's namespace, not the drainer's
-  CbPtr cb;                                          // the socket's own callback set
-  std::unordered_map<uint32_t, std::string> known;   // ifindex -> name
-  std::vector<LinkEvent> pending;                    // filled by on_valid during one read
+  CbPtr cb;           // the socket's own callback set
+  std::unordered_map<uint32_t, std::string> known;  // ifindex -> name
+  std::vector<LinkEvent> pending;                   // filled by on_valid during one read
   bool need_resync = false;  // a message was lost or unparseable; cleared by a good dump
 
   Status reseed() {
@@ -222,7 +222,8 @@ Result<LinkWatcher> LinkWatcher::open(int rcvbuf_bytes) {
 
   // Events are not answers to requests: no sequence numbers to check.
   nl_socket_disable_seq_check(s);
-  if (int err = nl_socket_modify_cb(s, NL_CB_VALID, NL_CB_CUSTOM, &State::on_valid, st.get()); err < 0)
+  if (int err = nl_socket_modify_cb(s, NL_CB_VALID, NL_CB_CUSTOM, &State::on_valid, st.get());
+      err < 0)
     return fail(nl_error("link watcher: nl_socket_modify_cb", err));
   st->cb.reset(nl_socket_get_cb(s));
   if (!st->cb) return fail(Error::sys("link watcher: nl_socket_get_cb", ENOMEM));

@@ -12,8 +12,8 @@ namespace zw::inventory {
 
 namespace {
 
-using nlohmann::json;
 using jsondoc::Walker;
+using nlohmann::json;
 
 // Linux dev_valid_name(): 1..15 bytes, not "." or "..", no '/', ':' or space.
 bool valid_ifname(std::string_view s) {
@@ -59,8 +59,8 @@ class Parser {
     if (v.contains("uuid") && w_.expect_string(v["uuid"], ptr + "/uuid")) {
       const auto& u = v["uuid"].get_ref<const std::string&>();
       if (!jsondoc::is_uuid(u)) {
-        w_.error(ptr + "/uuid", jsondoc::show(v["uuid"]) +
-                                    " is not a UUID (8-4-4-4-12 hexadecimal digits)");
+        w_.error(ptr + "/uuid",
+                 jsondoc::show(v["uuid"]) + " is not a UUID (8-4-4-4-12 hexadecimal digits)");
       } else {
         base.vm_uuid = jsondoc::lower(u);
         if (auto [it, fresh] = uuids_.try_emplace(base.vm_uuid, ptr); !fresh)
@@ -101,7 +101,8 @@ class Parser {
     if (v.contains("mac") && w_.expect_string(v["mac"], ptr + "/mac")) {
       auto m = net::parse_mac(v["mac"].get_ref<const std::string&>());
       if (!m) {
-        w_.error(ptr + "/mac", jsondoc::show(v["mac"]) + " is not a MAC address (52:54:00:12:34:56)");
+        w_.error(ptr + "/mac",
+                 jsondoc::show(v["mac"]) + " is not a MAC address (52:54:00:12:34:56)");
       } else if ((*m)[0] & 1) {
         w_.error(ptr + "/mac", jsondoc::show(v["mac"]) + " is a multicast MAC, not a VM's address");
       } else if (*m == net::Mac{}) {
@@ -142,7 +143,7 @@ class Parser {
 
   Walker w_;
   Inventory inv_;
-  std::map<std::string, std::string> vm_names_, uuids_, ifnames_;  // -> first pointer
+  std::map<std::string, std::string> vm_names_, uuids_, ifnames_;   // -> first pointer
   std::map<net::Addr, std::pair<std::string, std::string>> addrs_;  // -> (VM, pointer)
 };
 

@@ -36,8 +36,7 @@ Result<std::vector<Assigned>> assign_zones(const policy::Policy& p, const Invent
           why = "vms glob '" + g + "'";
           break;
         }
-      if (!why && !uuid.empty() &&
-          std::find(z.uuids.begin(), z.uuids.end(), uuid) != z.uuids.end())
+      if (!why && !uuid.empty() && std::find(z.uuids.begin(), z.uuids.end(), uuid) != z.uuids.end())
         why = "uuid " + uuid;
       if (!why && ep.zone_tag && *ep.zone_tag == name) why = "zone tag";
       if (why) matches.push_back({name, *why});

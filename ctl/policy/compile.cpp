@@ -91,8 +91,8 @@ Verd majority(const std::vector<std::pair<Verd, uint32_t>>& counts, const Verd& 
   Verd best = counts.front().first;
   uint32_t best_n = 0;
   for (const auto& [v, n] : counts) {
-    bool better = n > best_n ||
-                  (n == best_n && ((v == prefer && best != prefer) || (best != prefer && v < best)));
+    bool better = n > best_n || (n == best_n &&
+                                 ((v == prefer && best != prefer) || (best != prefer && v < best)));
     if (better) {
       best = v;
       best_n = n;
@@ -246,7 +246,8 @@ class Compiler {
   }
 
   uint32_t intern(std::vector<uint32_t> list) {
-    auto [it, fresh] = lists_.try_emplace(std::move(list), static_cast<uint32_t>(list_store_.size()));
+    auto [it, fresh] =
+        lists_.try_emplace(std::move(list), static_cast<uint32_t>(list_store_.size()));
     if (fresh) list_store_.push_back(&it->first);
     return it->second;
   }
@@ -469,10 +470,9 @@ zw_verdict lookup(const Compiled& c, uint16_t src_zone, uint16_t dst_zone, uint8
     k.proto = pr;
     k.kind = kind;
     k.port = pt;
-    auto it = std::lower_bound(c.entries.begin(), c.entries.end(), k,
-                               [](const PolicyEntry& e, const zw_policy_key& key) {
-                                 return key_less(e.key, key);
-                               });
+    auto it = std::lower_bound(
+        c.entries.begin(), c.entries.end(), k,
+        [](const PolicyEntry& e, const zw_policy_key& key) { return key_less(e.key, key); });
     if (it != c.entries.end() && std::memcmp(&it->key, &k, sizeof k) == 0) return &it->value;
     return nullptr;
   };

@@ -16,9 +16,9 @@ namespace zw::policy {
 namespace {
 
 namespace fs = std::filesystem;
-using nlohmann::json;
 using jsondoc::token;
 using jsondoc::Walker;
+using nlohmann::json;
 
 struct Ref {
   std::string name;
@@ -198,8 +198,7 @@ class FileParser {
     bool has_uuids =
         string_list(zv, "uuids", zptr, [&](const std::string& s, const std::string& p) {
           if (!jsondoc::is_uuid(s)) {
-            w_.error(p, jsondoc::show(json(s)) +
-                            " is not a UUID (8-4-4-4-12 hexadecimal digits)");
+            w_.error(p, jsondoc::show(json(s)) + " is not a UUID (8-4-4-4-12 hexadecimal digits)");
             return;
           }
           z.uuids.push_back(jsondoc::lower(s));
@@ -260,9 +259,9 @@ class FileParser {
         std::string ip = ptr + "/" + std::to_string(i);
         if (w_.expect_string(v[i], ip)) refs.push_back({v[i].get<std::string>(), ip});
       }
-      bool star = std::any_of(refs.begin(), refs.end(), [](const Ref& x) { return x.name == kZoneAny; });
-      if (star && v.size() > 1)
-        w_.error(ptr, "\"*\" means every zone and must stand alone");
+      bool star =
+          std::any_of(refs.begin(), refs.end(), [](const Ref& x) { return x.name == kZoneAny; });
+      if (star && v.size() > 1) w_.error(ptr, "\"*\" means every zone and must stand alone");
     } else {
       w_.error(ptr, "expected a zone name or an array of zone names, got " + jsondoc::show(v));
     }
@@ -284,8 +283,9 @@ class FileParser {
   }
 
   void rule(const json& r, const std::string& rptr) {
-    w_.check_fields(r, rptr, {"name", "description", "from", "to", "proto", "ports", "icmp_types",
-                              "action", "audit"});
+    w_.check_fields(
+        r, rptr,
+        {"name", "description", "from", "to", "proto", "ports", "icmp_types", "action", "audit"});
     RawRule rr;
     Rule& rule = rr.rule;
     rule.origin = {f_.file, rptr};
@@ -294,9 +294,10 @@ class FileParser {
     } else if (w_.expect_string(r["name"], rptr + "/name")) {
       rule.name = r["name"].get<std::string>();
       if (!valid_rule_name(rule.name))
-        w_.error(rptr + "/name", "'" + rule.name +
-                                     "' is not a valid rule name (letters, digits, '_', '.' and "
-                                     "'-', starting with a letter or digit, at most 63 characters)");
+        w_.error(rptr + "/name",
+                 "'" + rule.name +
+                     "' is not a valid rule name (letters, digits, '_', '.' and "
+                     "'-', starting with a letter or digit, at most 63 characters)");
     }
     if (r.contains("description")) w_.expect_string(r["description"], rptr + "/description");
     rr.from = zone_refs(r, "from", rptr);
@@ -459,10 +460,12 @@ Result<Policy> merge(std::vector<Fragment> frags, std::vector<std::string> error
   std::string first = frags.empty() ? std::string("policy") : frags.front().file;
   if (p.zones.size() > kMaxUserZones)
     errors.push_back(first + ": /zones: " + std::to_string(p.zones.size()) +
-                     " zones, more than the datapath holds (" + std::to_string(kMaxUserZones) + ")");
+                     " zones, more than the datapath holds (" + std::to_string(kMaxUserZones) +
+                     ")");
   if (p.rules.size() > kMaxUserRules)
     errors.push_back(first + ": /rules: " + std::to_string(p.rules.size()) +
-                     " rules, more than the datapath holds (" + std::to_string(kMaxUserRules) + ")");
+                     " rules, more than the datapath holds (" + std::to_string(kMaxUserRules) +
+                     ")");
 
   if (!errors.empty()) return fail(jsondoc::invalid(errors));
   return p;

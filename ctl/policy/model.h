@@ -37,14 +37,14 @@ struct PortRange {
 };
 
 struct Rule {
-  std::string name;                // unique in the policy
-  std::vector<std::string> from;   // zone names; {"*"} = every zone
+  std::string name;               // unique in the policy
+  std::vector<std::string> from;  // zone names; {"*"} = every zone
   std::vector<std::string> to;
-  std::optional<uint8_t> proto;    // nullopt = any protocol
-  std::vector<PortRange> ports;    // tcp/udp/sctp only; empty = all ports
-  std::vector<uint8_t> icmp_types; // icmp/icmpv6 only; empty = all types
+  std::optional<uint8_t> proto;     // nullopt = any protocol
+  std::vector<PortRange> ports;     // tcp/udp/sctp only; empty = all ports
+  std::vector<uint8_t> icmp_types;  // icmp/icmpv6 only; empty = all types
   Action action = Action::kDeny;
-  bool audit = false;              // a deny that only records
+  bool audit = false;  // a deny that only records
   Origin origin;
 };
 
@@ -56,8 +56,8 @@ struct Defaults {
 struct Policy {
   std::map<std::string, Zone> zones;  // by name, user zones only
   Defaults defaults;
-  std::vector<Rule> rules;            // in first-match order
-  std::vector<std::string> files;     // the files it was read from
+  std::vector<Rule> rules;         // in first-match order
+  std::vector<std::string> files;  // the files it was read from
 };
 
 // Built-in zone names usable in rules without being defined.

@@ -19,8 +19,7 @@ Result<std::string> read_file(const std::string& path) {
   std::error_code ec;
   auto st = fs::status(path, ec);
   if (ec || !fs::exists(st)) {
-    if (ec && ec != std::errc::no_such_file_or_directory)
-      return fail(Error::sys(path, ec.value()));
+    if (ec && ec != std::errc::no_such_file_or_directory) return fail(Error::sys(path, ec.value()));
     return fail(Error::invalid(path + ": no such file or directory"));
   }
   if (fs::is_directory(st)) return fail(Error::invalid(path + ": is a directory, expected a file"));
@@ -139,8 +138,8 @@ std::optional<json> parse(const std::string& text, const std::string& file,
     }
     return doc;
   } catch (const TooDeep& t) {
-    errors.push_back(file + ": " + t.pointer + ": nested deeper than " +
-                     std::to_string(kMaxDepth) + " levels");
+    errors.push_back(file + ": " + t.pointer + ": nested deeper than " + std::to_string(kMaxDepth) +
+                     " levels");
   } catch (const json::parse_error& e) {
     std::size_t pos = std::min<std::size_t>(e.byte == 0 ? 0 : e.byte - 1, text.size());
     std::size_t line = 1, line_start = 0;
@@ -167,15 +166,19 @@ std::optional<json> parse(const std::string& text, const std::string& file,
 
 std::string show(const json& v) {
   switch (v.type()) {
-    case json::value_t::object: return "an object";
-    case json::value_t::array: return "an array";
-    case json::value_t::null: return "null";
+    case json::value_t::object:
+      return "an object";
+    case json::value_t::array:
+      return "an array";
+    case json::value_t::null:
+      return "null";
     case json::value_t::string: {
       const auto& s = v.get_ref<const std::string&>();
       if (s.size() > 64) return json(s.substr(0, 61) + "...").dump();
       return v.dump();
     }
-    default: return v.dump();
+    default:
+      return v.dump();
   }
 }
 

@@ -16,7 +16,7 @@
 namespace zw::jsondoc {
 
 inline constexpr std::size_t kMaxFileBytes = 16u << 20;  // 16 MiB
-inline constexpr int kMaxDepth = 64;                      // nested arrays/objects
+inline constexpr int kMaxDepth = 64;                     // nested arrays/objects
 
 // Reads a whole file. Errors: "<path>: no such file or directory" (kInvalid),
 // "<path>: larger than 16 MiB" (kInvalid), other I/O errors (kSystem).

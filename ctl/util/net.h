@@ -19,8 +19,8 @@ struct Addr {
 };
 
 struct Cidr {
-  Addr addr;       // masked to len
-  int len = 0;     // prefix length in the address's own family (0..32 / 0..128)
+  Addr addr;    // masked to len
+  int len = 0;  // prefix length in the address's own family (0..32 / 0..128)
   bool v4 = false;
   int bits128() const { return v4 ? 96 + len : len; }  // length over 16 bytes
   bool contains(const Addr& a) const;

@@ -14,10 +14,10 @@ namespace zw {
 
 // Which class of failure: drives the CLI's exit status.
 enum class ErrorKind {
-  kSystem = 1,   // kernel, filesystem, libbpf
-  kInvalid = 3,  // bad policy / inventory / arguments (nothing applied)
-  kBusy = 4,     // another state-changing command holds the lock
-  kNotFound = 5, // nothing applied / no such object
+  kSystem = 1,    // kernel, filesystem, libbpf
+  kInvalid = 3,   // bad policy / inventory / arguments (nothing applied)
+  kBusy = 4,      // another state-changing command holds the lock
+  kNotFound = 5,  // nothing applied / no such object
 };
 
 class [[nodiscard]] Error {
@@ -28,9 +28,7 @@ class [[nodiscard]] Error {
   static Error sys(std::string what, int err = errno) {
     return Error(ErrorKind::kSystem, std::move(what), err);
   }
-  static Error invalid(std::string what) {
-    return Error(ErrorKind::kInvalid, std::move(what));
-  }
+  static Error invalid(std::string what) { return Error(ErrorKind::kInvalid, std::move(what)); }
 
   // Prepends a context frame: e.wrap("apply") -> "apply -> <old>".
   Error&& wrap(std::string context) && {

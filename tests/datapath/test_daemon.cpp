@@ -38,14 +38,18 @@ const char* kPolicy = R"({
 })";
 
 std::string domain_xml(const std::string& name, const std::string& uuid, const std::string& ifname,
-                       const std::string& mac, const std::string& ip, const std::string& zone_tag = "") {
-  std::string meta = zone_tag.empty() ? ""
-                                      : "<metadata><zonewall:vm xmlns:zonewall='" + std::string(inventory::kMetadataUri) +
-                                            "'><zonewall:zone>" + zone_tag + "</zonewall:zone></zonewall:vm></metadata>";
+                       const std::string& mac, const std::string& ip,
+                       const std::string& zone_tag = "") {
+  std::string meta = zone_tag.empty()
+                         ? ""
+                         : "<metadata><zonewall:vm xmlns:zonewall='" +
+                               std::string(inventory::kMetadataUri) + "'><zonewall:zone>" +
+                               zone_tag + "</zonewall:zone></zonewall:vm></metadata>";
   return "<domain type='test'><name>" + name + "</name><uuid>" + uuid + "</uuid>" + meta +
          "<memory>65536</memory><os><type>hvm</type></os><devices>"
-         "<interface type='ethernet'><mac address='" + mac + "'/><target dev='" + ifname +
-         "'/><ip address='" + ip + "' prefix='24'/></interface></devices></domain>";
+         "<interface type='ethernet'><mac address='" +
+         mac + "'/><target dev='" + ifname + "'/><ip address='" + ip +
+         "' prefix='24'/></interface></devices></domain>";
 }
 
 class DaemonLibvirtTest : public ::testing::Test {
@@ -67,7 +71,8 @@ class DaemonLibvirtTest : public ::testing::Test {
       why_ = "unshare(CLONE_NEWNET) failed";
       return;
     }
-    sh("ip link set lo up; sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1");
+    sh("ip link set lo up; sysctl -qw net.ipv6.conf.all.disable_ipv6=1 "
+       "net.ipv6.conf.default.disable_ipv6=1");
     char tmpl[] = "/tmp/zw-daemon-XXXXXX";
     tmp_ = mkdtemp(tmpl);
     std::string policy = tmp_ + "/policy.json";
@@ -75,7 +80,8 @@ class DaemonLibvirtTest : public ::testing::Test {
     std::fputs(kPolicy, f);
     std::fclose(f);
     for (const char* n : {"zwl-web1", "zwl-db1", "zwl-app1"})
-      sh(std::string("ip link add ") + n + " type veth peer name " + n + "p && ip link set " + n + " up");
+      sh(std::string("ip link add ") + n + " type veth peer name " + n + "p && ip link set " + n +
+         " up");
     opt_.paths = engine::make_paths("/sys/fs/bpf/zw-daemon-" + std::to_string(getpid()));
     opt_.policy_path = policy;
     opt_.libvirt_uri = "test:///default";
@@ -125,7 +131,8 @@ class DaemonLibvirtTest : public ::testing::Test {
     if (!cfg) return "";
     zw_endpoint ep{};
     uint32_t ifx = if_nametoindex(ifname.c_str());
-    if (!datapath::map_lookup(maps->endpoints.get(), zw_endpoint_key{cfg->active_gen(), ifx}, &ep)) return "";
+    if (!datapath::map_lookup(maps->endpoints.get(), zw_endpoint_key{cfg->active_gen(), ifx}, &ep))
+      return "";
     auto st = engine::read_state(opt_.paths);
     if (!st || !*st) return "";
     for (const auto& [name, id] : (*st)->zones)
@@ -151,8 +158,8 @@ class DaemonLibvirtTest : public ::testing::Test {
   }
 
   // Verdict of the from-VM program for a TCP SYN sent on `ifname`.
-  static bool passes(const std::string& ifname, const std::string& src, const std::string& dst, uint16_t port,
-                     uint8_t mac_last = 0) {
+  static bool passes(const std::string& ifname, const std::string& src, const std::string& dst,
+                     uint16_t port, uint8_t mac_last = 0) {
     auto fd = datapath::open_pinned_prog(opt_.paths.pin_dir, datapath::Prog::kFromVmTc);
     EXPECT_TRUE(fd.has_value());
     if (!fd) return false;
@@ -160,7 +167,8 @@ class DaemonLibvirtTest : public ::testing::Test {
     auto frame = test::ip(src, dst, 6, test::tcp(sport++, port));
     const uint8_t mac[6] = {0x52, 0x54, 0, 0x30, 0, mac_last};  // the domains' MACs
     std::copy(mac, mac + 6, frame.begin() + 6);
-    auto r = datapath::test_run(fd->get(), datapath::Prog::kFromVmTc, if_nametoindex(ifname.c_str()), frame);
+    auto r = datapath::test_run(fd->get(), datapath::Prog::kFromVmTc,
+                                if_nametoindex(ifname.c_str()), frame);
     EXPECT_TRUE(r.has_value());
     return r && r->pass;
   }
@@ -171,15 +179,20 @@ TEST_F(DaemonLibvirtTest, DomainLifecycleIsReconciledIntoTheMaps) {
   auto st = d.start();
   ASSERT_TRUE(st.has_value()) << st.error().str();
 
-  virDomainPtr web = virDomainDefineXML(
-      conn_, domain_xml("web-1", "11111111-2222-3333-4444-000000000001", "zwl-web1", "52:54:00:30:00:01", "10.3.0.1").c_str());
+  virDomainPtr web =
+      virDomainDefineXML(conn_, domain_xml("web-1", "11111111-2222-3333-4444-000000000001",
+                                           "zwl-web1", "52:54:00:30:00:01", "10.3.0.1")
+                                    .c_str());
   ASSERT_NE(web, nullptr);
-  virDomainPtr db = virDomainDefineXML(
-      conn_, domain_xml("db-1", "11111111-2222-3333-4444-000000000002", "zwl-db1", "52:54:00:30:00:02", "10.3.0.2").c_str());
+  virDomainPtr db =
+      virDomainDefineXML(conn_, domain_xml("db-1", "11111111-2222-3333-4444-000000000002",
+                                           "zwl-db1", "52:54:00:30:00:02", "10.3.0.2")
+                                    .c_str());
   ASSERT_NE(db, nullptr);
   ASSERT_EQ(virDomainCreate(web), 0);
   ASSERT_EQ(virDomainCreate(db), 0);
-  EXPECT_TRUE(step_until(d, [] { return live_zone("zwl-web1") == "web" && live_zone("zwl-db1") == "db"; }))
+  EXPECT_TRUE(
+      step_until(d, [] { return live_zone("zwl-web1") == "web" && live_zone("zwl-db1") == "db"; }))
       << "web=" << live_zone("zwl-web1") << " db=" << live_zone("zwl-db1");
   EXPECT_TRUE(hooked("zwl-web1"));
   EXPECT_TRUE(passes("zwl-web1", "10.3.0.1", "10.3.0.2", 5432, 0x01));
@@ -187,15 +200,20 @@ TEST_F(DaemonLibvirtTest, DomainLifecycleIsReconciledIntoTheMaps) {
 
   // An untagged VM whose name no glob matches is unzoned; a zone tag in its
   // metadata moves it, and the maps follow the metadata-change event.
-  virDomainPtr app = virDomainDefineXML(
-      conn_, domain_xml("app-1", "11111111-2222-3333-4444-000000000003", "zwl-app1", "52:54:00:30:00:03", "10.3.0.3").c_str());
+  virDomainPtr app =
+      virDomainDefineXML(conn_, domain_xml("app-1", "11111111-2222-3333-4444-000000000003",
+                                           "zwl-app1", "52:54:00:30:00:03", "10.3.0.3")
+                                    .c_str());
   ASSERT_NE(app, nullptr);
   ASSERT_EQ(virDomainCreate(app), 0);
-  EXPECT_TRUE(step_until(d, [] { return live_zone("zwl-app1") == "unzoned"; })) << live_zone("zwl-app1");
+  EXPECT_TRUE(step_until(d, [] { return live_zone("zwl-app1") == "unzoned"; }))
+      << live_zone("zwl-app1");
   ASSERT_EQ(virDomainSetMetadata(app, VIR_DOMAIN_METADATA_ELEMENT, "<vm><zone>web</zone></vm>",
-                                 inventory::kMetadataKey, inventory::kMetadataUri, VIR_DOMAIN_AFFECT_LIVE),
+                                 inventory::kMetadataKey, inventory::kMetadataUri,
+                                 VIR_DOMAIN_AFFECT_LIVE),
             0);
-  EXPECT_TRUE(step_until(d, [] { return live_zone("zwl-app1") == "web"; })) << live_zone("zwl-app1");
+  EXPECT_TRUE(step_until(d, [] { return live_zone("zwl-app1") == "web"; }))
+      << live_zone("zwl-app1");
   EXPECT_TRUE(passes("zwl-app1", "10.3.0.3", "10.3.0.2", 5432, 0x03));
 
   // Destroyed and undefined: gone from the maps, but its tap stays hooked
@@ -226,18 +244,25 @@ TEST_F(DaemonLibvirtTest, NewTapIsHookedBeforeItsVmIsKnown) {
   ASSERT_TRUE(sh("ip link add zwl-new1 type veth peer name zwl-new1p && ip link set zwl-new1 up"));
   auto created = Clock::now();
   EXPECT_TRUE(step_until(d, [] { return hooked("zwl-new1"); }));
-  auto us = [](auto a, auto b) { return std::chrono::duration_cast<std::chrono::microseconds>(b - a).count(); };
-  std::printf("[ measure  ] tap created -> hooked: %ld us after `ip link add` returned (%ld us incl. the command)\n",
-              static_cast<long>(us(created, Clock::now())), static_cast<long>(us(t0, Clock::now())));
+  auto us = [](auto a, auto b) {
+    return std::chrono::duration_cast<std::chrono::microseconds>(b - a).count();
+  };
+  std::printf(
+      "[ measure  ] tap created -> hooked: %ld us after `ip link add` returned (%ld us incl. the "
+      "command)\n",
+      static_cast<long>(us(created, Clock::now())), static_cast<long>(us(t0, Clock::now())));
   // Unknown to libvirt: everything it sends is dropped.
   EXPECT_FALSE(passes("zwl-new1", "10.3.0.9", "10.3.0.2", 5432, 0x09));
 
   // Its VM appears: enforced by zone from then on.
-  virDomainPtr dom = virDomainDefineXML(
-      conn_, domain_xml("web-9", "11111111-2222-3333-4444-000000000009", "zwl-new1", "52:54:00:30:00:09", "10.3.0.9").c_str());
+  virDomainPtr dom =
+      virDomainDefineXML(conn_, domain_xml("web-9", "11111111-2222-3333-4444-000000000009",
+                                           "zwl-new1", "52:54:00:30:00:09", "10.3.0.9")
+                                    .c_str());
   ASSERT_NE(dom, nullptr);
   ASSERT_EQ(virDomainCreate(dom), 0);
-  EXPECT_TRUE(step_until(d, [] { return live_zone("zwl-new1") == "web"; })) << live_zone("zwl-new1");
+  EXPECT_TRUE(step_until(d, [] { return live_zone("zwl-new1") == "web"; }))
+      << live_zone("zwl-new1");
   virDomainDestroy(dom);
   virDomainUndefine(dom);
   virDomainFree(dom);
@@ -257,8 +282,10 @@ TEST_F(DaemonLibvirtTest, TapIsHookedWhileTheLoopIsBusy) {
   ASSERT_TRUE(sh("ip link add zwl-busy type veth peer name zwl-busyp && ip link set zwl-busy up"));
   auto created = Clock::now();
   EXPECT_TRUE(wait_hooked("zwl-busy"));
-  std::printf("[ measure  ] tap hooked %ld us after `ip link add` returned, loop idle\n",
-              static_cast<long>(std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - created).count()));
+  std::printf(
+      "[ measure  ] tap hooked %ld us after `ip link add` returned, loop idle\n",
+      static_cast<long>(
+          std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - created).count()));
   EXPECT_FALSE(passes("zwl-busy", "10.3.0.50", "10.3.0.1", 80, 0x50));
   sh("ip link del zwl-busy");
 }
@@ -279,7 +306,8 @@ TEST_F(DaemonLibvirtTest, MigratedVmKeepsItsZoneOnANewTap) {
   ASSERT_EQ(virDomainUndefine(dom), 0);
   virDomainFree(dom);
   ASSERT_TRUE(sh("ip link del zwl-mA"));
-  step_until(d, [] { return false; }, 200);  // let the removal settle (bounded)
+  step_until(
+      d, [] { return false; }, 200);  // let the removal settle (bounded)
 
   // Migrated in: a new tap, then the same domain (UUID, metadata) on it.
   auto t0 = Clock::now();
@@ -287,16 +315,18 @@ TEST_F(DaemonLibvirtTest, MigratedVmKeepsItsZoneOnANewTap) {
   auto created = Clock::now();
   EXPECT_TRUE(wait_hooked("zwl-mB")) << "the new tap must be hooked before its VM is known";
   EXPECT_FALSE(passes("zwl-mB", "10.3.0.7", "10.3.0.1", 80, 0xa7));
-  dom = virDomainDefineXML(conn_,
-                           domain_xml("app-7", uuid, "zwl-mB", "52:54:00:30:00:a7", "10.3.0.7", "db").c_str());
+  dom = virDomainDefineXML(
+      conn_, domain_xml("app-7", uuid, "zwl-mB", "52:54:00:30:00:a7", "10.3.0.7", "db").c_str());
   ASSERT_NE(dom, nullptr);
   ASSERT_EQ(virDomainCreate(dom), 0);
   EXPECT_TRUE(step_until(d, [] { return live_zone("zwl-mB") == "db"; })) << live_zone("zwl-mB");
   auto us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - created).count();
-  std::printf("[ measure  ] migrated VM: new tap created -> enforced by zone: %ld us "
-              "(hooked fail-closed in between; %ld us incl. `ip link add`)\n",
-              static_cast<long>(us),
-              static_cast<long>(std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t0).count()));
+  std::printf(
+      "[ measure  ] migrated VM: new tap created -> enforced by zone: %ld us "
+      "(hooked fail-closed in between; %ld us incl. `ip link add`)\n",
+      static_cast<long>(us),
+      static_cast<long>(
+          std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t0).count()));
   virDomainDestroy(dom);
   virDomainUndefine(dom);
   virDomainFree(dom);
@@ -309,18 +339,24 @@ TEST_F(DaemonLibvirtTest, MigratedVmKeepsItsZoneOnANewTap) {
 TEST_F(DaemonLibvirtTest, MalformedMetadataSkipsOnlyThatDomain) {
   daemon::Daemon d(opt_);
   ASSERT_TRUE(d.start().has_value());
-  virDomainPtr web = virDomainDefineXML(
-      conn_, domain_xml("web-1", "11111111-2222-3333-4444-000000000001", "zwl-web1", "52:54:00:30:00:01", "10.3.0.1").c_str());
-  virDomainPtr app = virDomainDefineXML(
-      conn_, domain_xml("app-1", "11111111-2222-3333-4444-000000000003", "zwl-app1", "52:54:00:30:00:03", "10.3.0.3", "db").c_str());
+  virDomainPtr web =
+      virDomainDefineXML(conn_, domain_xml("web-1", "11111111-2222-3333-4444-000000000001",
+                                           "zwl-web1", "52:54:00:30:00:01", "10.3.0.1")
+                                    .c_str());
+  virDomainPtr app =
+      virDomainDefineXML(conn_, domain_xml("app-1", "11111111-2222-3333-4444-000000000003",
+                                           "zwl-app1", "52:54:00:30:00:03", "10.3.0.3", "db")
+                                    .c_str());
   ASSERT_NE(web, nullptr);
   ASSERT_NE(app, nullptr);
   ASSERT_EQ(virDomainCreate(web), 0);
   ASSERT_EQ(virDomainCreate(app), 0);
-  EXPECT_TRUE(step_until(d, [] { return live_zone("zwl-web1") == "web" && live_zone("zwl-app1") == "db"; }));
+  EXPECT_TRUE(step_until(
+      d, [] { return live_zone("zwl-web1") == "web" && live_zone("zwl-app1") == "db"; }));
   // Two zone elements: malformed.
-  ASSERT_EQ(virDomainSetMetadata(app, VIR_DOMAIN_METADATA_ELEMENT, "<vm><zone>db</zone><zone>web</zone></vm>",
-                                 inventory::kMetadataKey, inventory::kMetadataUri, VIR_DOMAIN_AFFECT_LIVE),
+  ASSERT_EQ(virDomainSetMetadata(
+                app, VIR_DOMAIN_METADATA_ELEMENT, "<vm><zone>db</zone><zone>web</zone></vm>",
+                inventory::kMetadataKey, inventory::kMetadataUri, VIR_DOMAIN_AFFECT_LIVE),
             0);
   EXPECT_TRUE(step_until(d, [] { return live_zone("zwl-app1").empty(); })) << live_zone("zwl-app1");
   EXPECT_TRUE(hooked("zwl-app1"));
@@ -337,8 +373,10 @@ TEST_F(DaemonLibvirtTest, MalformedMetadataSkipsOnlyThatDomain) {
 
 TEST_F(DaemonLibvirtTest, UnreachableLibvirtLeavesEnforcementUntouched) {
   // First a daemon that knows the VMs.
-  virDomainPtr web = virDomainDefineXML(
-      conn_, domain_xml("web-1", "11111111-2222-3333-4444-000000000001", "zwl-web1", "52:54:00:30:00:01", "10.3.0.1").c_str());
+  virDomainPtr web =
+      virDomainDefineXML(conn_, domain_xml("web-1", "11111111-2222-3333-4444-000000000001",
+                                           "zwl-web1", "52:54:00:30:00:01", "10.3.0.1")
+                                    .c_str());
   ASSERT_NE(web, nullptr);
   ASSERT_EQ(virDomainCreate(web), 0);
   {

@@ -4,12 +4,12 @@
 // Runs in a private network namespace with veth pairs standing in for VM
 // taps; pins live under a unique bpffs directory and are removed after.
 #include <gtest/gtest.h>
+#include <net/if.h>
 #include <sched.h>
 #include <unistd.h>
-#include <net/if.h>
 
-#include <cstdlib>
 #include <algorithm>
+#include <cstdlib>
 #include <map>
 #include <optional>
 #include <string>
@@ -105,8 +105,11 @@ class DatapathTest : public ::testing::Test {
     if (!inv) return fail(std::move(inv.error()));
     auto lock = engine::PinLock::acquire(paths_.pin_dir);
     if (!lock) return fail(std::move(lock.error()));
-    engine::ApplyInput in{.policy = &*p, .inventory = &*inv, .policy_source = "test-policy.json",
-                          .inventory_source = "test-inventory.json", .default_attach = attach,
+    engine::ApplyInput in{.policy = &*p,
+                          .inventory = &*inv,
+                          .policy_source = "test-policy.json",
+                          .inventory_source = "test-inventory.json",
+                          .default_attach = attach,
                           .keep_hooked = {}};
     return engine::apply(paths_, in);
   }
@@ -174,8 +177,10 @@ class DatapathTest : public ::testing::Test {
     auto st = engine::stats(paths_);
     EXPECT_TRUE(st.has_value()) << (st ? "" : st.error().str());
     if (!st) return c;
-    for (const auto& [name, v] : (*st)["reasons"].items()) c.reasons[name] = v["packets"].get<uint64_t>();
-    for (const auto& r : (*st)["rules"]) c.rules[r["name"].get<std::string>()] = r["packets"].get<uint64_t>();
+    for (const auto& [name, v] : (*st)["reasons"].items())
+      c.reasons[name] = v["packets"].get<uint64_t>();
+    for (const auto& r : (*st)["rules"])
+      c.rules[r["name"].get<std::string>()] = r["packets"].get<uint64_t>();
     return c;
   }
 
@@ -227,7 +232,9 @@ class DatapathTest : public ::testing::Test {
   static Outcome from_vm_xdp(const std::string& ifname, const Bytes& f) {
     return run(Prog::kFromVmXdp, ifname, with_vm_mac(ifname, f));
   }
-  static Outcome to_vm(const std::string& ifname, const Bytes& f) { return run(Prog::kToVmTc, ifname, f); }
+  static Outcome to_vm(const std::string& ifname, const Bytes& f) {
+    return run(Prog::kToVmTc, ifname, f);
+  }
 };
 
 #define EXPECT_OUTCOME(o, want_pass, want_reason, want_rule) \
@@ -262,12 +269,17 @@ TEST_F(DatapathTest, DeniedByDefaultAndByRule) {
   EXPECT_OUTCOME(from_vm("zwdB", test::ip("10.1.0.2", "10.1.0.1", kTcp, test::tcp(40002, 80))),
                  false, "drop_policy", "db-web-deny");
   // A reply-looking packet without a flow is judged as new (and denied).
-  EXPECT_OUTCOME(from_vm("zwdB", test::ip("10.1.0.2", "10.1.0.1", kTcp, test::tcp(5432, 40999, 0x12))),
-                 false, "drop_policy", "db-web-deny");
+  EXPECT_OUTCOME(
+      from_vm("zwdB", test::ip("10.1.0.2", "10.1.0.1", kTcp, test::tcp(5432, 40999, 0x12))), false,
+      "drop_policy", "db-web-deny");
 }
 
 TEST_F(DatapathTest, PortRangesAndBlockEdges) {
-  struct { uint16_t port; bool pass; const char* rule; } cases[] = {
+  struct {
+    uint16_t port;
+    bool pass;
+    const char* rule;
+  } cases[] = {
       {7999, false, "default:inter_zone"}, {8000, true, "web-db-range"},
       {8191, true, "web-db-range"},        {8192, true, "web-db-range"},
       {8448, true, "web-db-range"},        {8959, true, "web-db-range"},
@@ -286,23 +298,23 @@ TEST_F(DatapathTest, PortRangesAndBlockEdges) {
 TEST_F(DatapathTest, UdpAllowedAndReplied) {
   auto q = test::ip("10.1.0.1", "10.1.0.2", kUdp, test::udp(53000, 53));
   EXPECT_OUTCOME(from_vm("zwdA", q), true, "pass_new", "web-db-dns");
-  EXPECT_OUTCOME(from_vm("zwdB", test::ip("10.1.0.2", "10.1.0.1", kUdp, test::udp(53, 53000))), true,
-                 "pass_ct", "web-db-dns");
-  EXPECT_OUTCOME(from_vm("zwdA", test::ip("10.1.0.1", "10.1.0.2", kUdp, test::udp(53000, 54))), false,
-                 "drop_policy", "default:inter_zone");
+  EXPECT_OUTCOME(from_vm("zwdB", test::ip("10.1.0.2", "10.1.0.1", kUdp, test::udp(53, 53000))),
+                 true, "pass_ct", "web-db-dns");
+  EXPECT_OUTCOME(from_vm("zwdA", test::ip("10.1.0.1", "10.1.0.2", kUdp, test::udp(53000, 54))),
+                 false, "drop_policy", "default:inter_zone");
 }
 
 TEST_F(DatapathTest, IcmpEchoAndReply) {
-  EXPECT_OUTCOME(from_vm("zwdB", test::ip("10.1.0.2", "10.1.0.1", kIcmp, test::icmp(8, 0, 77))), true,
-                 "pass_new", "ping");
-  EXPECT_OUTCOME(from_vm("zwdA", test::ip("10.1.0.1", "10.1.0.2", kIcmp, test::icmp(0, 0, 77))), true,
-                 "pass_ct", "ping");
+  EXPECT_OUTCOME(from_vm("zwdB", test::ip("10.1.0.2", "10.1.0.1", kIcmp, test::icmp(8, 0, 77))),
+                 true, "pass_new", "ping");
+  EXPECT_OUTCOME(from_vm("zwdA", test::ip("10.1.0.1", "10.1.0.2", kIcmp, test::icmp(0, 0, 77))),
+                 true, "pass_ct", "ping");
   // An echo reply nobody asked for is not a reply.
-  EXPECT_OUTCOME(from_vm("zwdA", test::ip("10.1.0.1", "10.1.0.2", kIcmp, test::icmp(0, 0, 78))), false,
-                 "drop_policy", "default:inter_zone");
+  EXPECT_OUTCOME(from_vm("zwdA", test::ip("10.1.0.1", "10.1.0.2", kIcmp, test::icmp(0, 0, 78))),
+                 false, "drop_policy", "default:inter_zone");
   // Timestamp requests are not allowed by the ping rule.
-  EXPECT_OUTCOME(from_vm("zwdA", test::ip("10.1.0.1", "10.1.0.2", kIcmp, test::icmp(13, 0, 79))), false,
-                 "drop_policy", "default:inter_zone");
+  EXPECT_OUTCOME(from_vm("zwdA", test::ip("10.1.0.1", "10.1.0.2", kIcmp, test::icmp(13, 0, 79))),
+                 false, "drop_policy", "default:inter_zone");
 }
 
 TEST_F(DatapathTest, IcmpErrorsPassOnlyForTrackedFlows) {
@@ -312,8 +324,8 @@ TEST_F(DatapathTest, IcmpErrorsPassOnlyForTrackedFlows) {
   Bytes err = test::icmp(3, 3, 0, 0);
   Bytes quoted = test::strip_eth(flow);
   err.insert(err.end(), quoted.begin(), quoted.end());
-  EXPECT_OUTCOME(from_vm("zwdB", test::ip("10.1.0.2", "10.1.0.1", kIcmp, err)), true, "pass_related",
-                 "web-db-dns");
+  EXPECT_OUTCOME(from_vm("zwdB", test::ip("10.1.0.2", "10.1.0.1", kIcmp, err)), true,
+                 "pass_related", "web-db-dns");
   Bytes stray = test::icmp(3, 3, 0, 0);
   Bytes other = test::strip_eth(test::ip("10.1.0.1", "10.1.0.2", kUdp, test::udp(53999, 53)));
   stray.insert(stray.end(), other.begin(), other.end());
@@ -322,33 +334,34 @@ TEST_F(DatapathTest, IcmpErrorsPassOnlyForTrackedFlows) {
 }
 
 TEST_F(DatapathTest, Ipv6TcpIcmpv6AndNeighbourDiscovery) {
-  EXPECT_OUTCOME(from_vm("zwdA", test::ip("fd00::1", "fd00::2", kTcp, test::tcp(42000, 5432))), true,
-                 "pass_new", "web-db-pg");
-  EXPECT_OUTCOME(from_vm("zwdB", test::ip("fd00::2", "fd00::1", kTcp, test::tcp(5432, 42000, 0x12))), true,
-                 "pass_ct", "web-db-pg");
-  EXPECT_OUTCOME(from_vm("zwdA", test::ip("fd00::1", "fd00::2", kTcp, test::tcp(42001, 5433))), false,
-                 "drop_policy", "default:inter_zone");
-  EXPECT_OUTCOME(from_vm("zwdA", test::ip("fd00::1", "fd00::2", kIcmp6, test::icmp(128, 0, 5))), true,
-                 "pass_new", "ping6");
+  EXPECT_OUTCOME(from_vm("zwdA", test::ip("fd00::1", "fd00::2", kTcp, test::tcp(42000, 5432))),
+                 true, "pass_new", "web-db-pg");
+  EXPECT_OUTCOME(
+      from_vm("zwdB", test::ip("fd00::2", "fd00::1", kTcp, test::tcp(5432, 42000, 0x12))), true,
+      "pass_ct", "web-db-pg");
+  EXPECT_OUTCOME(from_vm("zwdA", test::ip("fd00::1", "fd00::2", kTcp, test::tcp(42001, 5433))),
+                 false, "drop_policy", "default:inter_zone");
+  EXPECT_OUTCOME(from_vm("zwdA", test::ip("fd00::1", "fd00::2", kIcmp6, test::icmp(128, 0, 5))),
+                 true, "pass_new", "ping6");
   // Neighbour solicitation: passes whatever the policy, counted as ND.
-  EXPECT_OUTCOME(from_vm("zwdA", test::ip("fd00::1", "ff02::1:ff00:2", kIcmp6, test::icmp(135))), true,
-                 "pass_nd", "");
+  EXPECT_OUTCOME(from_vm("zwdA", test::ip("fd00::1", "ff02::1:ff00:2", kIcmp6, test::icmp(135))),
+                 true, "pass_nd", "");
 }
 
 TEST_F(DatapathTest, ExternalCidrZonesAndWorld) {
-  EXPECT_OUTCOME(to_vm("zwdA", test::ip("198.51.100.7", "10.1.0.1", kTcp, test::tcp(43000, 80))), true,
-                 "pass_new", "office-web-http");
-  EXPECT_OUTCOME(to_vm("zwdA", test::ip("2001:db8:1::9", "fd00::1", kTcp, test::tcp(43001, 80))), true,
-                 "pass_new", "office-web-http");
-  EXPECT_OUTCOME(to_vm("zwdA", test::ip("203.0.113.9", "10.1.0.1", kTcp, test::tcp(43002, 80))), false,
-                 "drop_policy", "default:inter_zone");
-  EXPECT_OUTCOME(to_vm("zwdA", test::ip("198.51.100.7", "10.1.0.1", kTcp, test::tcp(43003, 22))), false,
-                 "drop_policy", "default:inter_zone");
+  EXPECT_OUTCOME(to_vm("zwdA", test::ip("198.51.100.7", "10.1.0.1", kTcp, test::tcp(43000, 80))),
+                 true, "pass_new", "office-web-http");
+  EXPECT_OUTCOME(to_vm("zwdA", test::ip("2001:db8:1::9", "fd00::1", kTcp, test::tcp(43001, 80))),
+                 true, "pass_new", "office-web-http");
+  EXPECT_OUTCOME(to_vm("zwdA", test::ip("203.0.113.9", "10.1.0.1", kTcp, test::tcp(43002, 80))),
+                 false, "drop_policy", "default:inter_zone");
+  EXPECT_OUTCOME(to_vm("zwdA", test::ip("198.51.100.7", "10.1.0.1", kTcp, test::tcp(43003, 22))),
+                 false, "drop_policy", "default:inter_zone");
 }
 
 TEST_F(DatapathTest, IntraZoneDefault) {
-  EXPECT_OUTCOME(from_vm("zwdA", test::ip("10.1.0.1", "10.1.0.3", kTcp, test::tcp(44000, 22))), true,
-                 "pass_new", "default:intra_zone");
+  EXPECT_OUTCOME(from_vm("zwdA", test::ip("10.1.0.1", "10.1.0.3", kTcp, test::tcp(44000, 22))),
+                 true, "pass_new", "default:intra_zone");
 }
 
 // An ARP request from the VM: sender MAC and IPv4 address as given.
@@ -383,38 +396,40 @@ TEST_F(DatapathTest, GuestsCanOnlySpeakAsThemselves) {
   EXPECT_OUTCOME(run(Prog::kFromVmTc, "zwdA", spoofed_mac), false, "drop_spoof_mac", "");
   EXPECT_OUTCOME(run(Prog::kFromVmXdp, "zwdA", spoofed_mac), false, "drop_spoof_mac", "");
   // Another VM's address, an address nobody has, and the unspecified ones.
-  EXPECT_OUTCOME(from_vm("zwdA", test::ip("10.1.0.3", "10.1.0.2", kTcp, test::tcp(53001, 5432))), false,
-                 "drop_spoof_ip", "");
-  EXPECT_OUTCOME(from_vm("zwdA", test::ip("10.9.9.9", "10.1.0.2", kTcp, test::tcp(53002, 5432))), false,
-                 "drop_spoof_ip", "");
-  EXPECT_OUTCOME(from_vm("zwdA", test::ip("0.0.0.0", "10.1.0.2", kTcp, test::tcp(53003, 5432))), false,
-                 "drop_spoof_ip", "");
+  EXPECT_OUTCOME(from_vm("zwdA", test::ip("10.1.0.3", "10.1.0.2", kTcp, test::tcp(53001, 5432))),
+                 false, "drop_spoof_ip", "");
+  EXPECT_OUTCOME(from_vm("zwdA", test::ip("10.9.9.9", "10.1.0.2", kTcp, test::tcp(53002, 5432))),
+                 false, "drop_spoof_ip", "");
+  EXPECT_OUTCOME(from_vm("zwdA", test::ip("0.0.0.0", "10.1.0.2", kTcp, test::tcp(53003, 5432))),
+                 false, "drop_spoof_ip", "");
   EXPECT_OUTCOME(from_vm("zwdA", test::ip("fd00::2", "fd00::3", kTcp, test::tcp(53004, 22))), false,
                  "drop_spoof_ip", "");
   EXPECT_OUTCOME(from_vm("zwdA", test::ip("::", "fd00::2", kTcp, test::tcp(53005, 5432))), false,
                  "drop_spoof_ip", "");
   // ARP claiming another VM's address or MAC.
-  EXPECT_OUTCOME(from_vm("zwdA", arp_request(own, "10.1.0.2", "10.1.0.3")), false, "drop_spoof_arp", "");
-  EXPECT_OUTCOME(from_vm("zwdA", arp_request(other, "10.1.0.1", "10.1.0.3")), false, "drop_spoof_arp", "");
+  EXPECT_OUTCOME(from_vm("zwdA", arp_request(own, "10.1.0.2", "10.1.0.3")), false, "drop_spoof_arp",
+                 "");
+  EXPECT_OUTCOME(from_vm("zwdA", arp_request(other, "10.1.0.1", "10.1.0.3")), false,
+                 "drop_spoof_arp", "");
   // The real sender still gets through.
   EXPECT_OUTCOME(from_vm("zwdA", pg), true, "pass_new", "web-db-pg");
   // Link-local IPv6 sources are the VM's own by construction; judged by policy.
-  EXPECT_OUTCOME(from_vm("zwdA", test::ip("fe80::1", "fe80::2", kTcp, test::tcp(53006, 5432))), false,
-                 "drop_policy", "default:inter_zone");
+  EXPECT_OUTCOME(from_vm("zwdA", test::ip("fe80::1", "fe80::2", kTcp, test::tcp(53006, 5432))),
+                 false, "drop_policy", "default:inter_zone");
 }
 
 TEST_F(DatapathTest, DhcpClientsPassServersAndRouterAdvertsFromGuestsDont) {
   // DHCP discover from 0.0.0.0 and a DHCPv6 solicit: pass whatever the policy.
-  EXPECT_OUTCOME(from_vm("zwdA", test::ip("0.0.0.0", "255.255.255.255", kUdp, test::udp(68, 67))), true,
-                 "pass_dhcp", "");
+  EXPECT_OUTCOME(from_vm("zwdA", test::ip("0.0.0.0", "255.255.255.255", kUdp, test::udp(68, 67))),
+                 true, "pass_dhcp", "");
   EXPECT_OUTCOME(from_vm("zwdA", test::ip("fe80::1", "ff02::1:2", kUdp, test::udp(546, 547))), true,
                  "pass_dhcp", "");
   // The server's answers reach the VM.
-  EXPECT_OUTCOME(to_vm("zwdA", test::ip("10.1.0.254", "255.255.255.255", kUdp, test::udp(67, 68))), true,
-                 "pass_dhcp", "");
+  EXPECT_OUTCOME(to_vm("zwdA", test::ip("10.1.0.254", "255.255.255.255", kUdp, test::udp(67, 68))),
+                 true, "pass_dhcp", "");
   // A guest playing DHCP server or router: dropped.
-  EXPECT_OUTCOME(from_vm("zwdA", test::ip("10.1.0.1", "255.255.255.255", kUdp, test::udp(67, 68))), false,
-                 "drop_guest_dhcp", "");
+  EXPECT_OUTCOME(from_vm("zwdA", test::ip("10.1.0.1", "255.255.255.255", kUdp, test::udp(67, 68))),
+                 false, "drop_guest_dhcp", "");
   EXPECT_OUTCOME(from_vm("zwdA", test::ip("fe80::1", "ff02::1", kUdp, test::udp(547, 546))), false,
                  "drop_guest_dhcp", "");
   EXPECT_OUTCOME(from_vm("zwdA", test::ip("fe80::1", "ff02::1", kIcmp6, test::icmp(134))), false,
@@ -422,10 +437,10 @@ TEST_F(DatapathTest, DhcpClientsPassServersAndRouterAdvertsFromGuestsDont) {
 }
 
 TEST_F(DatapathTest, UnknownInterfaceFailsClosed) {
-  EXPECT_OUTCOME(from_vm("zwdX", test::ip("10.1.0.9", "10.1.0.2", kTcp, test::tcp(45000, 5432))), false,
-                 "drop_no_endpoint", "");
-  EXPECT_OUTCOME(to_vm("zwdX", test::ip("10.1.0.2", "10.1.0.9", kTcp, test::tcp(5432, 45000))), false,
-                 "drop_no_endpoint", "");
+  EXPECT_OUTCOME(from_vm("zwdX", test::ip("10.1.0.9", "10.1.0.2", kTcp, test::tcp(45000, 5432))),
+                 false, "drop_no_endpoint", "");
+  EXPECT_OUTCOME(to_vm("zwdX", test::ip("10.1.0.2", "10.1.0.9", kTcp, test::tcp(5432, 45000))),
+                 false, "drop_no_endpoint", "");
 }
 
 TEST_F(DatapathTest, OddFramesAreDroppedWithAReason) {
@@ -444,15 +459,18 @@ TEST_F(DatapathTest, OddFramesAreDroppedWithAReason) {
   Bytes truncated(full.begin(), full.begin() + 14 + 20 + 3);
   EXPECT_OUTCOME(from_vm("zwdA", truncated), false, "drop_malformed", "");
 
-  EXPECT_OUTCOME(from_vm("zwdA", test::ip("10.1.0.1", "10.1.0.2", kUdp, test::udp(46002, 53), 0x2000)),
-                 false, "drop_fragment", "");
-  EXPECT_OUTCOME(from_vm("zwdA", test::ip("10.1.0.1", "10.1.0.2", kUdp, test::udp(46003, 53), 0x0010)),
-                 false, "drop_fragment", "");
+  EXPECT_OUTCOME(
+      from_vm("zwdA", test::ip("10.1.0.1", "10.1.0.2", kUdp, test::udp(46002, 53), 0x2000)), false,
+      "drop_fragment", "");
+  EXPECT_OUTCOME(
+      from_vm("zwdA", test::ip("10.1.0.1", "10.1.0.2", kUdp, test::udp(46003, 53), 0x0010)), false,
+      "drop_fragment", "");
   // IPv6 fragment header (44).
   Bytes frag6{17, 0, 0, 0, 0, 0, 0, 1};
   Bytes u = test::udp(46004, 53);
   frag6.insert(frag6.end(), u.begin(), u.end());
-  EXPECT_OUTCOME(from_vm("zwdA", test::ip("fd00::1", "fd00::2", 44, frag6)), false, "drop_fragment", "");
+  EXPECT_OUTCOME(from_vm("zwdA", test::ip("fd00::1", "fd00::2", 44, frag6)), false, "drop_fragment",
+                 "");
 }
 
 TEST_F(DatapathTest, Ipv6ExtensionHeadersAreWalkedUpToTheBound) {
@@ -461,23 +479,29 @@ TEST_F(DatapathTest, Ipv6ExtensionHeadersAreWalkedUpToTheBound) {
   Bytes t = test::tcp(47000, 5432);
   Bytes one = hbh;
   one.insert(one.end(), t.begin(), t.end());
-  EXPECT_OUTCOME(from_vm("zwdA", test::ip("fd00::1", "fd00::2", 0, one)), true, "pass_new", "web-db-pg");
+  EXPECT_OUTCOME(from_vm("zwdA", test::ip("fd00::1", "fd00::2", 0, one)), true, "pass_new",
+                 "web-db-pg");
   // A chain of destination-options headers longer than ZW_MAX_IPV6_EXT.
   Bytes chain;
-  for (int i = 0; i < ZW_MAX_IPV6_EXT + 1; ++i) chain.insert(chain.end(), {60, 0, 1, 4, 0, 0, 0, 0});
-  chain[(ZW_MAX_IPV6_EXT) * 8] = kTcp;
+  for (int i = 0; i < ZW_MAX_IPV6_EXT + 1; ++i)
+    chain.insert(chain.end(), {60, 0, 1, 4, 0, 0, 0, 0});
+  chain[(ZW_MAX_IPV6_EXT)*8] = kTcp;
   Bytes t2 = test::tcp(47001, 5432);
   chain.insert(chain.end(), t2.begin(), t2.end());
-  EXPECT_OUTCOME(from_vm("zwdA", test::ip("fd00::1", "fd00::2", 60, chain)), false, "drop_ipv6_ext", "");
+  EXPECT_OUTCOME(from_vm("zwdA", test::ip("fd00::1", "fd00::2", 60, chain)), false, "drop_ipv6_ext",
+                 "");
 }
 
 TEST_F(DatapathTest, XdpProgramJudgesLikeTc) {
-  EXPECT_OUTCOME(from_vm_xdp("zwdA", test::ip("10.1.0.1", "10.1.0.2", kTcp, test::tcp(48000, 5432))),
-                 true, "pass_new", "web-db-pg");
-  EXPECT_OUTCOME(from_vm_xdp("zwdA", test::ip("10.1.0.1", "10.1.0.2", kTcp, test::tcp(48001, 5433))),
-                 false, "drop_policy", "default:inter_zone");
-  EXPECT_OUTCOME(from_vm_xdp("zwdX", test::ip("10.1.0.9", "10.1.0.2", kTcp, test::tcp(48002, 5432))),
-                 false, "drop_no_endpoint", "");
+  EXPECT_OUTCOME(
+      from_vm_xdp("zwdA", test::ip("10.1.0.1", "10.1.0.2", kTcp, test::tcp(48000, 5432))), true,
+      "pass_new", "web-db-pg");
+  EXPECT_OUTCOME(
+      from_vm_xdp("zwdA", test::ip("10.1.0.1", "10.1.0.2", kTcp, test::tcp(48001, 5433))), false,
+      "drop_policy", "default:inter_zone");
+  EXPECT_OUTCOME(
+      from_vm_xdp("zwdX", test::ip("10.1.0.9", "10.1.0.2", kTcp, test::tcp(48002, 5432))), false,
+      "drop_no_endpoint", "");
 }
 
 // Runs last among the flow tests (gtest runs in declaration order): it
@@ -509,17 +533,18 @@ TEST_F(DatapathTest, GenerationFlipRejudgesEstablishedFlows) {
 
   auto back = apply_text(kPolicy);
   ASSERT_TRUE(back.has_value()) << back.error().str();
-  EXPECT_OUTCOME(from_vm("zwdA", test::ip("10.1.0.1", "10.1.0.2", kTcp, test::tcp(49002, 5432))), true,
-                 "pass_new", "web-db-pg");
+  EXPECT_OUTCOME(from_vm("zwdA", test::ip("10.1.0.1", "10.1.0.2", kTcp, test::tcp(49002, 5432))),
+                 true, "pass_new", "web-db-pg");
 }
 
 TEST_F(DatapathTest, AuditZonePassesWhatItWouldDrop) {
   auto rep = apply_text(kAuditPolicy);
   ASSERT_TRUE(rep.has_value()) << rep.error().str();
-  EXPECT_OUTCOME(from_vm("zwdA", test::ip("10.1.0.1", "10.1.0.2", kTcp, test::tcp(50000, 3306))), true,
-                 "pass_audit", "default:inter_zone");
-  EXPECT_OUTCOME(from_vm("zwdB", test::ip("10.1.0.2", "10.1.0.1", kTcp, test::tcp(3306, 50000, 0x12))), true,
-                 "pass_audit", "default:inter_zone");
+  EXPECT_OUTCOME(from_vm("zwdA", test::ip("10.1.0.1", "10.1.0.2", kTcp, test::tcp(50000, 3306))),
+                 true, "pass_audit", "default:inter_zone");
+  EXPECT_OUTCOME(
+      from_vm("zwdB", test::ip("10.1.0.2", "10.1.0.1", kTcp, test::tcp(3306, 50000, 0x12))), true,
+      "pass_audit", "default:inter_zone");
   auto back = apply_text(kPolicy);
   ASSERT_TRUE(back.has_value()) << back.error().str();
 }
@@ -533,9 +558,11 @@ TEST_F(DatapathTest, FailedApplyLeavesNoHookAndKeepsThePolicy) {
   // Someone else's XDP program (attached through netlink, not a link) makes
   // our XDP link creation on zwdF fail with EBUSY, after its tc egress hook
   // is already in place.
-  ASSERT_TRUE(sh("ip link set dev zwdF xdpgeneric pinned " + paths_.pin_dir + "/progs/zw_from_vm_xdp"));
-  auto rep = apply_text(kPolicy, "tc",
-                        R"(,{"name": "web-9", "interfaces": [{"name": "zwdF", "ips": ["10.1.0.9"], "attach": "xdp"}]})");
+  ASSERT_TRUE(
+      sh("ip link set dev zwdF xdpgeneric pinned " + paths_.pin_dir + "/progs/zw_from_vm_xdp"));
+  auto rep = apply_text(
+      kPolicy, "tc",
+      R"(,{"name": "web-9", "interfaces": [{"name": "zwdF", "ips": ["10.1.0.9"], "attach": "xdp"}]})");
   sh("ip link set dev zwdF xdpgeneric off");
   ASSERT_FALSE(rep.has_value());
   EXPECT_NE(rep.error().str().find("zwdF"), std::string::npos) << rep.error().str();
@@ -547,8 +574,8 @@ TEST_F(DatapathTest, FailedApplyLeavesNoHookAndKeepsThePolicy) {
   }
   EXPECT_EQ(cfg_gen(), before);
   // The live policy is untouched: same verdicts, and only its generation in the maps.
-  EXPECT_OUTCOME(from_vm("zwdA", test::ip("10.1.0.1", "10.1.0.2", kTcp, test::tcp(51000, 5432))), true,
-                 "pass_new", "web-db-pg");
+  EXPECT_OUTCOME(from_vm("zwdA", test::ip("10.1.0.1", "10.1.0.2", kTcp, test::tcp(51000, 5432))),
+                 true, "pass_new", "web-db-pg");
   auto maps = datapath::open_pinned_maps(paths_.pin_dir);
   ASSERT_TRUE(maps.has_value());
   auto keys = datapath::map_keys<zw_policy_key>(maps->policy.get());
@@ -569,8 +596,12 @@ TEST_F(DatapathTest, InterfaceVanishingMidApplyOnlySkipsThatInterface) {
   if (auto l = engine::PinLock::acquire(paths_.pin_dir)) lock.emplace(std::move(*l));
   ASSERT_TRUE(lock.has_value());
   // zwdC "exists" when resolved but is gone by the time it is hooked.
-  engine::ApplyInput in{.policy = &*p, .inventory = &*inv, .policy_source = "test-policy.json",
-                        .inventory_source = "inv.json", .default_attach = "tc", .keep_hooked = {},
+  engine::ApplyInput in{.policy = &*p,
+                        .inventory = &*inv,
+                        .policy_source = "test-policy.json",
+                        .inventory_source = "inv.json",
+                        .default_attach = "tc",
+                        .keep_hooked = {},
                         .resolve = [](const std::string& n) -> uint32_t {
                           return n == "zwdC" ? 0x7ffffff0u : if_nametoindex(n.c_str());
                         }};
@@ -578,8 +609,8 @@ TEST_F(DatapathTest, InterfaceVanishingMidApplyOnlySkipsThatInterface) {
   ASSERT_TRUE(rep.has_value()) << rep.error().str();
   EXPECT_EQ(rep->vanished, 1u);
   EXPECT_EQ(rep->attached, 2u);
-  EXPECT_OUTCOME(from_vm("zwdA", test::ip("10.1.0.1", "10.1.0.2", kTcp, test::tcp(52000, 5432))), true,
-                 "pass_new", "web-db-pg");
+  EXPECT_OUTCOME(from_vm("zwdA", test::ip("10.1.0.1", "10.1.0.2", kTcp, test::tcp(52000, 5432))),
+                 true, "pass_new", "web-db-pg");
   lock.reset();
   auto back = apply_text(kPolicy);
   ASSERT_TRUE(back.has_value()) << back.error().str();

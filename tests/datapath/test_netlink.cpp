@@ -41,9 +41,12 @@ bool sh(const std::string& cmd) { return std::system(cmd.c_str()) == 0; }
 
 const char* kind_str(Kind k) {
   switch (k) {
-    case Kind::kAdded: return "added";
-    case Kind::kRemoved: return "removed";
-    case Kind::kChanged: return "changed";
+    case Kind::kAdded:
+      return "added";
+    case Kind::kRemoved:
+      return "removed";
+    case Kind::kChanged:
+      return "changed";
   }
   return "?";
 }
@@ -83,15 +86,19 @@ struct Seen {
 
 // poll()s the watcher and drains it until done(seen) holds or the deadline
 // passes. Every wait in this file goes through here: no sleeps.
-::testing::AssertionResult wait_until(LinkWatcher& w, Seen& seen, const std::function<bool(const Seen&)>& done,
+::testing::AssertionResult wait_until(LinkWatcher& w, Seen& seen,
+                                      const std::function<bool(const Seen&)>& done,
                                       std::chrono::milliseconds timeout = 5s) {
   const auto deadline = Clock::now() + timeout;
   while (!done(seen)) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-    if (left <= 0ms) return ::testing::AssertionFailure() << "timed out; events so far:\n" << dump(seen.events);
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    if (left <= 0ms)
+      return ::testing::AssertionFailure() << "timed out; events so far:\n" << dump(seen.events);
     pollfd p{.fd = w.fd(), .events = POLLIN, .revents = 0};
     const int n = ::poll(&p, 1, static_cast<int>(left.count()) + 1);
-    if (n < 0 && errno != EINTR) return ::testing::AssertionFailure() << "poll: " << std::strerror(errno);
+    if (n < 0 && errno != EINTR)
+      return ::testing::AssertionFailure() << "poll: " << std::strerror(errno);
     if (n <= 0) continue;
     auto r = w.drain([&](const LinkEvent& e) { seen.events.push_back(e); });
     if (!r) return ::testing::AssertionFailure() << "drain: " << r.error().str();
@@ -129,8 +136,8 @@ Stats stats_of(std::vector<double> us) {
 }
 
 // Opens a default watcher as `var` or fails the test.
-#define OPEN_WATCHER(var)                                           \
-  auto var##_opened = LinkWatcher::open();                          \
+#define OPEN_WATCHER(var)                                              \
+  auto var##_opened = LinkWatcher::open();                             \
   ASSERT_TRUE(var##_opened.has_value()) << var##_opened.error().str(); \
   LinkWatcher& var = *var##_opened
 
@@ -167,7 +174,6 @@ class LinkWatcherTest : public ::testing::Test {
       FAIL() << "cannot run link watcher tests in CI: " << why_;
     GTEST_SKIP() << why_;
   }
-
 };
 
 TEST_F(LinkWatcherTest, VethPairIsTwoAddedEventsThenUpIsChanged) {
@@ -222,7 +228,8 @@ TEST_F(LinkWatcherTest, TapAddedAsTunThenRemovedWithSameIfindex) {
   EXPECT_NE(added.ifindex, 0u);
 
   ASSERT_TRUE(sh("ip tuntap del dev zwtap0 mode tap"));
-  ASSERT_TRUE(wait_until(w, seen, [&](const Seen& s) { return s.find(Kind::kRemoved, added.ifindex); }));
+  ASSERT_TRUE(
+      wait_until(w, seen, [&](const Seen& s) { return s.find(Kind::kRemoved, added.ifindex); }));
   const LinkEvent* removed = seen.find(Kind::kRemoved, added.ifindex);
   EXPECT_EQ(removed->ifname, "zwtap0");
   EXPECT_EQ(removed->kind_name, "tun");
@@ -301,8 +308,9 @@ TEST_F(LinkWatcherTest, ListLinksHasLoAndCreatedLinks) {
   ASSERT_NE(get("zwltap"), nullptr);
   EXPECT_EQ(get("zwltap")->kind_name, "tun");
   for (const auto& l : *links) EXPECT_EQ(l.kind, Kind::kAdded);
-  EXPECT_TRUE(std::is_sorted(links->begin(), links->end(),
-                             [](const LinkEvent& a, const LinkEvent& b) { return a.ifindex < b.ifindex; }));
+  EXPECT_TRUE(
+      std::is_sorted(links->begin(), links->end(),
+                     [](const LinkEvent& a, const LinkEvent& b) { return a.ifindex < b.ifindex; }));
 }
 
 // Links that existed before open() are known to the watcher: changed, not added.
@@ -347,7 +355,8 @@ TEST_F(LinkWatcherTest, BridgePortLeavingIsNotRemoval) {
   // Messages arrive in order: once the sentinel shows, everything before it did.
   ASSERT_TRUE(sh("ip tuntap add dev zwsentinel mode tap"));
   Seen seen;
-  ASSERT_TRUE(wait_until(w, seen, [](const Seen& s) { return s.find(Kind::kAdded, "zwsentinel"); }));
+  ASSERT_TRUE(
+      wait_until(w, seen, [](const Seen& s) { return s.find(Kind::kAdded, "zwsentinel"); }));
   EXPECT_EQ(seen.find(Kind::kRemoved, port), nullptr) << dump(seen.events);
   const LinkEvent* bridge = seen.find(Kind::kAdded, "zwb0");
   ASSERT_NE(bridge, nullptr);
@@ -403,7 +412,8 @@ TEST_F(LinkWatcherTest, OverrunIsReportedAndDefaultBufferHoldsBurst) {
   const auto tiny_added = std::count_if(t.events.begin(), t.events.end(),
                                         [](const LinkEvent& e) { return e.kind == Kind::kAdded; });
   std::printf("[ overrun  ] tiny watcher: SO_RCVBUF %d, %zu events, %ld kAdded of %d, overrun %s\n",
-              tiny->rcvbuf(), t.events.size(), static_cast<long>(tiny_added), 2 * kPairs, *r ? "yes" : "no");
+              tiny->rcvbuf(), t.events.size(), static_cast<long>(tiny_added), 2 * kPairs,
+              *r ? "yes" : "no");
   EXPECT_TRUE(*r) << "a 16 KiB buffer held a 500-link burst";
   EXPECT_LT(tiny_added, 2 * kPairs);
 
@@ -417,8 +427,8 @@ TEST_F(LinkWatcherTest, OverrunIsReportedAndDefaultBufferHoldsBurst) {
     if (e.kind == Kind::kAdded) added.insert(e.ifname);
   EXPECT_EQ(added.size(), 2u * kPairs);
   EXPECT_FALSE(b.lost);
-  std::printf("[ overrun  ] default watcher: SO_RCVBUF %d, %zu events, %zu kAdded, overrun %s\n", big.rcvbuf(),
-              b.events.size(), added.size(), b.lost ? "yes" : "no");
+  std::printf("[ overrun  ] default watcher: SO_RCVBUF %d, %zu events, %zu kAdded, overrun %s\n",
+              big.rcvbuf(), b.events.size(), added.size(), b.lost ? "yes" : "no");
 
   // Resync source: the dump has every link of the burst.
   auto links = inventory::list_links();
@@ -431,10 +441,12 @@ TEST_F(LinkWatcherTest, OverrunIsReportedAndDefaultBufferHoldsBurst) {
   // (whose kAdded was dropped): bringing it up is a change, not an addition.
   const std::string last = "zwo" + std::to_string(kPairs - 1);
   const uint32_t last_ifindex = if_nametoindex(last.c_str());
-  ASSERT_EQ(t.find(Kind::kAdded, last_ifindex), nullptr) << "expected the last kAdded to be dropped";
+  ASSERT_EQ(t.find(Kind::kAdded, last_ifindex), nullptr)
+      << "expected the last kAdded to be dropped";
   t = {};
   ASSERT_TRUE(sh("ip link set " + last + " up"));
-  ASSERT_TRUE(wait_until(*tiny, t, [&](const Seen& s) { return s.find(Kind::kChanged, last_ifindex); }));
+  ASSERT_TRUE(
+      wait_until(*tiny, t, [&](const Seen& s) { return s.find(Kind::kChanged, last_ifindex); }));
   EXPECT_EQ(t.find(Kind::kAdded, last_ifindex), nullptr) << dump(t.events);
   EXPECT_TRUE(t.find(Kind::kChanged, last_ifindex)->up);
   EXPECT_FALSE(t.lost);
@@ -496,8 +508,10 @@ TEST_F(LinkWatcherTest, TapAddedLatency) {
   }
   const Stats a = stats_of(via_ip), b = stats_of(via_ioctl);
   auto print = [&](const char* what, const Stats& st) {
-    std::printf("[ latency  ] %s -> kAdded processed, %d taps: min %.0f us, median %.0f us, p99 %.0f us, max %.0f us\n",
-                what, kTaps, st.min, st.median, st.p99, st.max);
+    std::printf(
+        "[ latency  ] %s -> kAdded processed, %d taps: min %.0f us, median %.0f us, p99 %.0f us, "
+        "max %.0f us\n",
+        what, kTaps, st.min, st.median, st.p99, st.max);
   };
   print("ip tuntap add", a);
   print("TUNSETIFF", b);

@@ -63,8 +63,9 @@ bool same(const zw_verdict& a, const zw_verdict& b) {
 }
 
 std::string show(const zw_verdict& v) {
-  return "{rule " + std::to_string(v.rule_id) + ", " + (v.action == ZW_ACT_ALLOW ? "allow" : "deny") +
-         (v.flags & ZW_VF_AUDIT ? ", audit" : "") + "}";
+  return "{rule " + std::to_string(v.rule_id) + ", " +
+         (v.action == ZW_ACT_ALLOW ? "allow" : "deny") + (v.flags & ZW_VF_AUDIT ? ", audit" : "") +
+         "}";
 }
 
 zw_verdict V(uint32_t rule, uint8_t action, uint8_t flags = 0) {
@@ -198,7 +199,8 @@ TEST(Compile, LabPolicy) {
 }
 
 TEST(Compile, DefaultEntries) {
-  auto b = build_json(R"({"version": 1, "defaults": {"intra_zone": "deny", "inter_zone": "allow"}})");
+  auto b =
+      build_json(R"({"version": 1, "defaults": {"intra_zone": "deny", "inter_zone": "allow"}})");
   ASSERT_EQ(b.c.entries.size(), 2u);
   for (const auto& e : b.c.entries) {
     EXPECT_EQ(e.key.kind, ZW_KIND_DEFAULT);
@@ -324,7 +326,8 @@ TEST(Compile, OrderMatters) {
 }
 
 TEST(Compile, StarCoversBuiltinZones) {
-  auto b = build_json(R"({"version": 1, "zones": {"a": {"vms": ["a"]}, "ext": {"cidrs": ["fd00:1::/48", "10.1.0.0/16"]}},
+  auto b = build_json(
+      R"({"version": 1, "zones": {"a": {"vms": ["a"]}, "ext": {"cidrs": ["fd00:1::/48", "10.1.0.0/16"]}},
     "rules": [
       {"name": "world-in", "from": "*", "to": "a", "proto": "tcp", "ports": [443], "action": "allow"},
       {"name": "out", "from": "a", "to": "*", "proto": "udp", "ports": [53], "action": "allow"},
@@ -367,8 +370,8 @@ TEST(Compile, AuditFlags) {
   // ... through per-pair PROTO(ANY) entries; DEFAULT entries stay unflagged.
   bool any_entry = false;
   for (const auto& e : b.pair("unzoned", "aud"))
-    any_entry |= e.key.kind == ZW_KIND_PROTO && e.key.proto == ZW_PROTO_ANY &&
-                 (e.value.flags & ZW_VF_AUDIT);
+    any_entry |=
+        e.key.kind == ZW_KIND_PROTO && e.key.proto == ZW_PROTO_ANY && (e.value.flags & ZW_VF_AUDIT);
   EXPECT_TRUE(any_entry);
   for (const auto& e : b.c.entries)
     if (e.key.kind == ZW_KIND_DEFAULT) {
@@ -407,9 +410,9 @@ TEST(Compile, Deterministic) {
   Built a = build(*p), b = build(*p);
   check_well_formed(a.c);
   ASSERT_EQ(a.c.entries.size(), b.c.entries.size());
-  ASSERT_EQ(std::memcmp(a.c.entries.data(), b.c.entries.data(),
-                        a.c.entries.size() * sizeof(PolicyEntry)),
-            0);
+  ASSERT_EQ(
+      std::memcmp(a.c.entries.data(), b.c.entries.data(), a.c.entries.size() * sizeof(PolicyEntry)),
+      0);
 }
 
 TEST(Compile, TooManyEntriesIsAnError) {
@@ -476,7 +479,8 @@ TEST(Compile, ScalesToThousandZonesTenThousandRules) {
     uint8_t proto = prng() % 2 ? kTcp : kUdp;
     uint16_t port = static_cast<uint16_t>(prng() % 65536);
     auto got = lookup(*c, s, d, proto, port), want = evaluate(p, ids, s, d, proto, port);
-    ASSERT_TRUE(same(got, want)) << s << "->" << d << " " << port << ": " << show(got) << " vs " << show(want);
+    ASSERT_TRUE(same(got, want)) << s << "->" << d << " " << port << ": " << show(got) << " vs "
+                                 << show(want);
   }
 }
 
@@ -496,7 +500,8 @@ struct RandomPolicy {
     if (chance(20)) return {"*"};
     std::vector<std::string> out;
     int n = 1 + static_cast<int>(pick(2));
-    for (int i = 0; i < n; ++i) out.push_back(zone_names[pick(static_cast<uint32_t>(zone_names.size()))]);
+    for (int i = 0; i < n; ++i)
+      out.push_back(zone_names[pick(static_cast<uint32_t>(zone_names.size()))]);
     return out;
   }
 
@@ -529,7 +534,8 @@ struct RandomPolicy {
     hi = std::min<uint32_t>(hi, 65535);
     if (lo > hi) lo = hi;
     points.insert(points.end(), {static_cast<uint16_t>(lo), static_cast<uint16_t>(hi),
-                                 static_cast<uint16_t>(lo - 1), static_cast<uint16_t>(std::min<uint32_t>(hi + 1, 65535))});
+                                 static_cast<uint16_t>(lo - 1),
+                                 static_cast<uint16_t>(std::min<uint32_t>(hi + 1, 65535))});
     return {static_cast<uint16_t>(lo), static_cast<uint16_t>(hi)};
   }
 
@@ -610,9 +616,9 @@ TEST(Compile, DifferentialLookupMatchesEvaluate) {
       if (proto == kIcmp || proto == kIcmp6) port &= 0xff;  // an ICMP type is one byte
       auto got = lookup(*c, s, d, proto, port);
       auto want = evaluate(p, ids, s, d, proto, port);
-      ASSERT_TRUE(same(got, want)) << "policy " << iter << " zones " << s << "->" << d << " proto "
-                                   << int(proto) << " port " << port << ": lookup " << show(got)
-                                   << ", evaluate " << show(want);
+      ASSERT_TRUE(same(got, want))
+          << "policy " << iter << " zones " << s << "->" << d << " proto " << int(proto) << " port "
+          << port << ": lookup " << show(got) << ", evaluate " << show(want);
       ++checks;
     }
     // Every port of one random pair, for the first policies.

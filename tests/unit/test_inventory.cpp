@@ -80,10 +80,14 @@ TEST(Inventory, ValidationErrors) {
                "inv.json: /vms/0/cpu: unknown field 'cpu'");
   expect_error(one_vm(R"({"name": "t0", "ip": ["10.0.0.1"]})"),
                "inv.json: /vms/0/interfaces/0/ip: unknown field 'ip'");
-  expect_error(R"({"vms": [{"interfaces": [{"name": "t0"}]}]})", "inv.json: /vms/0/name: required field missing");
-  expect_error(R"({"vms": [{"name": "", "interfaces": [{"name": "t0"}]}]})", "inv.json: /vms/0/name: must not be empty");
-  expect_error(R"({"vms": [{"name": "a"}]})", "inv.json: /vms/0/interfaces: required field missing");
-  expect_error(R"({"vms": [{"name": "a", "interfaces": []}]})", "inv.json: /vms/0/interfaces: a VM needs at least one interface");
+  expect_error(R"({"vms": [{"interfaces": [{"name": "t0"}]}]})",
+               "inv.json: /vms/0/name: required field missing");
+  expect_error(R"({"vms": [{"name": "", "interfaces": [{"name": "t0"}]}]})",
+               "inv.json: /vms/0/name: must not be empty");
+  expect_error(R"({"vms": [{"name": "a"}]})",
+               "inv.json: /vms/0/interfaces: required field missing");
+  expect_error(R"({"vms": [{"name": "a", "interfaces": []}]})",
+               "inv.json: /vms/0/interfaces: a VM needs at least one interface");
   expect_error(R"({"vms": [{"name": "a", "uuid": "not-a-uuid", "interfaces": [{"name": "t0"}]}]})",
                "inv.json: /vms/0/uuid: \"not-a-uuid\" is not a UUID");
   expect_error(R"({"vms": [{"name": "a", "zone": 3, "interfaces": [{"name": "t0"}]}]})",
@@ -94,13 +98,16 @@ TEST(Inventory, ValidationErrors) {
                "inv.json: /vms/0/interfaces/0/mac: \"01:00:5e:00:00:01\" is a multicast MAC");
   expect_error(one_vm(R"({"name": "t0", "mac": "00:00:00:00:00:00"})"),
                "inv.json: /vms/0/interfaces/0/mac: 00:00:00:00:00:00 is not a VM's address");
-  expect_error(one_vm(R"({"name": "t0", "ips": ["10.0.0.1", "10.0.0.300"]})"),
-               "inv.json: /vms/0/interfaces/0/ips/1: \"10.0.0.300\" is not an IPv4 or IPv6 address");
-  expect_error(one_vm(R"({"name": "t0", "ips": ["10.0.0.0/24"]})"),
-               "inv.json: /vms/0/interfaces/0/ips/0: \"10.0.0.0/24\" is not an IPv4 or IPv6 address");
+  expect_error(
+      one_vm(R"({"name": "t0", "ips": ["10.0.0.1", "10.0.0.300"]})"),
+      "inv.json: /vms/0/interfaces/0/ips/1: \"10.0.0.300\" is not an IPv4 or IPv6 address");
+  expect_error(
+      one_vm(R"({"name": "t0", "ips": ["10.0.0.0/24"]})"),
+      "inv.json: /vms/0/interfaces/0/ips/0: \"10.0.0.0/24\" is not an IPv4 or IPv6 address");
   expect_error(one_vm(R"({"name": "t0", "attach": "skb"})"),
                "inv.json: /vms/0/interfaces/0/attach: expected \"tc\" or \"xdp\", got \"skb\"");
-  expect_error(one_vm(R"({"mac": "52:54:00:00:00:01"})"), "inv.json: /vms/0/interfaces/0/name: required field missing");
+  expect_error(one_vm(R"({"mac": "52:54:00:00:00:01"})"),
+               "inv.json: /vms/0/interfaces/0/name: required field missing");
   for (const char* bad : {"", "a-name-of-16-chr", "tap/0", "tap 0", "tap:0", ".", ".."})
     expect_error(one_vm(R"({"name": ")" + std::string(bad) + R"("})"),
                  "inv.json: /vms/0/interfaces/0/name: ");
@@ -120,12 +127,15 @@ TEST(Inventory, DuplicatesAcrossVms) {
                           "inv.json");
   ASSERT_FALSE(inv.has_value());
   const std::string& m = inv.error().message();
-  for (const char* want : {
-           "inv.json: /vms/0/interfaces/1/name: interface 't0' is already used at /vms/0/interfaces/0",
-           "inv.json: /vms/1/uuid: UUID 6f1c2e4a-9b7d-4c3e-8a1f-2d5b6c7e8f90 is already used at /vms/0",
-           "inv.json: /vms/1/interfaces/0/ips/1: fd00::1 is already used by VM 'a' (/vms/0/interfaces/0/ips/1)",
-           "inv.json: /vms/2/name: VM name 'a' is already used at /vms/0",
-           "inv.json: /vms/2/interfaces/0/ips/0: 10.0.0.1 is already used by VM 'a' (/vms/0/interfaces/0/ips/0)"})
+  for (const char* want :
+       {"inv.json: /vms/0/interfaces/1/name: interface 't0' is already used at /vms/0/interfaces/0",
+        "inv.json: /vms/1/uuid: UUID 6f1c2e4a-9b7d-4c3e-8a1f-2d5b6c7e8f90 is already used at "
+        "/vms/0",
+        "inv.json: /vms/1/interfaces/0/ips/1: fd00::1 is already used by VM 'a' "
+        "(/vms/0/interfaces/0/ips/1)",
+        "inv.json: /vms/2/name: VM name 'a' is already used at /vms/0",
+        "inv.json: /vms/2/interfaces/0/ips/0: 10.0.0.1 is already used by VM 'a' "
+        "(/vms/0/interfaces/0/ips/0)"})
     EXPECT_NE(m.find(want), std::string::npos) << "expected: " << want << "\ngot: " << m;
   EXPECT_EQ(std::count(m.begin(), m.end(), '\n'), 4) << m;
 }
@@ -135,7 +145,8 @@ TEST(Inventory, LoadStatic) {
   ASSERT_FALSE(missing.has_value());
   EXPECT_EQ(missing.error().message(), "/nonexistent/inventory.json: no such file or directory");
   auto path = std::filesystem::temp_directory_path() / "zw_unit_inventory.json";
-  std::ofstream(path) << R"({"vms": [{"name": "x", "interfaces": [{"name": "tapx", "mac": "52:54:00:00:00:01"}]}]})";
+  std::ofstream(path)
+      << R"({"vms": [{"name": "x", "interfaces": [{"name": "tapx", "mac": "52:54:00:00:00:01"}]}]})";
   auto inv = load_static(path.string());
   std::filesystem::remove(path);
   ASSERT_TRUE(inv.has_value()) << errors_of(inv);

@@ -5,6 +5,7 @@
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
 
+#include <unistd.h>
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
@@ -15,7 +16,6 @@
 #include <mutex>
 #include <set>
 #include <sstream>
-#include <unistd.h>
 
 #include "inventory/libvirt.h"
 #include "util/json_doc.h"
@@ -58,8 +58,8 @@ std::string domain_with(const std::string& metadata, const std::string& iface =
                                                          "<interface type='ethernet'>"
                                                          "<mac address='52:54:00:00:00:01'/>"
                                                          "<target dev='zwt-t1'/></interface>") {
-  return "<domain type='kvm'><name>web-1</name><metadata>" + metadata +
-         "</metadata><devices>" + iface + "</devices></domain>";
+  return "<domain type='kvm'><name>web-1</name><metadata>" + metadata + "</metadata><devices>" +
+         iface + "</devices></domain>";
 }
 
 const std::string kNs = "xmlns:zonewall=\"http://zonewall.org/xmlns/libvirt/1.0\"";
@@ -194,10 +194,9 @@ TEST(LibvirtXml, MetadataMatchedByNamespaceUriNotPrefix) {
 }
 
 TEST(LibvirtXml, ZonewallPrefixInAnotherNamespaceIsNotOurs) {
-  auto r = parse_domain_xml(
-      domain_with("<zonewall:vm xmlns:zonewall=\"http://example.com/other\">"
-                  "<zonewall:zone>web</zonewall:zone></zonewall:vm>"),
-      kSrc);
+  auto r = parse_domain_xml(domain_with("<zonewall:vm xmlns:zonewall=\"http://example.com/other\">"
+                                        "<zonewall:zone>web</zonewall:zone></zonewall:vm>"),
+                            kSrc);
   ASSERT_TRUE(r.has_value()) << error_of(r);
   ASSERT_EQ(r->size(), 1u);
   EXPECT_FALSE((*r)[0].zone_tag.has_value());
@@ -207,27 +206,35 @@ TEST(LibvirtXml, MalformedMetadataIsAnErrorNamingTheDomain) {
   const std::string pre = kSrc + ": domain 'web-1': metadata: ";
   expect_error(domain_with("<zonewall:vm " + kNs + "/>"),
                pre + "empty zonewall metadata: <vm> has neither <zone> nor <interface>");
-  expect_error(domain_with("<zonewall:vm " + kNs + "><zonewall:zone></zonewall:zone></zonewall:vm>"),
-               pre + "<zone> is empty");
-  expect_error(domain_with("<zonewall:vm " + kNs + "><zonewall:zone>  </zonewall:zone></zonewall:vm>"),
-               pre + "<zone> is empty");
-  expect_error(domain_with("<zonewall:vm " + kNs + "><zonewall:zone>Web</zonewall:zone></zonewall:vm>"),
-               pre + "zone 'Web' is not a zone name");
-  expect_error(domain_with("<zonewall:vm " + kNs + "><zonewall:zone>-web</zonewall:zone></zonewall:vm>"),
-               pre + "zone '-web' is not a zone name");
+  expect_error(
+      domain_with("<zonewall:vm " + kNs + "><zonewall:zone></zonewall:zone></zonewall:vm>"),
+      pre + "<zone> is empty");
+  expect_error(
+      domain_with("<zonewall:vm " + kNs + "><zonewall:zone>  </zonewall:zone></zonewall:vm>"),
+      pre + "<zone> is empty");
+  expect_error(
+      domain_with("<zonewall:vm " + kNs + "><zonewall:zone>Web</zonewall:zone></zonewall:vm>"),
+      pre + "zone 'Web' is not a zone name");
+  expect_error(
+      domain_with("<zonewall:vm " + kNs + "><zonewall:zone>-web</zonewall:zone></zonewall:vm>"),
+      pre + "zone '-web' is not a zone name");
   expect_error(domain_with("<zonewall:vm " + kNs + "><zonewall:zone>" + std::string(64, 'a') +
                            "</zonewall:zone></zonewall:vm>"),
                "is not a zone name");
-  expect_error(domain_with("<zonewall:vm " + kNs + "><zonewall:zone>web</zonewall:zone>"
+  expect_error(domain_with("<zonewall:vm " + kNs +
+                           "><zonewall:zone>web</zonewall:zone>"
                            "<zonewall:zone>db</zonewall:zone></zonewall:vm>"),
                pre + "2 <zone> elements in <vm>; expected one");
-  expect_error(domain_with("<zonewall:vm " + kNs + "><zonewall:zone>web</zonewall:zone>"
+  expect_error(domain_with("<zonewall:vm " + kNs +
+                           "><zonewall:zone>web</zonewall:zone>"
                            "<zonewall:tier>1</zonewall:tier></zonewall:vm>"),
                pre + "unknown element <tier> in <vm> (expected <zone> or <interface>)");
-  expect_error(domain_with("<zonewall:vm " + kNs + "><zonewall:zone><b>web</b></zonewall:zone>"
+  expect_error(domain_with("<zonewall:vm " + kNs +
+                           "><zonewall:zone><b>web</b></zonewall:zone>"
                            "</zonewall:vm>"),
                pre + "<zone> must hold only the zone name");
-  expect_error(domain_with("<zonewall:vm " + kNs + "><zonewall:zone>web</zonewall:zone></zonewall:vm>"
+  expect_error(domain_with("<zonewall:vm " + kNs +
+                           "><zonewall:zone>web</zonewall:zone></zonewall:vm>"
                            "<zw2:vm xmlns:zw2=\"http://zonewall.org/xmlns/libvirt/1.0\">"
                            "<zw2:zone>db</zw2:zone></zw2:vm>"),
                pre + "2 <vm> elements");
@@ -271,14 +278,18 @@ TEST(LibvirtXml, MetadataAddressesHandwrittenUnprefixedWithoutZone) {
 
 TEST(LibvirtXml, MetadataAddressErrorsNameDomainAndMac) {
   const std::string pre = kSrc + ": domain 'web-9': metadata: ";
-  auto fixture = [](const std::string& name) { return read(kData + "domain-metadata-" + name + ".xml"); };
+  auto fixture = [](const std::string& name) {
+    return read(kData + "domain-metadata-" + name + ".xml");
+  };
   expect_error(fixture("unknown-mac"),
-               pre + "interface '52:54:00:80:00:99': the domain has no <interface> with this MAC "
-                     "(it has 52:54:00:80:00:21)");
+               pre +
+                   "interface '52:54:00:80:00:99': the domain has no <interface> with this MAC "
+                   "(it has 52:54:00:80:00:21)");
   expect_error(fixture("bad-mac"), pre + "interface mac: '52:54:00:80:00' is not a MAC address");
   expect_error(fixture("duplicate-interface"),
-               pre + "interface '52:54:00:80:00:2B' is listed twice in <vm> (also as "
-                     "'52:54:00:80:00:2b')");
+               pre +
+                   "interface '52:54:00:80:00:2B' is listed twice in <vm> (also as "
+                   "'52:54:00:80:00:2b')");
   expect_error(fixture("interface-without-mac"), pre + "<interface> has no mac attribute");
   expect_error(fixture("empty-vm"), pre + "empty zonewall metadata");
   expect_error(fixture("unknown-element"),
@@ -316,20 +327,24 @@ TEST(LibvirtXml, MetadataAddressErrorsNameDomainAndMac) {
                pre1 + "interface '52:54:00:00:00:01': <ip> must hold only one address");
   expect_error(vm("<zonewall:interface mac='52:54:00:00:00:01'><zonewall:addr>10.0.0.1"
                   "</zonewall:addr></zonewall:interface>"),
-               pre1 + "interface '52:54:00:00:00:01': unknown element <addr> in <interface> "
-                      "(expected <ip>)");
+               pre1 +
+                   "interface '52:54:00:00:00:01': unknown element <addr> in <interface> "
+                   "(expected <ip>)");
   expect_error(vm("<zonewall:interface mac='52:54:00:00:00:01'/>"
                   "<zonewall:zone>web</zonewall:zone><zonewall:zone>db</zonewall:zone>"),
                pre1 + "2 <zone> elements in <vm>; expected one");
   // A domain without interfaces has no MAC to match.
-  expect_error("<domain><name>web-1</name><metadata><zonewall:vm " + kNs +
-                   "><zonewall:interface mac='52:54:00:00:00:02'/></zonewall:vm></metadata></domain>",
-               pre1 + "interface '52:54:00:00:00:02': the domain has no <interface> with this MAC "
-                      "(it has none)");
+  expect_error(
+      "<domain><name>web-1</name><metadata><zonewall:vm " + kNs +
+          "><zonewall:interface mac='52:54:00:00:00:02'/></zonewall:vm></metadata></domain>",
+      pre1 +
+          "interface '52:54:00:00:00:02': the domain has no <interface> with this MAC "
+          "(it has none)");
   // The interface's own error is the one reported, not a spurious "no such MAC".
   auto own = parse_domain_xml(
-      domain_with("<zonewall:vm " + kNs + "><zonewall:interface mac='52:54:00:00:00:01'>"
-                  "<zonewall:ip>10.0.0.1</zonewall:ip></zonewall:interface></zonewall:vm>",
+      domain_with("<zonewall:vm " + kNs +
+                      "><zonewall:interface mac='52:54:00:00:00:01'>"
+                      "<zonewall:ip>10.0.0.1</zonewall:ip></zonewall:interface></zonewall:vm>",
                   "<interface type='ethernet'><mac address='52:54:00:00:00:01'/>"
                   "<target dev='zwt-t1'/><ip address='nope'/></interface>"),
       kSrc);
@@ -339,10 +354,10 @@ TEST(LibvirtXml, MetadataAddressErrorsNameDomainAndMac) {
   EXPECT_EQ(own.error().message().find("metadata"), std::string::npos) << own.error().message();
   // Attributes other than mac are not ours to judge; an in-namespace <ip>
   // inside an unqualified <interface> and vice versa are both fine.
-  auto mixed = parse_domain_xml(
-      vm("<interface mac='52:54:00:00:00:01' note='x'><zonewall:ip>10.0.0.1</zonewall:ip><ip>10.0.0.2</ip>"
-         "</interface>"),
-      kSrc);
+  auto mixed = parse_domain_xml(vm("<interface mac='52:54:00:00:00:01' "
+                                   "note='x'><zonewall:ip>10.0.0.1</zonewall:ip><ip>10.0.0.2</ip>"
+                                   "</interface>"),
+                                kSrc);
   ASSERT_TRUE(mixed.has_value()) << error_of(mixed);
   EXPECT_EQ(addrs_of((*mixed)[0]), (std::vector<std::string>{"10.0.0.1", "10.0.0.2"}));
   EXPECT_FALSE((*mixed)[0].zone_tag.has_value());
@@ -350,22 +365,27 @@ TEST(LibvirtXml, MetadataAddressErrorsNameDomainAndMac) {
 
 TEST(LibvirtXml, InvalidMacOrIpNamesDomainAndInterface) {
   const std::string where = kSrc + ": domain 'web-1' interface 0 (zwt-t1): ";
-  expect_error(domain_with("", "<interface type='ethernet'><mac address='52:54:00:zz:00:01'/>"
-                               "<target dev='zwt-t1'/></interface>"),
+  expect_error(domain_with("",
+                           "<interface type='ethernet'><mac address='52:54:00:zz:00:01'/>"
+                           "<target dev='zwt-t1'/></interface>"),
                where + "mac: '52:54:00:zz:00:01' is not a MAC address");
-  expect_error(domain_with("", "<interface type='ethernet'><mac address='01:00:5e:00:00:01'/>"
-                               "<target dev='zwt-t1'/></interface>"),
+  expect_error(domain_with("",
+                           "<interface type='ethernet'><mac address='01:00:5e:00:00:01'/>"
+                           "<target dev='zwt-t1'/></interface>"),
                where + "mac: '01:00:5e:00:00:01' is a multicast MAC");
-  expect_error(domain_with("", "<interface type='ethernet'><target dev='zwt-t1'/>"
-                               "<ip address='10.0.0.300' prefix='24'/></interface>"),
+  expect_error(domain_with("",
+                           "<interface type='ethernet'><target dev='zwt-t1'/>"
+                           "<ip address='10.0.0.300' prefix='24'/></interface>"),
                where + "ip 0: '10.0.0.300' is not an IPv4 or IPv6 address");
-  expect_error(domain_with("", "<interface type='ethernet'><target dev='zwt-t1'/>"
-                               "<ip address='10.0.0.1'/><ip prefix='24'/></interface>"),
+  expect_error(domain_with("",
+                           "<interface type='ethernet'><target dev='zwt-t1'/>"
+                           "<ip address='10.0.0.1'/><ip prefix='24'/></interface>"),
                where + "ip 1: <ip> has no address attribute");
   // Every error at once, each naming its interface.
   auto r = parse_domain_xml(
-      domain_with("", "<interface type='ethernet'><mac address='nope'/></interface>"
-                      "<interface type='ethernet'><target dev='zwt-t2'/><ip address='x'/></interface>"),
+      domain_with("",
+                  "<interface type='ethernet'><mac address='nope'/></interface>"
+                  "<interface type='ethernet'><target dev='zwt-t2'/><ip address='x'/></interface>"),
       kSrc);
   ASSERT_FALSE(r.has_value());
   EXPECT_NE(r.error().message().find(kSrc + ": domain 'web-1' interface 0: mac: 'nope'"),
@@ -378,7 +398,8 @@ TEST(LibvirtXml, InvalidMacOrIpNamesDomainAndInterface) {
 
 TEST(LibvirtXml, NotADomain) {
   expect_error("<domain><name>x</name>", kSrc + ": domain XML: line 1: ");
-  expect_error("<network><name>x</name></network>", kSrc + ": domain XML: the root element is not <domain>");
+  expect_error("<network><name>x</name></network>",
+               kSrc + ": domain XML: the root element is not <domain>");
   expect_error("<domain type='kvm'><devices/></domain>", kSrc + ": domain XML: no <name>");
   expect_error("<domain><name>web-1</name><uuid>not-a-uuid</uuid></domain>",
                kSrc + ": domain 'web-1': uuid: 'not-a-uuid' is not a UUID");
@@ -450,7 +471,8 @@ TEST(LibvirtSnapshot, EveryDomainActiveAndInactive) {
 
   ASSERT_EQ(s->warnings.size(), 1u);
   const std::string& warn = s->warnings[0];
-  EXPECT_NE(warn.find("libvirt " + kNodeUri + ": domain 'bad-1': metadata: zone 'Web Tier' is not a zone name"),
+  EXPECT_NE(warn.find("libvirt " + kNodeUri +
+                      ": domain 'bad-1': metadata: zone 'Web Tier' is not a zone name"),
             std::string::npos)
       << warn;
   EXPECT_NE(warn.find("(domain skipped)"), std::string::npos) << warn;
@@ -489,7 +511,7 @@ TEST(LibvirtSnapshot, LeaseAddressesJoinTheInterfaceWithThatMac) {
   const Endpoint* o = find_ep(s->inventory, "old-1", "zwt-old1");
   ASSERT_NE(o, nullptr);
   EXPECT_EQ(addrs_of(*o), (std::vector<std::string>{"10.70.0.31"}));  // not running: not asked
-  EXPECT_EQ(s->warnings.size(), 1u);  // still just bad-1
+  EXPECT_EQ(s->warnings.size(), 1u);                                  // still just bad-1
 }
 
 TEST(LibvirtSnapshot, OneDomainByNameOrUuid) {
@@ -538,12 +560,13 @@ TEST(LibvirtSnapshot, MetadataAddressesSetOnARunningDomain) {
   const std::string name = "zwt-meta-" + std::to_string(getpid());
   RawConn admin(virConnectOpen("test:///default"));
   ASSERT_TRUE(admin);
-  const std::string xml =
-      "<domain type='test'><name>" + name +
-      "</name><memory>65536</memory><os><type>hvm</type></os><devices>"
-      "<interface type='ethernet'><mac address='52:54:00:80:00:11'/><target dev='zwt-m1'/></interface>"
-      "<interface type='ethernet'><mac address='52:54:00:80:00:12'/><target dev='zwt-m2'/></interface>"
-      "</devices></domain>";
+  const std::string xml = "<domain type='test'><name>" + name +
+                          "</name><memory>65536</memory><os><type>hvm</type></os><devices>"
+                          "<interface type='ethernet'><mac address='52:54:00:80:00:11'/><target "
+                          "dev='zwt-m1'/></interface>"
+                          "<interface type='ethernet'><mac address='52:54:00:80:00:12'/><target "
+                          "dev='zwt-m2'/></interface>"
+                          "</devices></domain>";
   RawDom dom(virDomainDefineXML(admin.get(), xml.c_str()));
   ASSERT_TRUE(dom) << virGetLastErrorMessage();
   struct Cleanup {
@@ -596,7 +619,8 @@ TEST(LibvirtSnapshot, MetadataAddressesSetOnARunningDomain) {
   EXPECT_EQ(find_ep(bad->inventory, name, "zwt-m2"), nullptr);
   bool warned = false;
   for (const auto& w : bad->warnings)
-    warned |= w.find("domain '" + name + "': metadata: interface '52:54:00:80:00:13': the domain "
+    warned |= w.find("domain '" + name +
+                     "': metadata: interface '52:54:00:80:00:13': the domain "
                      "has no <interface> with this MAC") != std::string::npos;
   EXPECT_TRUE(warned) << ::testing::PrintToString(bad->warnings);
 }
@@ -631,10 +655,10 @@ TEST(LibvirtEvents, LifecycleAndMetadataInOrder) {
   RawDom dom(virDomainDefineXML(admin.get(), event_domain_xml(name).c_str()));
   ASSERT_TRUE(dom) << virGetLastErrorMessage();
   ASSERT_EQ(virDomainCreate(dom.get()), 0) << virGetLastErrorMessage();
-  ASSERT_EQ(virDomainSetMetadata(dom.get(), VIR_DOMAIN_METADATA_ELEMENT,
-                                 "<vm><zone>web</zone></vm>", kMetadataKey, kMetadataUri,
-                                 VIR_DOMAIN_AFFECT_LIVE),
-            0)
+  ASSERT_EQ(
+      virDomainSetMetadata(dom.get(), VIR_DOMAIN_METADATA_ELEMENT, "<vm><zone>web</zone></vm>",
+                           kMetadataKey, kMetadataUri, VIR_DOMAIN_AFFECT_LIVE),
+      0)
       << virGetLastErrorMessage();
   // Metadata in another namespace is not ours: no event.
   ASSERT_EQ(virDomainSetMetadata(dom.get(), VIR_DOMAIN_METADATA_ELEMENT, "<x>1</x>", "other",
@@ -715,17 +739,17 @@ TEST(LibvirtEvents, StartStopStartLoop) {
 TEST(LibvirtVirsh, DocumentedMetadataCommandSetsZoneAndAddresses) {
   ASSERT_TRUE(std::filesystem::exists("/usr/bin/virsh"))
       << "virsh missing: install libvirt-clients (scripts/setup.sh)";
-  auto dir = std::filesystem::temp_directory_path() /
-             ("zw-virsh-" + std::to_string(getpid()));
+  auto dir = std::filesystem::temp_directory_path() / ("zw-virsh-" + std::to_string(getpid()));
   std::filesystem::create_directories(dir);
   const auto xml_path = dir / "dom.xml";
   // The NICs the documented command names (52:54:00:80:00:11) and one more.
-  std::ofstream(xml_path)
-      << "<domain type='test'><name>zwt-virsh</name><memory>65536</memory>"
-         "<os><type>hvm</type></os><devices>"
-         "<interface type='ethernet'><mac address='52:54:00:80:00:11'/><target dev='zwt-v1'/></interface>"
-         "<interface type='ethernet'><mac address='52:54:00:80:00:12'/><target dev='zwt-v2'/></interface>"
-         "</devices></domain>";
+  std::ofstream(xml_path) << "<domain type='test'><name>zwt-virsh</name><memory>65536</memory>"
+                             "<os><type>hvm</type></os><devices>"
+                             "<interface type='ethernet'><mac address='52:54:00:80:00:11'/><target "
+                             "dev='zwt-v1'/></interface>"
+                             "<interface type='ethernet'><mac address='52:54:00:80:00:12'/><target "
+                             "dev='zwt-v2'/></interface>"
+                             "</devices></domain>";
   // One virsh process: test:///default lives as long as the connection. The
   // metadata arguments are docs/libvirt.md's, verbatim.
   const std::string cmd =

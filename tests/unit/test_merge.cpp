@@ -62,12 +62,14 @@ TEST(Merge, StaticOverridesAddressesMacAndAttachOfTheMatchedInterface) {
   EXPECT_EQ(strs(e.addrs), (std::vector<std::string>{"10.70.0.11", "fd70::11"}));
   EXPECT_EQ(net::mac_str(*e.mac), "52:54:00:aa:00:04");
   EXPECT_EQ(e.attach, std::optional<std::string>("xdp"));
-  EXPECT_EQ(e.source, from_lv.endpoints[1].source + " (overridden by inv.json: /vms/0/interfaces/0)");
+  EXPECT_EQ(e.source,
+            from_lv.endpoints[1].source + " (overridden by inv.json: /vms/0/interfaces/0)");
 }
 
 TEST(Merge, WhatTheStaticEntryDoesNotSayIsKept) {
   Inventory from_lv{{lv("web-1", kWebUuid, "vnet3", {ip("192.168.122.5")}, "web")}};
-  Inventory st = static_inv(R"({"vms": [{"name": "web-1", "interfaces": [{"name": "vnet3", "attach": "tc"}]}]})");
+  Inventory st = static_inv(
+      R"({"vms": [{"name": "web-1", "interfaces": [{"name": "vnet3", "attach": "tc"}]}]})");
   Inventory out = apply_overrides(from_lv, st);
   ASSERT_EQ(out.endpoints.size(), 1u);
   EXPECT_EQ(strs(out.endpoints[0].addrs), (std::vector<std::string>{"192.168.122.5"}));
@@ -78,7 +80,8 @@ TEST(Merge, WhatTheStaticEntryDoesNotSayIsKept) {
 
 TEST(Merge, StaticZoneReplacesTheMetadataTag) {
   Inventory from_lv{{lv("web-1", kWebUuid, "vnet3", {}, "web")}};
-  Inventory st = static_inv(R"({"vms": [{"name": "web-1", "zone": "db", "interfaces": [{"name": "vnet3"}]}]})");
+  Inventory st = static_inv(
+      R"({"vms": [{"name": "web-1", "zone": "db", "interfaces": [{"name": "vnet3"}]}]})");
   Inventory out = apply_overrides(from_lv, st);
   ASSERT_EQ(out.endpoints.size(), 1u);
   EXPECT_EQ(out.endpoints[0].zone_tag, std::optional<std::string>("db"));
@@ -86,7 +89,8 @@ TEST(Merge, StaticZoneReplacesTheMetadataTag) {
 
 TEST(Merge, MatchesByUuidAcrossARename) {
   Inventory from_lv{{lv("web-1-renamed", kWebUuid, "vnet3", {})}};
-  Inventory st = static_inv(R"({"vms": [{"name": "web-1", "uuid": "6F1C2E4A-9B7D-4C3E-8A1F-2D5B6C7E8F90",
+  Inventory st =
+      static_inv(R"({"vms": [{"name": "web-1", "uuid": "6F1C2E4A-9B7D-4C3E-8A1F-2D5B6C7E8F90",
       "interfaces": [{"name": "vnet3", "ips": ["10.70.0.11"]}]}]})");
   Inventory out = apply_overrides(from_lv, st);
   ASSERT_EQ(out.endpoints.size(), 1u);
@@ -96,8 +100,10 @@ TEST(Merge, MatchesByUuidAcrossARename) {
 
 TEST(Merge, SameNameDifferentUuidIsAnotherVm) {
   // web-1 was deleted and re-created: the static entry was about the old one.
-  Inventory from_lv{{lv("web-1", "0b6e3a52-7c1d-4f8e-9a2b-3c4d5e6f7081", "vnet3", {ip("192.168.122.5")})}};
-  Inventory st = static_inv(R"({"vms": [{"name": "web-1", "uuid": "6f1c2e4a-9b7d-4c3e-8a1f-2d5b6c7e8f90",
+  Inventory from_lv{
+      {lv("web-1", "0b6e3a52-7c1d-4f8e-9a2b-3c4d5e6f7081", "vnet3", {ip("192.168.122.5")})}};
+  Inventory st =
+      static_inv(R"({"vms": [{"name": "web-1", "uuid": "6f1c2e4a-9b7d-4c3e-8a1f-2d5b6c7e8f90",
       "interfaces": [{"name": "vnet3", "ips": ["10.70.0.11"]}]}]})");
   Inventory out = apply_overrides(from_lv, st);
   ASSERT_EQ(out.endpoints.size(), 2u);
@@ -107,7 +113,8 @@ TEST(Merge, SameNameDifferentUuidIsAnotherVm) {
 
 TEST(Merge, NameMatchesWhenOnlyOneSideHasAUuid) {
   Inventory from_lv{{lv("web-1", kWebUuid, "vnet3", {})}};
-  Inventory st = static_inv(R"({"vms": [{"name": "web-1", "interfaces": [{"name": "vnet3", "ips": ["10.70.0.11"]}]}]})");
+  Inventory st = static_inv(
+      R"({"vms": [{"name": "web-1", "interfaces": [{"name": "vnet3", "ips": ["10.70.0.11"]}]}]})");
   Inventory out = apply_overrides(from_lv, st);
   ASSERT_EQ(out.endpoints.size(), 1u);
   EXPECT_EQ(strs(out.endpoints[0].addrs), (std::vector<std::string>{"10.70.0.11"}));
@@ -116,7 +123,8 @@ TEST(Merge, NameMatchesWhenOnlyOneSideHasAUuid) {
 TEST(Merge, InterfaceNameMustMatchToo) {
   // A libvirt endpoint without a tap name (domain not running) matches nothing.
   Inventory from_lv{{lv("web-1", kWebUuid, "vnet3", {}), lv("web-1", kWebUuid, "", {})}};
-  Inventory st = static_inv(R"({"vms": [{"name": "web-1", "interfaces": [{"name": "vnet9", "ips": ["10.70.0.11"]}]}]})");
+  Inventory st = static_inv(
+      R"({"vms": [{"name": "web-1", "interfaces": [{"name": "vnet9", "ips": ["10.70.0.11"]}]}]})");
   Inventory out = apply_overrides(from_lv, st);
   ASSERT_EQ(out.endpoints.size(), 3u);
   EXPECT_TRUE(out.endpoints[0].addrs.empty());
@@ -143,7 +151,8 @@ TEST(Merge, UnmatchedStaticEntriesAppendedInOrderAfterLibvirts) {
 }
 
 TEST(Merge, EmptySidesAreIdentities) {
-  Inventory st = static_inv(R"({"vms": [{"name": "a", "interfaces": [{"name": "zwa", "ips": ["10.0.0.1"]}]}]})");
+  Inventory st = static_inv(
+      R"({"vms": [{"name": "a", "interfaces": [{"name": "zwa", "ips": ["10.0.0.1"]}]}]})");
   Inventory out = apply_overrides(Inventory{}, st);
   ASSERT_EQ(out.endpoints.size(), 1u);
   EXPECT_EQ(out.endpoints[0].source, st.endpoints[0].source);

@@ -21,7 +21,8 @@ TEST(Net, ParseAddr) {
   EXPECT_EQ(v6->bytes[0], 0xfd);
   EXPECT_EQ(v6->bytes[15], 0x11);
   EXPECT_FALSE(parse_addr("::ffff:10.0.0.1").has_value());  // write IPv4 as IPv4
-  for (const char* bad : {"", "10.0.0", "10.0.0.256", "10.0.0.1/32", "fd70:::1", "host", " 10.0.0.1"})
+  for (const char* bad :
+       {"", "10.0.0", "10.0.0.256", "10.0.0.1/32", "fd70:::1", "host", " 10.0.0.1"})
     EXPECT_FALSE(parse_addr(bad).has_value()) << bad;
   EXPECT_NE(*parse_addr("10.0.0.1"), *parse_addr("10.0.0.2"));
   EXPECT_LT(*parse_addr("10.0.0.1"), *parse_addr("10.0.0.2"));

@@ -7,8 +7,8 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "policy/json.h"
 
@@ -28,8 +28,8 @@ std::string errors_of(const Result<Policy>& r) {
 struct TempDir {
   fs::path path;
   TempDir() {
-    path = fs::temp_directory_path() / ("zw_unit_" + std::to_string(::getpid()) + "_" +
-                                        std::to_string(counter++));
+    path = fs::temp_directory_path() /
+           ("zw_unit_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
     fs::create_directories(path);
   }
   ~TempDir() {
@@ -246,7 +246,9 @@ TEST(PolicyJson, OversizedFileRejected) {
 
 TEST(PolicyJson, DirectoryMergeOrderAndIgnoredFiles) {
   TempDir t;
-  t.write("b.json", R"({"version": 1, "rules": [{"name": "r-b", "from": "x", "to": "*", "action": "deny"}]})");
+  t.write(
+      "b.json",
+      R"({"version": 1, "rules": [{"name": "r-b", "from": "x", "to": "*", "action": "deny"}]})");
   t.write("a.json", R"({"version": 1, "zones": {"x": {"vms": ["x-*"]}},
                         "rules": [{"name": "r-a", "from": "*", "to": "x", "action": "allow"}]})");
   t.write("c.json.bak", "not json");
@@ -266,13 +268,19 @@ TEST(PolicyJson, DirectoryMergeOrderAndIgnoredFiles) {
 
 TEST(PolicyJson, DirectoryErrorsFromSeveralFilesAreAllReported) {
   TempDir t;
-  t.write("a.json", R"({"version": 1, "zones": {"x": {"vms": ["x-*"]}}, "rules": [{"name": "r", "from": "x", "to": "x", "proto": "tcp", "ports": [0], "action": "allow"}]})");
+  t.write(
+      "a.json",
+      R"({"version": 1, "zones": {"x": {"vms": ["x-*"]}}, "rules": [{"name": "r", "from": "x", "to": "x", "proto": "tcp", "ports": [0], "action": "allow"}]})");
   t.write("b.json", R"({"version": 3, "zones": {"x": {"vms": ["y-*"]}}})");
   auto p = load(t.path.string());
   ASSERT_FALSE(p.has_value());
   const std::string& m = p.error().message();
-  EXPECT_NE(m.find((t.path / "a.json").string() + ": /rules/0/ports/0: 0 is not a port"), std::string::npos) << m;
-  EXPECT_NE(m.find((t.path / "b.json").string() + ": /version: unsupported version 3"), std::string::npos) << m;
+  EXPECT_NE(m.find((t.path / "a.json").string() + ": /rules/0/ports/0: 0 is not a port"),
+            std::string::npos)
+      << m;
+  EXPECT_NE(m.find((t.path / "b.json").string() + ": /version: unsupported version 3"),
+            std::string::npos)
+      << m;
   EXPECT_NE(m.find((t.path / "b.json").string() + ": /zones/x: zone 'x' is already defined at " +
                    (t.path / "a.json").string()),
             std::string::npos)
@@ -282,7 +290,8 @@ TEST(PolicyJson, DirectoryErrorsFromSeveralFilesAreAllReported) {
 TEST(PolicyJson, UndefinedZoneNotReportedWhenAnotherFileFailedToParse) {
   TempDir t;
   t.write("a.json", "{ broken");
-  t.write("b.json", R"({"version": 1, "rules": [{"name": "r", "from": "x", "to": "x", "action": "allow"}]})");
+  t.write("b.json",
+          R"({"version": 1, "rules": [{"name": "r", "from": "x", "to": "x", "action": "allow"}]})");
   auto p = load(t.path.string());
   ASSERT_FALSE(p.has_value());
   EXPECT_NE(p.error().message().find("a.json: line 1"), std::string::npos);
@@ -301,11 +310,14 @@ TEST(PolicyJson, BuiltinZonesNeedNoDefinition) {
 TEST(PolicyJson, NameLimits) {
   std::string z63(63, 'a'), r63 = "R" + std::string(62, '.');
   auto p = parse(R"({"version": 1, "zones": {")" + z63 + R"(": {"vms": ["v"]}},
-                     "rules": [{"name": ")" + r63 + R"(", "from": ")" + z63 +
-                     R"(", "to": "*", "action": "allow"}]})",
+                     "rules": [{"name": ")" +
+                     r63 + R"(", "from": ")" + z63 + R"(", "to": "*", "action": "allow"}]})",
                  "n.json");
   EXPECT_TRUE(p.has_value()) << errors_of(p);
-  p = parse(R"({"version": 1, "rules": [{"name": "-x", "from": "*", "to": "*", "action": "allow"}]})", "n.json");
+  p = parse(
+      R"({"version": 1, "rules": [{"name": "-x", "from": "*", "to": "*", "action": "allow"}]})",
+      "n.json");
   ASSERT_FALSE(p.has_value());
-  EXPECT_NE(p.error().message().find("n.json: /rules/0/name: '-x' is not a valid rule name"), std::string::npos);
+  EXPECT_NE(p.error().message().find("n.json: /rules/0/name: '-x' is not a valid rule name"),
+            std::string::npos);
 }

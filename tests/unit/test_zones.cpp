@@ -16,7 +16,8 @@ policy::Policy policy_of(const std::string& text) {
   return p.value_or(policy::Policy{});
 }
 
-Endpoint ep(std::string name, std::string uuid = "", std::optional<std::string> tag = std::nullopt) {
+Endpoint ep(std::string name, std::string uuid = "",
+            std::optional<std::string> tag = std::nullopt) {
   Endpoint e;
   e.vm_name = std::move(name);
   e.vm_uuid = std::move(uuid);
@@ -38,15 +39,21 @@ const char* kPolicy = R"({"version": 1, "zones": {
 TEST(Zones, GlobUuidTagAndUnzoned) {
   auto p = policy_of(kPolicy);
   Inventory inv;
-  inv.endpoints = {ep("web-1"), ep("www1"), ep("db-7"), ep("backup", "6F1C2E4A-9B7D-4C3E-8A1F-2D5B6C7E8F90"),
-                   ep("stray", "", "tagged"), ep("nobody"), ep("db-77"), ep("www12")};
+  inv.endpoints = {ep("web-1"),
+                   ep("www1"),
+                   ep("db-7"),
+                   ep("backup", "6F1C2E4A-9B7D-4C3E-8A1F-2D5B6C7E8F90"),
+                   ep("stray", "", "tagged"),
+                   ep("nobody"),
+                   ep("db-77"),
+                   ep("www12")};
   auto a = assign_zones(p, inv);
   ASSERT_TRUE(a.has_value()) << a.error().message();
   ASSERT_EQ(a->size(), inv.endpoints.size());
   std::vector<std::string> zones;
   for (const auto& x : *a) zones.push_back(x.zone);
-  EXPECT_EQ(zones, (std::vector<std::string>{"web", "web", "db", "db", "tagged", "unzoned", "unzoned",
-                                             "unzoned"}));
+  EXPECT_EQ(zones, (std::vector<std::string>{"web", "web", "db", "db", "tagged", "unzoned",
+                                             "unzoned", "unzoned"}));
   EXPECT_EQ((*a)[0].endpoint.ifname, "tap-web-1");
 }
 
@@ -86,12 +93,14 @@ TEST(Zones, TagConflictsWithGlob) {
 TEST(Zones, BadTagsAndAllErrorsCollected) {
   auto p = policy_of(kPolicy);
   Inventory inv;
-  inv.endpoints = {ep("a", "", "nosuch"), ep("b", "", "office"), ep("web-ok"), ep("web-x", "", "db")};
+  inv.endpoints = {ep("a", "", "nosuch"), ep("b", "", "office"), ep("web-ok"),
+                   ep("web-x", "", "db")};
   auto a = assign_zones(p, inv);
   ASSERT_FALSE(a.has_value());
   const std::string& m = a.error().message();
-  EXPECT_NE(m.find("inv.json: /vms/a: VM 'a' has zone tag 'nosuch', which the policy does not define"),
-            std::string::npos)
+  EXPECT_NE(
+      m.find("inv.json: /vms/a: VM 'a' has zone tag 'nosuch', which the policy does not define"),
+      std::string::npos)
       << m;
   EXPECT_NE(m.find("inv.json: /vms/b: VM 'b' has zone tag 'office', an external (cidrs) zone"),
             std::string::npos)
