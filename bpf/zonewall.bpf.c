@@ -78,6 +78,14 @@ static __always_inline int zw_parse(struct zw_ctx *x, struct zw_pkt *p)
 	if (r != ZW_OK)
 		return r;
 	p->icmp_type = type;
+	if (p->tuple.proto == IPPROTO_TCP) {
+		/* A whole TCP header: the flags decide whether a flow may start. */
+		__u8 *th = c.pos;
+
+		if ((void *)(th + 20) > c.end)
+			return ZW_R_DROP_MALFORMED;
+		p->tcp_flags = th[13];
+	}
 	if (p->tuple.proto == IPPROTO_ICMPV6 && zw_is_nd(type)) {
 		p->l3 = ZW_L3_ND;
 		return ZW_OK;
@@ -265,6 +273,12 @@ static __always_inline int zw_handle(struct zw_ctx *x)
 		goto out;
 	}
 
+	/* Only a SYN (without ACK) opens a TCP flow: ACK scans, stray RST/FIN
+	 * and unsolicited SYN-ACKs never create conntrack state. */
+	if (p.tuple.proto == IPPROTO_TCP && (p.tcp_flags & 0x12) != 0x02) {
+		reason = ZW_R_DROP_TCP_NO_SYN;
+		goto out;
+	}
 	if (x->hook == ZW_HOOK_FROM_VM) {
 		sz = ep->zone;
 		dz = zw_zone_of(gen, p.tuple.daddr);

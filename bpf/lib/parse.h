@@ -43,9 +43,10 @@ struct zw_pkt {
 	__u8 l3;		/* enum zw_l3 */
 	__u8 icmp_error;	/* inner is valid */
 	__u8 icmp_type;		/* ICMP/ICMPv6 type, when proto is one */
+	__u8 tcp_flags;		/* TCP flags byte (FIN 0x01 SYN 0x02 RST 0x04 ACK 0x10) */
 	__u8 src_mac[6];	/* Ethernet source */
 	__u8 arp_sha[6];	/* ARP sender hardware address */
-	__u8 pad[2];
+	__u8 pad[1];
 	__be32 arp_spa;		/* ARP sender protocol (IPv4) address */
 };
 

@@ -38,7 +38,7 @@ constexpr const char* kReasonNames[] = {
     "drop_spoof_ip",
     "drop_spoof_arp",
     "drop_guest_dhcp",
-    "drop_guest_ra",
+    "drop_guest_ra",    "drop_tcp_no_syn",
 };
 static_assert(std::size(kReasonNames) == ZW_R_MAX, "one name per enum zw_reason");
 

@@ -268,10 +268,10 @@ TEST_F(DatapathTest, DeniedByDefaultAndByRule) {
                  false, "drop_policy", "default:inter_zone");
   EXPECT_OUTCOME(from_vm("zwdB", test::ip("10.1.0.2", "10.1.0.1", kTcp, test::tcp(40002, 80))),
                  false, "drop_policy", "db-web-deny");
-  // A reply-looking packet without a flow is judged as new (and denied).
+  // A reply-looking packet without a flow cannot open one.
   EXPECT_OUTCOME(
       from_vm("zwdB", test::ip("10.1.0.2", "10.1.0.1", kTcp, test::tcp(5432, 40999, 0x12))), false,
-      "drop_policy", "db-web-deny");
+      "drop_tcp_no_syn", "");
 }
 
 TEST_F(DatapathTest, PortRangesAndBlockEdges) {
@@ -293,6 +293,34 @@ TEST_F(DatapathTest, PortRangesAndBlockEdges) {
     auto o = from_vm("zwdA", test::ip("10.1.0.1", "10.1.0.2", kTcp, test::tcp(sport++, c.port)));
     EXPECT_OUTCOME(o, c.pass, c.pass ? "pass_new" : "drop_policy", c.rule);
   }
+}
+
+TEST_F(DatapathTest, OnlyASynOpensATcpFlow) {
+  // ACK scan, stray RST, FIN, SYN-ACK and a null scan to a port the policy
+  // allows: none of them starts a flow.
+  uint16_t sport = 54000;
+  for (uint8_t flags : {0x10, 0x04, 0x01, 0x11, 0x12, 0x00, 0x14}) {
+    SCOPED_TRACE(static_cast<int>(flags));
+    EXPECT_OUTCOME(
+        from_vm("zwdA", test::ip("10.1.0.1", "10.1.0.2", kTcp, test::tcp(sport++, 5432, flags))),
+        false, "drop_tcp_no_syn", "");
+    EXPECT_OUTCOME(
+        to_vm("zwdA", test::ip("198.51.100.7", "10.1.0.1", kTcp, test::tcp(sport++, 80, flags))),
+        false, "drop_tcp_no_syn", "");
+  }
+  // A SYN does; then the same packets belong to the flow and pass.
+  EXPECT_OUTCOME(from_vm("zwdA", test::ip("10.1.0.1", "10.1.0.2", kTcp, test::tcp(sport, 5432))),
+                 true, "pass_new", "web-db-pg");
+  EXPECT_OUTCOME(
+      from_vm("zwdA", test::ip("10.1.0.1", "10.1.0.2", kTcp, test::tcp(sport, 5432, 0x10))), true,
+      "pass_ct", "web-db-pg");
+  EXPECT_OUTCOME(
+      from_vm("zwdB", test::ip("10.1.0.2", "10.1.0.1", kTcp, test::tcp(5432, sport, 0x14))), true,
+      "pass_ct", "web-db-pg");
+  // A TCP header cut short of its flags is malformed, not a guess.
+  auto full = test::ip("10.1.0.1", "10.1.0.2", kTcp, test::tcp(sport + 1, 5432));
+  Bytes cut(full.begin(), full.begin() + 14 + 20 + 12);
+  EXPECT_OUTCOME(from_vm("zwdA", cut), false, "drop_malformed", "");
 }
 
 TEST_F(DatapathTest, UdpAllowedAndReplied) {

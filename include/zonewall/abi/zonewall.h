@@ -187,6 +187,7 @@ enum zw_reason {
 	ZW_R_DROP_SPOOF_ARP,	/* ARP claiming another MAC or address */
 	ZW_R_DROP_GUEST_DHCP,	/* DHCP/DHCPv6 server message from a VM */
 	ZW_R_DROP_GUEST_RA,	/* IPv6 router advertisement from a VM */
+	ZW_R_DROP_TCP_NO_SYN,	/* TCP without a tracked flow that is not a SYN */
 	ZW_R_MAX,
 };
 #define ZW_R_FIRST_DROP		ZW_R_DROP_POLICY
