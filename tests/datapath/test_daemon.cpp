@@ -62,6 +62,13 @@ class DaemonLibvirtTest : public ::testing::Test {
 
   static bool sh(const std::string& cmd) { return std::system(cmd.c_str()) == 0; }
 
+  // Stops, undefines and releases a domain (whatever state it is in).
+  static void remove_domain(virDomainPtr dom) {
+    virDomainDestroy(dom);
+    virDomainUndefine(dom);
+    virDomainFree(dom);
+  }
+
   static void SetUpTestSuite() {
     if (geteuid() != 0) {
       why_ = "daemon tests need root (CAP_BPF, CAP_NET_ADMIN)";
@@ -227,11 +234,9 @@ TEST_F(DaemonLibvirtTest, DomainLifecycleIsReconciledIntoTheMaps) {
   EXPECT_EQ(live_zone("zwl-web1"), "web");
   EXPECT_TRUE(passes("zwl-web1", "10.3.0.1", "10.3.0.2", 5432, 0x01));
 
-  virDomainDestroy(web);
-  virDomainUndefine(web);
-  virDomainDestroy(db);
-  virDomainUndefine(db);
-  for (auto* dom : {web, db, app}) virDomainFree(dom);
+  remove_domain(web);
+  remove_domain(db);
+  virDomainFree(app);  // destroyed and undefined above
   step_until(d, [] { return live_zone("zwl-web1").empty(); });
 }
 
@@ -263,16 +268,10 @@ TEST_F(DaemonLibvirtTest, NewTapIsHookedBeforeItsVmIsKnown) {
   ASSERT_EQ(virDomainCreate(dom), 0);
   EXPECT_TRUE(step_until(d, [] { return live_zone("zwl-new1") == "web"; }))
       << live_zone("zwl-new1");
-  virDomainDestroy(dom);
-  virDomainUndefine(dom);
-  virDomainFree(dom);
+  remove_domain(dom);
   sh("ip link del zwl-new1");
 }
 
-// Live migration seen from one host's side: the VM leaves (its tap goes) and
-// comes back with the same UUID and metadata on a new tap. Its zone travels in
-// the metadata; the new tap is hooked fail-closed at once and enforced by zone
-// on the next reconcile.
 // Hooking a tap must not wait for the event loop: a reconcile can block in
 // libvirt for seconds (a domain being destroyed). Here the loop is not run
 // at all while the tap appears.
@@ -290,6 +289,10 @@ TEST_F(DaemonLibvirtTest, TapIsHookedWhileTheLoopIsBusy) {
   sh("ip link del zwl-busy");
 }
 
+// Live migration seen from one host's side: the VM leaves (its tap goes) and
+// comes back with the same UUID and metadata on a new tap. Its zone travels in
+// the metadata; the new tap is hooked fail-closed at once and enforced by zone
+// on the next reconcile.
 TEST_F(DaemonLibvirtTest, MigratedVmKeepsItsZoneOnANewTap) {
   daemon::Daemon d(opt_);
   ASSERT_TRUE(d.start().has_value());
@@ -327,9 +330,7 @@ TEST_F(DaemonLibvirtTest, MigratedVmKeepsItsZoneOnANewTap) {
       static_cast<long>(us),
       static_cast<long>(
           std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t0).count()));
-  virDomainDestroy(dom);
-  virDomainUndefine(dom);
-  virDomainFree(dom);
+  remove_domain(dom);
   sh("ip link del zwl-mB");
 }
 
@@ -363,11 +364,7 @@ TEST_F(DaemonLibvirtTest, MalformedMetadataSkipsOnlyThatDomain) {
   EXPECT_FALSE(passes("zwl-app1", "10.3.0.3", "10.3.0.1", 80, 0x03));
   EXPECT_EQ(live_zone("zwl-web1"), "web");
   EXPECT_TRUE(hooked("zwl-web1"));
-  for (auto* dom : {web, app}) {
-    virDomainDestroy(dom);
-    virDomainUndefine(dom);
-    virDomainFree(dom);
-  }
+  for (auto* dom : {web, app}) remove_domain(dom);
   step_until(d, [] { return live_zone("zwl-web1").empty(); });
 }
 
@@ -393,9 +390,7 @@ TEST_F(DaemonLibvirtTest, UnreachableLibvirtLeavesEnforcementUntouched) {
   EXPECT_EQ(d.applies(), 0u);
   EXPECT_EQ(live_zone("zwl-web1"), "web");
   EXPECT_TRUE(hooked("zwl-web1"));
-  virDomainDestroy(web);
-  virDomainUndefine(web);
-  virDomainFree(web);
+  remove_domain(web);
 }
 
 }  // namespace
