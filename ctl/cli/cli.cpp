@@ -8,7 +8,9 @@
 #include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <variant>
 
+#include "config/config.h"
 #include "daemon/control.h"
 #include "daemon/daemon.h"
 #include "datapath/object.h"
@@ -31,6 +33,7 @@ namespace {
 struct Globals {
   std::string pin_dir = "/sys/fs/bpf/zonewall";
   std::string state_dir;
+  std::string config_path = config::kDefaultPath;
   bool json_out = false;
   int verbose = 0;
 };
@@ -138,6 +141,32 @@ std::string absolute(const std::string& p) {
   return ec ? p : a.string();
 }
 
+// A refused or failed daemon response as the CLI's error and exit status.
+int report_response(const Globals& g, const json& resp) {
+  int exit = resp.value("exit", 1);
+  std::string msg;
+  for (const auto& e : resp.value("errors", json::array()))
+    msg += (msg.empty() ? "" : "\n") + e.get<std::string>();
+  if (exit == daemon::kExitDenied) {
+    report(g, Error(ErrorKind::kSystem, msg));
+    return kDenied;
+  }
+  return report(g, Error(exit == 3 ? ErrorKind::kInvalid : ErrorKind::kSystem, msg));
+}
+
+// A read-only request to the running daemon: its result, nullopt when no
+// daemon runs (the caller then reads pins and state itself), or an exit
+// status already reported.
+std::variant<json, std::nullopt_t, int> ask_daemon(const Globals& g, const engine::Paths& paths,
+                                                   const std::string& cmd) {
+  auto r = daemon::call(daemon::control_socket_path(paths.state_dir), {{"cmd", cmd}},
+                        std::chrono::seconds(30));
+  if (!r) return report(g, r.error());
+  if (!*r) return std::nullopt;
+  if (!(*r)->value("ok", false)) return report_response(g, **r);
+  return (**r)["result"];
+}
+
 // A running daemon owns the datapath: hand it the policy instead.
 std::optional<int> apply_via_daemon(const Globals& g, const engine::Paths& paths,
                                     const std::string& policy_path, const std::string& inv_path) {
@@ -148,13 +177,7 @@ std::optional<int> apply_via_daemon(const Globals& g, const engine::Paths& paths
   if (!r) return report(g, r.error());
   if (!*r) return std::nullopt;
   const json& resp = **r;
-  if (!resp.value("ok", false)) {
-    int exit = resp.value("exit", 1);
-    std::string msg;
-    for (const auto& e : resp.value("errors", json::array()))
-      msg += (msg.empty() ? "" : "\n") + e.get<std::string>();
-    return report(g, Error(exit == 3 ? ErrorKind::kInvalid : ErrorKind::kSystem, msg));
-  }
+  if (!resp.value("ok", false)) return report_response(g, resp);
   print_apply(g, resp);
   return kOk;
 }
@@ -204,15 +227,27 @@ std::string join(const json& arr) {
   return out;
 }
 
-int cmd_status(const Globals& g) {
+// Through the daemon when one runs (the only way for an unprivileged member
+// of the read group), otherwise from the pins and state directly.
+// Returns the result, or an exit status already reported.
+std::variant<json, int> read_only(const Globals& g, const std::string& cmd) {
   auto paths = engine::make_paths(g.pin_dir, g.state_dir);
-  auto st = engine::status(paths);
-  if (!st) return report(g, st.error());
+  auto via = ask_daemon(g, paths, cmd);
+  if (auto* j = std::get_if<json>(&via)) return std::move(*j);
+  if (auto* rc = std::get_if<int>(&via)) return *rc;
+  auto r = cmd == "status" ? engine::status(paths) : engine::stats(paths);
+  if (!r) return report(g, r.error());
+  return std::move(*r);
+}
+
+int cmd_status(const Globals& g) {
+  auto got = read_only(g, "status");
+  if (auto* rc = std::get_if<int>(&got)) return *rc;
+  const json& s = std::get<json>(got);
   if (g.json_out) {
-    print_json(*st);
+    print_json(s);
     return kOk;
   }
-  const json& s = *st;
   std::printf("generation %u  policy %s  applied %s\n", s["active_generation"].get<uint32_t>(),
               s["policy"].get<std::string>().c_str(), s["applied_at"].get<std::string>().c_str());
   std::printf("%zu policy entries, %zu tracked flows, %zu/%zu interfaces enforced\n\n",
@@ -237,14 +272,13 @@ int cmd_status(const Globals& g) {
 }
 
 int cmd_stats(const Globals& g) {
-  auto paths = engine::make_paths(g.pin_dir, g.state_dir);
-  auto st = engine::stats(paths);
-  if (!st) return report(g, st.error());
+  auto got = read_only(g, "stats");
+  if (auto* rc = std::get_if<int>(&got)) return *rc;
+  const json& s = std::get<json>(got);
   if (g.json_out) {
-    print_json(*st);
+    print_json(s);
     return kOk;
   }
-  const json& s = *st;
   std::printf("%-24s %12s %14s\n", "REASON", "PACKETS", "BYTES");
   for (const auto& [name, c] : s["reasons"].items())
     if (c["packets"].get<uint64_t>())
@@ -284,6 +318,59 @@ int cmd_down(const Globals& g) {
   return kOk;
 }
 
+// Daemon options: the configuration file, then the flags given on the
+// command line over it.
+struct DaemonFlags {
+  CLI::Option *policy, *libvirt, *no_libvirt, *inventory, *attach, *tap_pattern, *resync;
+  std::string policy_path, libvirt_uri, inventory_path, attach_mode;
+  bool no_libvirt_set = false;
+  std::vector<std::string> tap_patterns;
+  int resync_seconds = 30;
+};
+
+Result<daemon::Options> daemon_options(const Globals& g, const config::Config& c,
+                                       const DaemonFlags& f) {
+  daemon::Options o;
+  o.paths = engine::make_paths(g.pin_dir, g.state_dir);
+  o.policy_path = f.policy->count() ? f.policy_path : c.policy;
+  if (o.policy_path.empty())
+    return fail(Error::invalid("daemon: no policy: give --policy or \"policy\" in " +
+                               (c.source.empty() ? g.config_path : c.source)));
+  o.libvirt_uri = c.libvirt.value_or("");
+  if (f.libvirt->count()) o.libvirt_uri = f.libvirt_uri;
+  if (f.no_libvirt_set) o.libvirt_uri.clear();
+  o.inventory_path = f.inventory->count() ? f.inventory_path : c.inventory;
+  o.default_attach = f.attach->count() ? f.attach_mode : c.attach_default;
+  o.attach_rules = c.attach_rules;
+  o.tap_patterns = f.tap_pattern->count() ? f.tap_patterns : c.tap_patterns;
+  o.resync_seconds = f.resync->count() ? f.resync_seconds : c.resync_seconds;
+  if (c.read_group) {
+    o.access.read_gid = c.read_group->gid;
+    o.access.read_group = c.read_group->name;
+  }
+  if (c.apply_group) {
+    o.access.apply_gid = c.apply_group->gid;
+    o.access.apply_group = c.apply_group->name;
+  }
+  o.policy_path = absolute(o.policy_path);
+  o.inventory_path = absolute(o.inventory_path);
+  // Settings whose feature this build does not have: accepted, said so.
+  if (!c.metrics_listen.empty())
+    log::warn("config: /metrics/listen is not served by this build; ignored",
+              {{"file", c.source}, {"listen", c.metrics_listen}});
+  if (!c.flow_log.empty())
+    log::warn("config: /flow_log is not written by this build; ignored",
+              {{"file", c.source}, {"destination", c.flow_log}});
+  return o;
+}
+
+log::Level level_named(const std::string& s) {
+  return s == "debug"   ? log::Level::kDebug
+         : s == "warn"  ? log::Level::kWarn
+         : s == "error" ? log::Level::kError
+                        : log::Level::kInfo;
+}
+
 }  // namespace
 
 int run(int argc, char** argv) {
@@ -296,6 +383,11 @@ int run(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--state-dir", g.state_dir,
                  "controller state (default /run/zonewall, or /run/zonewall-<pin dir name>)");
+  auto* config_opt =
+      app.add_option("--config", g.config_path, "daemon configuration file (read if it exists)")
+          ->capture_default_str();
+  auto* pin_opt = app.get_option("--pin-dir");
+  auto* state_opt = app.get_option("--state-dir");
   app.add_flag("--json", g.json_out, "machine-readable output");
   app.add_flag("-v,--verbose", g.verbose, "more logging (repeat for debug)");
 
@@ -315,24 +407,25 @@ int run(int argc, char** argv) {
       ->check(CLI::IsMember({"tc", "xdp"}))
       ->capture_default_str();
 
-  daemon::Options dopt;
-  std::string daemon_libvirt = "qemu:///system";
-  bool no_libvirt = false;
-  std::vector<std::string> tap_patterns;
+  DaemonFlags df;
   auto* dmn =
       app.add_subcommand("daemon", "keep the policy on every VM as VMs start, stop and move");
-  dmn->add_option("--policy", dopt.policy_path, "policy file or directory")->required();
-  dmn->add_option("--libvirt", daemon_libvirt, "libvirt URI")->capture_default_str();
-  dmn->add_flag("--no-libvirt", no_libvirt, "static inventory only (veth/netns workloads)");
-  dmn->add_option("--inventory", dopt.inventory_path,
-                  "static JSON inventory (alone, or overriding libvirt)");
-  dmn->add_option("--attach", dopt.default_attach, "from-VM hook for interfaces that name none")
-      ->check(CLI::IsMember({"tc", "xdp"}))
-      ->capture_default_str();
-  dmn->add_option("--tap-pattern", tap_patterns,
-                  "interfaces hooked (fail closed) the moment they appear; default vnet*");
-  dmn->add_option("--resync", dopt.resync_seconds, "full reconcile every N seconds")
-      ->capture_default_str();
+  df.policy = dmn->add_option("--policy", df.policy_path,
+                              "policy file or directory (default: \"policy\" in the config)");
+  df.libvirt = dmn->add_option("--libvirt", df.libvirt_uri, "libvirt URI (default qemu:///system)");
+  df.no_libvirt = dmn->add_flag("--no-libvirt", df.no_libvirt_set,
+                                "static inventory only (veth/netns workloads)");
+  df.inventory = dmn->add_option("--inventory", df.inventory_path,
+                                 "static JSON inventory (alone, or overriding libvirt)");
+  df.attach = dmn->add_option("--attach", df.attach_mode,
+                              "from-VM hook for interfaces that name none (default tc)")
+                  ->check(CLI::IsMember({"tc", "xdp"}));
+  df.tap_pattern = dmn->add_option(
+      "--tap-pattern", df.tap_patterns,
+      "interfaces hooked (fail closed) the moment they appear; repeatable; default vnet*");
+  df.resync =
+      dmn->add_option("--resync", df.resync_seconds, "full reconcile every N seconds (default 30)")
+          ->check(CLI::Range(1, 86400));
 
   auto* status =
       app.add_subcommand("status", "VMs, zones, interfaces and whether each is enforced");
@@ -351,15 +444,21 @@ int run(int argc, char** argv) {
   datapath::install_libbpf_logger();
 
   if (*check) return cmd_check(g, policy_path, inv_path, libvirt);
+  // Every other command finds the datapath where the configuration puts it
+  // (a --pin-dir on the command line names another instance: its state dir
+  // is derived from it unless --state-dir is given too).
+  auto cfg = config::load(g.config_path, config_opt->count() > 0);
+  if (!cfg) return report(g, cfg.error());
+  if (!pin_opt->count()) {
+    g.pin_dir = cfg->pin_dir;
+    if (!state_opt->count()) g.state_dir = cfg->state_dir;
+  }
   if (*apply) return cmd_apply(g, policy_path, inv_path, libvirt, attach);
   if (*dmn) {
-    if (g.verbose == 0) log::set_level(log::Level::kInfo);
-    dopt.paths = engine::make_paths(g.pin_dir, g.state_dir);
-    dopt.libvirt_uri = no_libvirt ? "" : daemon_libvirt;
-    if (!tap_patterns.empty()) dopt.tap_patterns = tap_patterns;
-    dopt.policy_path = absolute(dopt.policy_path);
-    dopt.inventory_path = absolute(dopt.inventory_path);
-    return daemon::run(dopt);
+    if (g.verbose == 0) log::set_level(level_named(cfg->log_level));
+    auto dopt = daemon_options(g, *cfg, df);
+    if (!dopt) return report(g, dopt.error());
+    return daemon::run(*dopt);
   }
   if (*status) return cmd_status(g);
   if (*stats) return cmd_stats(g);

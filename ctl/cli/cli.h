@@ -12,6 +12,7 @@ enum Exit : int {
   kInvalid = 3,      // bad policy or inventory: nothing applied
   kBusy = 4,         // another state-changing command holds the lock
   kNotFound = 5,     // nothing applied under this pin dir
+  kDenied = 6,       // the daemon refused the caller (control socket credentials)
 };
 
 int run(int argc, char** argv);

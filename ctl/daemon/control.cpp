@@ -7,6 +7,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <array>
 #include <cstring>
 
 namespace zw::daemon {
@@ -78,7 +80,56 @@ std::string control_socket_path(const std::string& state_dir) {
   return state_dir + "/control.sock";
 }
 
-Result<UniqueFd> listen_control(const std::string& path) {
+std::string request_cmd(const json& req) {
+  if (!req.is_object()) return "";
+  auto it = req.find("cmd");
+  return it != req.end() && it->is_string() ? it->get<std::string>() : "";
+}
+
+Role required_role(const std::string& cmd) {
+  static constexpr std::array<std::string_view, 6> kReadOnly = {"ping",  "status", "stats",
+                                                                "flows", "trace",  "plan"};
+  return std::find(kReadOnly.begin(), kReadOnly.end(), cmd) != kReadOnly.end() ? Role::kRead
+                                                                               : Role::kApply;
+}
+
+Result<Peer> peer_of(int client_fd) {
+  ucred cred{};
+  socklen_t len = sizeof cred;
+  if (::getsockopt(client_fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0)
+    return fail(Error::sys("control socket: SO_PEERCRED"));
+  Peer p{.uid = cred.uid, .gid = cred.gid, .pid = cred.pid, .groups = {}};
+  p.groups.resize(64);
+  for (;;) {
+    socklen_t glen = static_cast<socklen_t>(p.groups.size() * sizeof(gid_t));
+    if (::getsockopt(client_fd, SOL_SOCKET, SO_PEERGROUPS, p.groups.data(), &glen) == 0) {
+      p.groups.resize(glen / sizeof(gid_t));
+      return p;
+    }
+    if (errno != ERANGE) return fail(Error::sys("control socket: SO_PEERGROUPS"));
+    p.groups.resize(glen / sizeof(gid_t) + 1);
+  }
+}
+
+std::optional<std::string> refusal(const Access& access, const Peer& peer, const std::string& cmd) {
+  if (peer.uid == 0) return std::nullopt;
+  auto member = [&](std::optional<gid_t> g) {
+    return g && (peer.gid == *g ||
+                 std::find(peer.groups.begin(), peer.groups.end(), *g) != peer.groups.end());
+  };
+  bool read_only = required_role(cmd) == Role::kRead;
+  if (member(access.apply_gid) || (read_only && member(access.read_gid))) return std::nullopt;
+  std::string who;
+  if (read_only && access.read_gid) who = "group '" + access.read_group + "'";
+  if (access.apply_gid) who += (who.empty() ? "group '" : " or group '") + access.apply_group + "'";
+  if (who.empty())
+    who = "no group is configured (control_socket in the daemon's configuration file)";
+  return "permission denied: '" + cmd + "' needs root or " +
+         (who.starts_with("no group") ? "a configured group; " : "membership of ") + who +
+         " (caller uid " + std::to_string(peer.uid) + ", pid " + std::to_string(peer.pid) + ")";
+}
+
+Result<UniqueFd> listen_control(const std::string& path, const Access& access) {
   auto a = address(path);
   if (!a) return fail(std::move(a.error()));
   UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
@@ -86,7 +137,8 @@ Result<UniqueFd> listen_control(const std::string& path) {
   ::unlink(path.c_str());
   if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&*a), sizeof *a) != 0)
     return fail(Error::sys("bind " + path));
-  ::chmod(path.c_str(), 0660);
+  if (::chmod(path.c_str(), access.any_group() ? 0666 : 0600) != 0)
+    return fail(Error::sys("chmod " + path));
   if (::listen(fd.get(), 16) != 0) return fail(Error::sys("listen " + path));
   return fd;
 }
@@ -115,6 +167,11 @@ Result<std::optional<json>> call(const std::string& path, const json& request,
   if (!fd) return fail(Error::sys("control socket"));
   if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&*a), sizeof *a) != 0) {
     if (errno == ECONNREFUSED || errno == ENOENT) return std::optional<json>{};  // stale socket
+    if (errno == EACCES)
+      return fail(Error(ErrorKind::kSystem,
+                        "connect " + path +
+                            ": permission denied (the daemon admits root only unless its "
+                            "configuration names control_socket.read_group / apply_group)"));
     return fail(Error::sys("connect " + path));
   }
   if (auto w = write_all(fd.get(), request.dump() + "\n"); !w) return fail(std::move(w.error()));

@@ -4,10 +4,13 @@
 // the datapath itself, so there is one writer.
 #pragma once
 
+#include <sys/types.h>
+
 #include <chrono>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "util/fd.h"
 #include "util/result.h"
@@ -16,8 +19,45 @@ namespace zw::daemon {
 
 std::string control_socket_path(const std::string& state_dir);
 
-// Listening socket (unlinks a stale one first), non-blocking, mode 0660.
-Result<UniqueFd> listen_control(const std::string& path);
+// Exit status the CLI reports when the daemon refuses a request for the
+// caller's credentials (cli::kDenied).
+inline constexpr int kExitDenied = 6;
+
+// The request's "cmd" string, or "" when it has none (or is not an object).
+std::string request_cmd(const nlohmann::json& req);
+
+// Who may do what over the socket. Root may do everything; members of the
+// read group may run read-only commands, members of the apply group every
+// command. Unset groups admit nobody but root.
+struct Access {
+  std::optional<gid_t> read_gid, apply_gid;
+  std::string read_group, apply_group;  // names, for messages
+  bool any_group() const { return read_gid || apply_gid; }
+};
+
+enum class Role { kRead, kApply };
+
+// Read-only commands (status, stats, flows, ping, ...) need kRead; anything
+// else, including commands this build does not know, needs kApply.
+Role required_role(const std::string& cmd);
+
+// The peer of an accepted connection, from SO_PEERCRED and SO_PEERGROUPS
+// (taken by the kernel at connect time; the client cannot forge them).
+struct Peer {
+  uid_t uid = 0;
+  gid_t gid = 0;
+  pid_t pid = 0;
+  std::vector<gid_t> groups;  // supplementary
+};
+Result<Peer> peer_of(int client_fd);
+
+// nullopt if `peer` may run `cmd`; otherwise the refusal message.
+std::optional<std::string> refusal(const Access& access, const Peer& peer, const std::string& cmd);
+
+// Listening socket (unlinks a stale one first), non-blocking. Mode 0600
+// (root only) without groups; with a read or apply group, 0666: anyone may
+// connect and every request is checked against the peer's credentials.
+Result<UniqueFd> listen_control(const std::string& path, const Access& access = {});
 
 // Reads one request line from an accepted client (bounded size and time).
 Result<nlohmann::json> read_request(int client_fd);

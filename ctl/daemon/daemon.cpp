@@ -22,6 +22,7 @@
 #include "datapath/attach.h"
 #include "datapath/maps.h"
 #include "datapath/object.h"
+#include "engine/inspect.h"
 #include "engine/reconcile.h"
 #include "inventory/libvirt.h"
 #include "inventory/merge.h"
@@ -58,6 +59,7 @@ struct Daemon::Impl {
   void on_signal();
   void on_control();
   json handle(const json& req);
+  json handle_apply(const json& req);
   // Reconciles desired (policy + inventory) into the datapath. Returns the
   // apply report or an error; never touches the datapath without a complete
   // inventory (libvirt unreachable: the last applied state stays).
@@ -138,7 +140,7 @@ Status Daemon::Impl::start() {
 
   std::error_code ec;
   std::filesystem::create_directories(o_.paths.state_dir, ec);
-  auto ctl = listen_control(control_socket_path(o_.paths.state_dir));
+  auto ctl = listen_control(control_socket_path(o_.paths.state_dir), o_.access);
   if (!ctl) return fail(std::move(ctl.error()));
   ctl_ = std::move(*ctl);
 
@@ -292,6 +294,10 @@ Result<std::optional<engine::ApplyReport>> Daemon::Impl::reconcile(const char* w
     if (!st) return fail(std::move(st.error()));
     inv = inventory::apply_overrides(std::move(inv), *st);
   }
+  if (!o_.attach_rules.empty())
+    for (auto& e : inv.endpoints)
+      if (!e.attach && !e.ifname.empty())
+        e.attach = config::attach_mode(o_.attach_rules, o_.default_attach, e.ifname);
   std::string fp = fingerprint(policy_serial_, inv, o_.default_attach);
   if (!force && fp == applied_fp_) {
     log::debug("reconcile: nothing changed", {{"why", why}});
@@ -390,14 +396,30 @@ void Daemon::Impl::on_signal() {
   }
 }
 
+// Read-only requests answer from the pins and state the daemon can read
+// (an unprivileged caller cannot); state changes go through handle_apply.
 json Daemon::Impl::handle(const json& req) {
-  std::string cmd = req.value("cmd", "");
+  std::string cmd = request_cmd(req);
   if (cmd == "ping") return {{"ok", true}, {"pid", ::getpid()}};
-  if (cmd != "apply" && cmd != "reload")
-    return {{"ok", false}, {"exit", 2}, {"errors", {"unknown command '" + cmd + "'"}}};
+  if (cmd == "status" || cmd == "stats") {
+    auto r = cmd == "status" ? engine::status(o_.paths) : engine::stats(o_.paths);
+    if (!r) return {{"ok", false}, {"exit", 1}, {"errors", {r.error().str()}}};
+    return {{"ok", true}, {"result", *r}};
+  }
+  if (cmd == "apply" || cmd == "reload") return handle_apply(req);
+  return {{"ok", false}, {"exit", 2}, {"errors", {"unknown command '" + cmd + "'"}}};
+}
+
+json Daemon::Impl::handle_apply(const json& req) {
+  std::string cmd = request_cmd(req);
   std::optional<policy::Policy> old = policy_;
   std::string old_path = o_.policy_path, old_inv = o_.inventory_path;
-  std::string path = cmd == "apply" ? req.value("policy", "") : o_.policy_path;
+  std::string path = o_.policy_path;
+  if (cmd == "apply") {
+    if (!req.contains("policy") || !req["policy"].is_string())
+      return {{"ok", false}, {"exit", 2}, {"errors", {"apply: request names no policy"}}};
+    path = req["policy"].get<std::string>();
+  }
   if (auto st = load_policy(path); !st)
     return {{"ok", false}, {"exit", 3}, {"errors", {st.error().str()}}};
   if (req.contains("inventory") && req["inventory"].is_string())
@@ -427,9 +449,26 @@ void Daemon::Impl::on_control() {
   for (;;) {
     UniqueFd c(::accept4(ctl_.get(), nullptr, nullptr, SOCK_CLOEXEC));
     if (!c) return;
+    auto peer = peer_of(c.get());
     auto req = read_request(c.get());
-    json resp =
-        req ? handle(*req) : json{{"ok", false}, {"exit", 2}, {"errors", {req.error().str()}}};
+    json resp;
+    if (!peer) {
+      resp = {{"ok", false}, {"exit", 1}, {"errors", {peer.error().str()}}};
+    } else if (!req) {
+      resp = {{"ok", false}, {"exit", 2}, {"errors", {req.error().str()}}};
+    } else {
+      std::string cmd = request_cmd(*req);
+      if (!req->is_object() || cmd.empty()) {
+        resp = {{"ok", false}, {"exit", 2}, {"errors", {"bad request: expected {\"cmd\": ...}"}}};
+      } else if (auto why = refusal(o_.access, *peer, cmd)) {
+        log::warn(
+            "control request refused",
+            {{"cmd", cmd}, {"uid", std::to_string(peer->uid)}, {"pid", std::to_string(peer->pid)}});
+        resp = {{"ok", false}, {"exit", kExitDenied}, {"errors", {*why}}};
+      } else {
+        resp = handle(*req);
+      }
+    }
     (void)write_response(c.get(), resp);
   }
 }

@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "config/config.h"
+#include "daemon/control.h"
 #include "engine/state.h"
 #include "util/result.h"
 
@@ -23,9 +25,11 @@ struct Options {
   std::string libvirt_uri;     // empty: no libvirt (static inventory only)
   std::string inventory_path;  // static inventory: veth workloads, or overrides
   std::string default_attach = "tc";
+  std::vector<config::AttachRule> attach_rules;       // by glob / device kind, before the default
   std::vector<std::string> tap_patterns = {"vnet*"};  // fnmatch(3)
   int resync_seconds = 30;                            // full reconcile even without events
   bool libvirt_lease_addrs = true;
+  Access access;  // control socket: who may read, who may apply
 };
 
 class Daemon {
