@@ -12,6 +12,7 @@
 #include "lib/parse.h"
 #include "lib/policy.h"
 #include "lib/conntrack.h"
+#include "lib/antispoof.h"
 #include "lib/stats.h"
 
 char LICENSE[] SEC("license") = "GPL";
@@ -88,7 +89,7 @@ static __always_inline int zw_parse(struct zw_ctx *x, struct zw_pkt *p)
 	}
 	if (p->tuple.proto == IPPROTO_ICMPV6 && zw_is_nd(type)) {
 		p->l3 = ZW_L3_ND;
-		return ZW_OK;
+		return zw_parse_nd(&c, p);
 	}
 	if ((p->tuple.proto == IPPROTO_ICMP || p->tuple.proto == IPPROTO_ICMPV6) &&
 	    zw_icmp_is_error(p->tuple.proto, type)) {
@@ -104,81 +105,6 @@ static __always_inline int zw_parse(struct zw_ctx *x, struct zw_pkt *p)
 			return ZW_R_DROP_ICMP_UNRELATED;
 		p->icmp_error = 1;
 	}
-	return ZW_OK;
-}
-
-static __always_inline int zw_mac_eq(const __u8 *a, const __u8 *b)
-{
-	return ((__u32)a[0] ^ b[0]) == 0 && ((__u32)a[1] ^ b[1]) == 0 && a[2] == b[2] &&
-	       a[3] == b[3] && a[4] == b[4] && a[5] == b[5];
-}
-
-/* Does this VM own the (IPv4-mapped or IPv6) address? Its own addresses map
- * to its interface in zw_addrs. */
-static __always_inline int zw_owns(__u32 gen, const __u8 *addr, __u32 ifindex)
-{
-	struct zw_addr_key k = { .gen = gen };
-	struct zw_addr_info *info;
-
-	zw_copy16(k.addr, addr);
-	info = bpf_map_lookup_elem(&zw_addrs, &k);
-	return info && info->ifindex == ifindex;
-}
-
-static __always_inline int zw_is_v4_any(const __u8 *a)
-{
-	return a[10] == 0xff && a[11] == 0xff && a[12] == 0 && a[13] == 0 && a[14] == 0 && a[15] == 0;
-}
-
-static __always_inline int zw_is_v6_link_local(const __u8 *a)
-{
-	return a[0] == 0xfe && (a[1] & 0xc0) == 0x80;
-}
-
-static __always_inline int zw_is_v6_any(const __u8 *a)
-{
-	__u64 hi, lo;
-
-	__builtin_memcpy(&hi, a, 8);
-	__builtin_memcpy(&lo, a + 8, 8);
-	return hi == 0 && lo == 0;
-}
-
-/* What a guest may say about itself (from-VM only): its MAC, its addresses,
- * no DHCP server or router advertisements. Returns ZW_OK to go on to the
- * policy, or the reason to leave with. */
-static __always_inline int zw_hygiene(struct zw_ctx *x, const struct zw_endpoint *ep,
-				      const struct zw_pkt *p, __u32 gen)
-{
-	const __u8 *src = p->tuple.saddr;
-	__u16 sport = bpf_ntohs(p->tuple.sport), dport = bpf_ntohs(p->tuple.dport);
-	__u8 spa[16] = {};
-
-	if ((ep->flags & ZW_EPF_CHECK_MAC) && !zw_mac_eq(p->src_mac, ep->mac))
-		return ZW_R_DROP_SPOOF_MAC;
-	if (p->l3 == ZW_L3_ARP) {
-		if ((ep->flags & ZW_EPF_CHECK_MAC) && !zw_mac_eq(p->arp_sha, ep->mac))
-			return ZW_R_DROP_SPOOF_ARP;
-		/* 0.0.0.0 is an ARP probe (RFC 5227), allowed before the address is. */
-		zw_map_v4(spa, p->arp_spa);
-		if ((ep->flags & ZW_EPF_CHECK_IP) && p->arp_spa != 0 && !zw_owns(gen, spa, x->ifindex))
-			return ZW_R_DROP_SPOOF_ARP;
-		return ZW_R_PASS_ARP;
-	}
-	if (p->l3 == ZW_L3_ND)
-		return p->icmp_type == 134 ? ZW_R_DROP_GUEST_RA : ZW_OK;
-	if (p->tuple.proto == IPPROTO_UDP) {
-		if (sport == 67 || sport == 547)
-			return ZW_R_DROP_GUEST_DHCP;
-		if ((sport == 68 && dport == 67) || (sport == 546 && dport == 547))
-			return ZW_R_PASS_DHCP;
-	}
-	if (!(ep->flags & ZW_EPF_CHECK_IP))
-		return ZW_OK;
-	if (zw_is_v6_link_local(src))
-		return ZW_OK;
-	if (zw_is_v4_any(src) || zw_is_v6_any(src) || !zw_owns(gen, src, x->ifindex))
-		return ZW_R_DROP_SPOOF_IP;
 	return ZW_OK;
 }
 
@@ -219,7 +145,7 @@ static __always_inline int zw_handle(struct zw_ctx *x)
 	if (reason != ZW_OK)
 		goto out;
 	if (x->hook == ZW_HOOK_FROM_VM) {
-		reason = zw_hygiene(x, ep, &p, gen);
+		reason = zw_hygiene_from_vm(ep, &p, gen, x->ifindex);
 		if (reason != ZW_OK)
 			goto out;
 	} else if (p.tuple.proto == IPPROTO_UDP && p.l3 == ZW_L3_IP &&
@@ -227,6 +153,10 @@ static __always_inline int zw_handle(struct zw_ctx *x)
 		    (p.tuple.sport == bpf_htons(547) && p.tuple.dport == bpf_htons(546)))) {
 		reason = ZW_R_PASS_DHCP;	/* a DHCP server's answer to the VM */
 		goto out;
+	} else {
+		reason = zw_hygiene_to_vm(ep, &p, gen, x->ifindex);
+		if (reason != ZW_OK)
+			goto out;
 	}
 	if (p.l3 == ZW_L3_ARP) {
 		reason = ZW_R_PASS_ARP;
@@ -247,6 +177,25 @@ static __always_inline int zw_handle(struct zw_ctx *x)
 		goto out;
 	}
 
+	if (zw_is_group(p.tuple.daddr)) {
+		/* No single peer, so no flow: the sender's zone to the world
+		 * (from-VM), the sender's zone to each receiver's (to-VM). */
+		if (x->hook == ZW_HOOK_FROM_VM) {
+			sz = ep->zone;
+			dz = ZW_ZONE_WORLD;
+		} else {
+			sz = zw_zone_of(gen, p.tuple.saddr);
+			dz = ep->zone;
+		}
+		zw_judge(gen, sz, dz, p.tuple.proto, p.policy_port, &v);
+		rule = v.rule_id;
+		if (v.action == ZW_ACT_ALLOW)
+			reason = ZW_R_PASS_MCAST;
+		else
+			reason = (v.flags & ZW_VF_AUDIT) ? ZW_R_PASS_AUDIT : ZW_R_DROP_POLICY;
+		goto out;
+	}
+
 	ct = zw_ct_lookup(&p.tuple, &fk, &dir, now);
 	if (ct) {
 		if (ct->gen == gen) {
@@ -264,11 +213,12 @@ static __always_inline int zw_handle(struct zw_ctx *x)
 		if (v.action == ZW_ACT_ALLOW || (v.flags & ZW_VF_AUDIT)) {
 			ct->gen = gen;
 			ct->rule_id = v.rule_id;
-			ct->flags = v.action == ZW_ACT_ALLOW ? 0 : ZW_CTF_AUDIT;
+			ct->flags = (ct->flags & ZW_CTF_OWNED) |
+				    (v.action == ZW_ACT_ALLOW ? 0 : ZW_CTF_AUDIT);
 			reason = v.action == ZW_ACT_ALLOW ? ZW_R_PASS_CT : ZW_R_PASS_AUDIT;
 			goto out;
 		}
-		bpf_map_delete_elem(&zw_ct, &fk);
+		zw_ct_delete(&fk, ct);
 		reason = ZW_R_DROP_REVOKED;
 		goto out;
 	}
@@ -289,11 +239,15 @@ static __always_inline int zw_handle(struct zw_ctx *x)
 	zw_judge(gen, sz, dz, p.tuple.proto, p.policy_port, &v);
 	rule = v.rule_id;
 	if (v.action == ZW_ACT_ALLOW) {
-		zw_ct_create(&p.tuple, gen, &v, p.policy_port, 0, now);
-		reason = ZW_R_PASS_NEW;
+		reason = zw_ct_create(&p.tuple, gen, &v, p.policy_port, 0, now, ep->id,
+				      ep->ct_limit);
+		if (reason == ZW_OK)
+			reason = ZW_R_PASS_NEW;
 	} else if (v.flags & ZW_VF_AUDIT) {
-		zw_ct_create(&p.tuple, gen, &v, p.policy_port, ZW_CTF_AUDIT, now);
-		reason = ZW_R_PASS_AUDIT;
+		reason = zw_ct_create(&p.tuple, gen, &v, p.policy_port, ZW_CTF_AUDIT, now, ep->id,
+				      ep->ct_limit);
+		if (reason == ZW_OK)
+			reason = ZW_R_PASS_AUDIT;
 	} else {
 		reason = ZW_R_DROP_POLICY;
 	}

@@ -42,6 +42,14 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, ZW_GENS * ZW_MAX_PAIRS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct zw_pair_key);
+	__type(value, __u32);
+} zw_pairs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, ZW_GENS * ZW_MAX_POLICY);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct zw_policy_key);
@@ -49,11 +57,20 @@ struct {
 } zw_policy SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, ZW_MAX_CT);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct zw_ct_key);
 	__type(value, struct zw_ct_entry);
 } zw_ct SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, ZW_MAX_ENDPOINTS);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);
+	__type(value, struct zw_ct_usage);
+} zw_ct_count SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

@@ -46,8 +46,10 @@ struct zw_pkt {
 	__u8 tcp_flags;		/* TCP flags byte (FIN 0x01 SYN 0x02 RST 0x04 ACK 0x10) */
 	__u8 src_mac[6];	/* Ethernet source */
 	__u8 arp_sha[6];	/* ARP sender hardware address */
-	__u8 pad[1];
+	__u8 nd_has_lladdr;	/* ND: a source/target link-layer address option */
 	__be32 arp_spa;		/* ARP sender protocol (IPv4) address */
+	__u8 nd_target[16];	/* ND: NS/NA target address */
+	__u8 nd_lladdr[6];	/* ND: the link-layer address option's MAC */
 };
 
 /* Returns -1 on success (keep going) or a zw_reason to leave with. */
@@ -66,6 +68,47 @@ static __always_inline int zw_icmp_is_echo_like(__u8 proto, __u8 type)
 	if (proto == IPPROTO_ICMP)
 		return type == 0 || type == 8 || type == 13 || type == 14;
 	return type == 128 || type == 129;
+}
+
+#define ZW_MAX_ND_OPTS 4	/* ND options walked for a link-layer address */
+
+/* Neighbour discovery message at c->pos (ICMPv6 header): the target of an
+ * NS/NA and the first source/target link-layer address option (type 1 in
+ * RS/NS, type 2 in NA). A truncated option area is malformed. */
+static __always_inline int zw_parse_nd(struct zw_cursor *c, struct zw_pkt *p)
+{
+	__u8 *m = c->pos, *o;
+	__u8 want;
+	int i;
+
+	if (p->icmp_type == 135 || p->icmp_type == 136) {
+		if ((void *)(m + 24) > c->end)
+			return ZW_R_DROP_MALFORMED;
+		zw_copy16(p->nd_target, m + 8);
+		o = m + 24;
+		want = p->icmp_type == 135 ? 1 : 2;
+	} else if (p->icmp_type == 133) {
+		o = m + 8;
+		want = 1;
+	} else {
+		return ZW_OK;
+	}
+#pragma unroll
+	for (i = 0; i < ZW_MAX_ND_OPTS; i++) {
+		if ((void *)(o + 2) > c->end)
+			return o == c->end ? ZW_OK : ZW_R_DROP_MALFORMED;
+		if (o[1] == 0)
+			return ZW_R_DROP_MALFORMED;	/* RFC 4861: length 0 is invalid */
+		if (o[0] == want) {
+			if ((void *)(o + 8) > c->end)
+				return ZW_R_DROP_MALFORMED;
+			__builtin_memcpy(p->nd_lladdr, o + 2, 6);
+			p->nd_has_lladdr = 1;
+			return ZW_OK;
+		}
+		o += (__u32)o[1] * 8;
+	}
+	return ZW_OK;
 }
 
 static __always_inline int zw_icmp_is_error(__u8 proto, __u8 type)

@@ -22,6 +22,7 @@
 #include "datapath/attach.h"
 #include "datapath/maps.h"
 #include "datapath/object.h"
+#include "engine/conntrack.h"
 #include "engine/inspect.h"
 #include "engine/reconcile.h"
 #include "inventory/libvirt.h"
@@ -72,6 +73,8 @@ struct Daemon::Impl {
   // can hold libvirt for seconds). It forwards every link event to the loop.
   void tap_loop();
   void stop_tap_thread();
+  // Removes expired conntrack entries (and uncharges their VMs' limits).
+  void sweep();
 
   Options o_;
   std::optional<engine::PinLock> lock_;
@@ -310,7 +313,9 @@ Result<std::optional<engine::ApplyReport>> Daemon::Impl::reconcile(const char* w
       .policy_source = o_.policy_path,
       .inventory_source = o_.libvirt_uri.empty() ? o_.inventory_path : o_.libvirt_uri,
       .default_attach = o_.default_attach,
-      .keep_hooked = o_.tap_patterns};
+      .keep_hooked = o_.tap_patterns,
+      .resolve = {},
+      .sweep_conntrack = false};
   auto rep = engine::apply(o_.paths, in);
   if (!rep) return fail(std::move(rep.error()));
   for (const auto& w : warnings) rep->warnings.push_back(w);
@@ -490,6 +495,26 @@ int Daemon::Impl::run() {
   return 0;
 }
 
+void Daemon::Impl::sweep() {
+  if (!progs_) return;
+  auto maps = progs_->maps();
+  if (!maps) return;
+  auto t0 = Clock::now();
+  auto r = engine::sweep_conntrack(*maps);
+  if (!r) {
+    log::warn("conntrack sweep failed", {{"error", r.error().str()}});
+    return;
+  }
+  if (r->expired)
+    log::info(
+        "conntrack sweep",
+        {{"scanned", std::to_string(r->scanned)},
+         {"expired", std::to_string(r->expired)},
+         {"ms",
+          std::to_string(
+              std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count())}});
+}
+
 bool Daemon::Impl::step(int timeout_ms) {
   {
     auto now = Clock::now();
@@ -497,6 +522,7 @@ bool Daemon::Impl::step(int timeout_ms) {
     if (now >= next_resync_) {
       dirty_ = true;
       next_resync_ = now + std::chrono::seconds(o_.resync_seconds);
+      sweep();
     }
     if (dirty_ && policy_ && (o_.libvirt_uri.empty() || lv_)) {
       dirty_ = false;

@@ -29,8 +29,8 @@ Result<UniqueFd> open_pin(const std::string& path) {
 
 Result<Maps> open_pinned_maps(const std::string& pin_dir) {
   Maps m;
-  UniqueFd* slots[] = {&m.config, &m.endpoints, &m.addrs,   &m.cidrs, &m.policy,
-                       &m.ct,     &m.st_reason, &m.st_rule, &m.st_ep};
+  UniqueFd* slots[] = {&m.config,    &m.endpoints, &m.addrs, &m.cidrs, &m.policy,  &m.ct,
+                       &m.st_reason, &m.st_rule,   &m.st_ep, &m.pairs, &m.ct_count};
   static_assert(std::size(kMapNames) == std::size(slots));
   for (size_t i = 0; i < std::size(slots); ++i) {
     auto fd = open_pin(pin_dir + "/" + kMapNames[i]);
@@ -86,6 +86,34 @@ uint32_t ConfigView::active_gen() const {
 
 void ConfigView::set_active_gen(uint32_t gen) {
   std::atomic_ref<uint32_t>(cfg_->active_gen).store(gen, std::memory_order_release);
+}
+
+Result<CtUsageView> CtUsageView::map(int fd) {
+  size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  size_t len = (sizeof(zw_ct_usage) * ZW_MAX_ENDPOINTS + page - 1) / page * page;
+  void* p = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (p == MAP_FAILED) return fail(Error::sys("mmap zw_ct_count"));
+  return CtUsageView(static_cast<zw_ct_usage*>(p), len);
+}
+
+CtUsageView::CtUsageView(CtUsageView&& o) noexcept : u_(o.u_), len_(o.len_) { o.u_ = nullptr; }
+
+CtUsageView::~CtUsageView() {
+  if (u_) munmap(u_, len_);
+}
+
+uint32_t CtUsageView::flows(uint32_t id) const {
+  if (id >= ZW_MAX_ENDPOINTS) return 0;
+  return std::atomic_ref<uint32_t>(u_[id].flows).load(std::memory_order_relaxed);
+}
+
+void CtUsageView::uncharge(uint32_t id) {
+  if (id >= ZW_MAX_ENDPOINTS) return;
+  std::atomic_ref<uint32_t> n(u_[id].flows);
+  // Never below zero: a count cannot go negative even if a charge was lost.
+  uint32_t cur = n.load(std::memory_order_relaxed);
+  while (cur != 0 && !n.compare_exchange_weak(cur, cur - 1, std::memory_order_relaxed)) {
+  }
 }
 
 }  // namespace zw::datapath

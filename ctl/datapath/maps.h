@@ -19,12 +19,12 @@ namespace zw::datapath {
 
 // Names of the maps as pinned under the pin directory (= their BPF names).
 inline constexpr const char* kMapNames[] = {
-    "zw_config", "zw_endpoints", "zw_addrs",   "zw_cidrs", "zw_policy",
-    "zw_ct",     "zw_st_reason", "zw_st_rule", "zw_st_ep",
+    "zw_config",    "zw_endpoints", "zw_addrs", "zw_cidrs", "zw_policy",   "zw_ct",
+    "zw_st_reason", "zw_st_rule",   "zw_st_ep", "zw_pairs", "zw_ct_count",
 };
 
 struct Maps {
-  UniqueFd config, endpoints, addrs, cidrs, policy, ct, st_reason, st_rule, st_ep;
+  UniqueFd config, endpoints, addrs, cidrs, policy, ct, st_reason, st_rule, st_ep, pairs, ct_count;
 };
 
 // Opens the maps pinned under pin_dir (kNotFound if nothing is pinned).
@@ -98,6 +98,24 @@ class ConfigView {
  private:
   explicit ConfigView(zw_config* cfg, size_t len) : cfg_(cfg), len_(len) {}
   zw_config* cfg_;
+  size_t len_;
+};
+
+// zw_ct_count, mmap'd (BPF_F_MMAPABLE): flows charged to each endpoint id.
+// The controller only reads and uncharges (after a delete it won).
+class CtUsageView {
+ public:
+  static Result<CtUsageView> map(int ct_count_fd);
+  CtUsageView(CtUsageView&& o) noexcept;
+  CtUsageView& operator=(CtUsageView&&) = delete;
+  ~CtUsageView();
+
+  uint32_t flows(uint32_t endpoint_id) const;
+  void uncharge(uint32_t endpoint_id);
+
+ private:
+  CtUsageView(zw_ct_usage* u, size_t len) : u_(u), len_(len) {}
+  zw_ct_usage* u_;
   size_t len_;
 };
 

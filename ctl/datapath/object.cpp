@@ -84,7 +84,8 @@ Result<Object> Object::load(const std::string& pin_dir) {
   bpf_map* maps[] = {
       obj.skel_->maps.zw_config,    obj.skel_->maps.zw_endpoints, obj.skel_->maps.zw_addrs,
       obj.skel_->maps.zw_cidrs,     obj.skel_->maps.zw_policy,    obj.skel_->maps.zw_ct,
-      obj.skel_->maps.zw_st_reason, obj.skel_->maps.zw_st_rule,   obj.skel_->maps.zw_st_ep};
+      obj.skel_->maps.zw_st_reason, obj.skel_->maps.zw_st_rule,   obj.skel_->maps.zw_st_ep,
+      obj.skel_->maps.zw_pairs,     obj.skel_->maps.zw_ct_count};
   static_assert(std::size(maps) == std::size(kMapNames));
   for (size_t i = 0; i < std::size(maps); ++i) {
     std::string path = pin_dir + "/" + kMapNames[i];
@@ -120,8 +121,10 @@ Result<Maps> Object::maps() const {
   m.st_reason = dup(skel_->maps.zw_st_reason);
   m.st_rule = dup(skel_->maps.zw_st_rule);
   m.st_ep = dup(skel_->maps.zw_st_ep);
+  m.pairs = dup(skel_->maps.zw_pairs);
+  m.ct_count = dup(skel_->maps.zw_ct_count);
   if (!m.config || !m.endpoints || !m.addrs || !m.cidrs || !m.policy || !m.ct || !m.st_reason ||
-      !m.st_rule || !m.st_ep)
+      !m.st_rule || !m.st_ep || !m.pairs || !m.ct_count)
     return fail(Error::sys("dup map fd"));
   return m;
 }

@@ -10,6 +10,10 @@
 
 namespace zw::engine {
 
+static_assert(policy::kDefaultMaxFlows == ZW_CT_DEFAULT_LIMIT &&
+                  policy::kMaxFlowsCeiling == ZW_MAX_CT,
+              "policy conntrack limits agree with the datapath's");
+
 namespace {
 
 std::string proto_name(const std::optional<uint8_t>& p) {
@@ -111,6 +115,7 @@ Result<Desired> build_desired(const policy::Policy& p, const inventory::Inventor
 
   auto ep_ids = endpoint_ids(*assigned, previous);
   std::map<net::Addr, std::string> owner;
+  std::map<net::Addr, std::pair<std::string, std::string>> shared;  // VIP -> zone, first source
   for (auto& a : *assigned) {
     DesiredEndpoint de;
     de.zone = a.zone;
@@ -127,12 +132,19 @@ Result<Desired> build_desired(const policy::Policy& p, const inventory::Inventor
     auto zit = p.zones.find(a.zone);
     if (zit != p.zones.end() && zit->second.mode == policy::ZoneMode::kAudit)
       de.value.flags |= ZW_EPF_AUDIT;
-    // Anti-spoofing: what the VM may claim to be, as far as we know it.
-    if (a.endpoint.mac) {
+    // Hygiene: what the VM may claim to be, as far as we know it.
+    const policy::Hygiene h = policy::hygiene_of(p, a.zone);
+    if (a.endpoint.mac && h.mac) {
       std::memcpy(de.value.mac, a.endpoint.mac->data(), 6);
       de.value.flags |= ZW_EPF_CHECK_MAC;
     }
-    if (!a.endpoint.addrs.empty()) de.value.flags |= ZW_EPF_CHECK_IP;
+    de.value.ct_limit = policy::max_flows_of(p, a.zone);
+    if (h.ip) de.value.flags |= ZW_EPF_CHECK_IP;
+    if (h.arp) de.value.flags |= ZW_EPF_CHECK_ARP;
+    if (h.nd) de.value.flags |= ZW_EPF_CHECK_ND;
+    if (h.ra) de.value.flags |= ZW_EPF_BLOCK_RA;
+    if (h.dhcp_server) de.value.flags |= ZW_EPF_BLOCK_DHCPD;
+    if (a.endpoint.addrs.empty() && a.endpoint.allowed.empty()) de.value.flags |= ZW_EPF_NO_ADDRS;
     for (const auto& addr : a.endpoint.addrs) {
       auto [it, fresh] = owner.emplace(addr, a.endpoint.source);
       if (!fresh) {
@@ -147,9 +159,39 @@ Result<Desired> build_desired(const policy::Policy& p, const inventory::Inventor
       v.ifindex = de.ifindex;
       d.addrs.emplace_back(k, v);
     }
+    for (const auto& addr : a.endpoint.allowed) {
+      auto [it, fresh] = shared.try_emplace(addr, a.zone, a.endpoint.source);
+      if (!fresh && it->second.first != a.zone)
+        errors.push_back(a.endpoint.source + ": allowed address " + addr.str() + " is in zone '" +
+                         a.zone + "' here but in zone '" + it->second.first + "' for " +
+                         it->second.second + " (a shared address belongs to one zone)");
+      if (de.ifindex == 0) continue;
+      zw_pair_key k{};
+      k.ifindex = de.ifindex;
+      std::memcpy(k.addr, addr.bytes.data(), 16);
+      d.pairs.push_back(k);
+    }
     de.ep = std::move(a.endpoint);
     d.endpoints.push_back(std::move(de));
   }
+  // A shared address is zoned like its VMs and owned by none of them alone.
+  for (const auto& [addr, zs] : shared) {
+    if (auto o = owner.find(addr); o != owner.end()) {
+      errors.push_back(zs.second + ": allowed address " + addr.str() + " is the own address of " +
+                       o->second);
+      continue;
+    }
+    zw_addr_key k{};
+    std::memcpy(k.addr, addr.bytes.data(), 16);
+    zw_addr_info v{};
+    v.zone = d.ids.zone.at(zs.first);
+    v.flags = ZW_AIF_SHARED;
+    d.addrs.emplace_back(k, v);
+  }
+  if (d.pairs.size() > ZW_MAX_PAIRS)
+    errors.push_back("inventory: " + std::to_string(d.pairs.size()) +
+                     " allowed address pairs exceed the pair map (" + std::to_string(ZW_MAX_PAIRS) +
+                     ")");
   if (d.addrs.size() > ZW_MAX_ADDRS)
     errors.push_back("inventory: " + std::to_string(d.addrs.size()) +
                      " VM addresses exceed the address map (" + std::to_string(ZW_MAX_ADDRS) + ")");

@@ -31,6 +31,7 @@ struct Desired {
   std::vector<DesiredEndpoint> endpoints;
   std::vector<std::pair<zw_addr_key, zw_addr_info>> addrs;  // gen = 0
   std::vector<std::pair<zw_cidr_key, zw_addr_info>> cidrs;  // gen = 0
+  std::vector<zw_pair_key> pairs;                           // gen = 0
   std::vector<RuleInfo> rules;
   std::vector<std::string> warnings;
 };

@@ -9,6 +9,8 @@
 #include "datapath/attach.h"
 #include "datapath/maps.h"
 #include "datapath/object.h"
+#include "datapath/reasons.h"
+#include "engine/conntrack.h"
 
 namespace zw::engine {
 
@@ -16,31 +18,6 @@ namespace dp = zw::datapath;
 using nlohmann::json;
 
 namespace {
-constexpr const char* kReasonNames[] = {
-    "pass_new",
-    "pass_ct",
-    "pass_related",
-    "pass_arp",
-    "pass_nd",
-    "pass_audit",
-    "pass_dhcp",
-    "drop_policy",
-    "drop_revoked",
-    "drop_no_endpoint",
-    "drop_no_policy",
-    "drop_malformed",
-    "drop_fragment",
-    "drop_vlan",
-    "drop_ethertype",
-    "drop_ipv6_ext",
-    "drop_icmp_unrelated",
-    "drop_spoof_mac",
-    "drop_spoof_ip",
-    "drop_spoof_arp",
-    "drop_guest_dhcp",
-    "drop_guest_ra",    "drop_tcp_no_syn",
-};
-static_assert(std::size(kReasonNames) == ZW_R_MAX, "one name per enum zw_reason");
 
 struct Live {
   State state;
@@ -80,9 +57,7 @@ void add(zw_counter& a, const zw_counter& b) {
 }
 }  // namespace
 
-const char* reason_name(int reason) {
-  return reason >= 0 && reason < ZW_R_MAX ? kReasonNames[reason] : "unknown";
-}
+const char* reason_name(int reason) { return dp::reason_name(reason); }
 
 Result<json> status(const Paths& paths) {
   auto live = open_live(paths);
@@ -126,6 +101,7 @@ Result<json> status(const Paths& paths) {
                    {"attach", e.attach},
                    {"mac", e.mac},
                    {"addrs", e.addrs},
+                   {"allowed", e.allowed},
                    {"present", present},
                    {"in_map", in_map},
                    {"from_vm_attached", from_vm},
@@ -171,7 +147,7 @@ Result<json> stats(const Paths& paths) {
   for (int r = 0; r < ZW_R_MAX; ++r) {
     auto c = dp::percpu_sum<zw_counter>(live->maps.st_reason.get(), r, add);
     if (!c) return fail(std::move(c.error()));
-    reasons[kReasonNames[r]] = counter(*c);
+    reasons[dp::kReasonNames[r]] = counter(*c);
   }
   timespec ts{};
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -211,7 +187,13 @@ Result<json> stats(const Paths& paths) {
     rules.push_back(*j);
   }
   json eps = json::array();
+  auto usage = conntrack_usage(live->maps);
+  if (!usage) return fail(std::move(usage.error()));
   for (const auto& e : live->state.endpoints) {
+    zw_endpoint ev{};
+    bool in_map = e.ifindex && dp::map_lookup(live->maps.endpoints.get(),
+                                              zw_endpoint_key{live->gen, e.ifindex}, &ev);
+    auto flows = usage->find(e.id);
     auto es = dp::percpu_sum<zw_ep_stats>(live->maps.st_ep.get(), e.id,
                                           [](zw_ep_stats& a, const zw_ep_stats& b) {
                                             add(a.from_vm_pass, b.from_vm_pass);
@@ -226,7 +208,9 @@ Result<json> stats(const Paths& paths) {
                    {"from_vm_pass", counter(es->from_vm_pass)},
                    {"from_vm_drop", counter(es->from_vm_drop)},
                    {"to_vm_pass", counter(es->to_vm_pass)},
-                   {"to_vm_drop", counter(es->to_vm_drop)}});
+                   {"to_vm_drop", counter(es->to_vm_drop)},
+                   {"tracked_flows", flows == usage->end() ? 0u : flows->second},
+                   {"max_flows", in_map ? json(ev.ct_limit) : json(nullptr)}});
   }
   size_t ct = 0;
   if (auto keys = dp::map_keys<zw_ct_key>(live->maps.ct.get())) ct = keys->size();

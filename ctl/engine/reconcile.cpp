@@ -14,6 +14,7 @@
 #include "datapath/attach.h"
 #include "datapath/maps.h"
 #include "datapath/object.h"
+#include "engine/conntrack.h"
 #include "util/log.h"
 
 namespace zw::engine {
@@ -55,6 +56,8 @@ Status purge_all_but(const dp::Maps& m, uint32_t keep) {
     return fail(std::move(r.error()).wrap("zw_cidrs"));
   if (auto r = purge_gens<zw_policy_key>(m.policy.get(), keep); !r)
     return fail(std::move(r.error()).wrap("zw_policy"));
+  if (auto r = purge_gens<zw_pair_key>(m.pairs.get(), keep); !r)
+    return fail(std::move(r.error()).wrap("zw_pairs"));
   return {};
 }
 
@@ -74,6 +77,11 @@ Status write_generation(const dp::Maps& m, const Desired& d, uint32_t gen) {
     k.gen = gen;
     if (auto st = dp::map_update(m.cidrs.get(), k, v); !st)
       return fail(std::move(st.error()).wrap("zw_cidrs"));
+  }
+  for (auto k : d.pairs) {
+    k.gen = gen;
+    if (auto st = dp::map_update(m.pairs.get(), k, uint32_t{0}); !st)
+      return fail(std::move(st.error()).wrap("zw_pairs"));
   }
   for (auto e : d.compiled.entries) {
     e.key.gen = gen;
@@ -220,6 +228,7 @@ Result<ApplyReport> apply(const Paths& paths, const ApplyInput& in) {
     es.zone = e.zone;
     es.mac = e.ep.mac ? net::mac_str(*e.ep.mac) : "";
     for (const auto& a : e.ep.addrs) es.addrs.push_back(a.str());
+    for (const auto& a : e.ep.allowed) es.allowed.push_back(a.str());
     es.created_clsact = created[e.ep.ifname];
     if (e.ifindex) live.insert(e.ifindex);
     s.endpoints.push_back(std::move(es));
@@ -243,6 +252,12 @@ Result<ApplyReport> apply(const Paths& paths, const ApplyInput& in) {
     }
   }
   if (auto st = write_state(paths, s); !st) return fail(std::move(st.error()).wrap("apply"));
+  if (in.sweep_conntrack) {
+    if (auto sw = sweep_conntrack(*maps); sw)
+      rep.flows_expired = sw->expired;
+    else
+      rep.warnings.push_back("conntrack sweep: " + sw.error().str());
+  }
   rep.policy_entries = desired->compiled.entries.size();
   rep.endpoints = desired->endpoints.size();
   return rep;

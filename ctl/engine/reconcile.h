@@ -30,6 +30,9 @@ struct ApplyInput {
   std::vector<std::string> keep_hooked;
   // Interface name -> ifindex; empty: if_nametoindex (tests inject races).
   IfindexResolver resolve;
+  // Sweep expired conntrack entries after the flip (the CLI; the daemon
+  // sweeps on its own schedule instead).
+  bool sweep_conntrack = true;
 };
 
 struct ApplyReport {
@@ -41,6 +44,7 @@ struct ApplyReport {
   size_t endpoints = 0;
   size_t attached = 0;
   size_t detached = 0;
+  size_t flows_expired = 0;  // conntrack entries the sweep removed
   std::vector<std::string> warnings;
 };
 

@@ -41,6 +41,7 @@ json to_json(const State& s) {
                    {"zone", e.zone},
                    {"mac", e.mac},
                    {"addrs", e.addrs},
+                   {"allowed", e.allowed},
                    {"created_clsact", e.created_clsact}});
   }
   json rules = json::array();
@@ -84,6 +85,7 @@ State from_json(const json& j) {
     es.zone = e.value("zone", "");
     es.mac = e.value("mac", "");
     es.addrs = e.value("addrs", std::vector<std::string>{});
+    es.allowed = e.value("allowed", std::vector<std::string>{});
     es.created_clsact = e.value("created_clsact", false);
     s.endpoints.push_back(std::move(es));
   }

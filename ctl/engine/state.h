@@ -39,6 +39,7 @@ struct EndpointState {
   std::string zone;
   std::string mac;
   std::vector<std::string> addrs;
+  std::vector<std::string> allowed;  // allowed address pairs
   bool created_clsact = false;
 };
 

@@ -18,6 +18,7 @@ struct Endpoint {
   std::string ifname;                   // host-side interface (tap, veth)
   std::optional<net::Mac> mac;          // the VM's MAC (guest side)
   std::vector<net::Addr> addrs;         // the VM's addresses on this interface
+  std::vector<net::Addr> allowed;       // allowed address pairs: VIPs it may also send from
   std::optional<std::string> attach;    // "tc" | "xdp": from-VM hook; unset = default
   std::string libvirt_type;  // <interface type=…> ("network", "bridge", "ethernet"); "" if static
   std::string source;        // "inventory.json: /vms/2/interfaces/0"

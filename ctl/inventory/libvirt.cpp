@@ -140,6 +140,7 @@ struct MetaInterface {
   std::string text;  // the mac attribute as written, for messages
   net::Mac mac{};
   std::vector<net::Addr> addrs;
+  std::vector<net::Addr> allowed;
 };
 struct Metadata {
   std::optional<std::string> zone;
@@ -191,23 +192,26 @@ std::optional<MetaInterface> parse_meta_interface(xmlNode* n, const Complain& ba
   mi.mac = *m;
   const std::string where = "interface " + squote(*text) + ": ";
   for (xmlNode* c : element_children(n)) {
-    if (!ours(c, "ip")) {
+    const bool is_ip = ours(c, "ip"), is_allowed = ours(c, "allowed-address");
+    if (!is_ip && !is_allowed) {
       bad(where + "unknown element <" + std::string(name_of(c)) +
-          "> in <interface> (expected <ip>)");
+          "> in <interface> (expected <ip> or <allowed-address>)");
       continue;
     }
+    const char* el = is_ip ? "ip" : "allowed-address";
     if (!element_children(c).empty()) {
-      bad(where + "<ip> must hold only one address, not elements");
+      bad(where + "<" + el + "> must hold only one address, not elements");
       continue;
     }
     std::string ip = trim(take(xmlNodeGetContent(c)));
     auto a = net::parse_addr(ip);
     if (!a) {
-      bad(where + "ip " + squote(ip) + " is not an IPv4 or IPv6 address" +
+      bad(where + el + " " + squote(ip) + " is not an IPv4 or IPv6 address" +
           (ip.find('/') != std::string::npos ? " (one address, no prefix length)" : ""));
       continue;
     }
-    if (std::find(mi.addrs.begin(), mi.addrs.end(), *a) == mi.addrs.end()) mi.addrs.push_back(*a);
+    auto& list = is_ip ? mi.addrs : mi.allowed;
+    if (std::find(list.begin(), list.end(), *a) == list.end()) list.push_back(*a);
   }
   return mi;
 }
@@ -290,6 +294,9 @@ void apply_metadata_addresses(const Metadata& meta, const std::vector<xmlNode*>&
       if (ep.mac != mi.mac) continue;
       for (const net::Addr& a : mi.addrs)
         if (std::find(ep.addrs.begin(), ep.addrs.end(), a) == ep.addrs.end()) ep.addrs.push_back(a);
+      for (const net::Addr& a : mi.allowed)
+        if (std::find(ep.allowed.begin(), ep.allowed.end(), a) == ep.allowed.end())
+          ep.allowed.push_back(a);
     }
   }
 }

@@ -26,6 +26,7 @@ Inventory apply_overrides(Inventory from_libvirt, const Inventory& static_inv) {
       if (st.ifname.empty() || ep.ifname != st.ifname || !same_vm(ep, st)) continue;
       matched = true;
       if (!st.addrs.empty()) ep.addrs = st.addrs;
+      if (!st.allowed.empty()) ep.allowed = st.allowed;
       if (st.mac) ep.mac = st.mac;
       if (st.attach) ep.attach = st.attach;
       if (st.zone_tag) ep.zone_tag = st.zone_tag;

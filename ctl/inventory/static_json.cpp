@@ -83,7 +83,7 @@ class Parser {
 
   void interface(const json& v, const std::string& ptr, const Endpoint& base) {
     if (!w_.expect_object(v, ptr)) return;
-    w_.check_fields(v, ptr, {"name", "mac", "ips", "attach"});
+    w_.check_fields(v, ptr, {"name", "mac", "ips", "allowed_addresses", "attach"});
     Endpoint ep = base;
     ep.source = w_.file() + ": " + ptr;
     if (!v.contains("name")) {
@@ -128,6 +128,21 @@ class Parser {
           continue;
         }
         ep.addrs.push_back(*a);
+      }
+    }
+    if (v.contains("allowed_addresses") &&
+        w_.expect_array(v["allowed_addresses"], ptr + "/allowed_addresses")) {
+      const json& al = v["allowed_addresses"];
+      for (std::size_t i = 0; i < al.size(); ++i) {
+        std::string ip = ptr + "/allowed_addresses/" + std::to_string(i);
+        if (!w_.expect_string(al[i], ip)) continue;
+        auto a = net::parse_addr(al[i].get_ref<const std::string&>());
+        if (!a) {
+          w_.error(ip, jsondoc::show(al[i]) + " is not an IPv4 or IPv6 address");
+          continue;
+        }
+        if (std::find(ep.allowed.begin(), ep.allowed.end(), *a) == ep.allowed.end())
+          ep.allowed.push_back(*a);
       }
     }
     if (v.contains("attach")) {

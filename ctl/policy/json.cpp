@@ -138,12 +138,15 @@ class FileParser {
 
   void defaults(const json& v) {
     if (!w_.expect_object(v, "/defaults")) return;
-    w_.check_fields(v, "/defaults", {"intra_zone", "inter_zone"});
+    w_.check_fields(v, "/defaults", {"intra_zone", "inter_zone", "hygiene", "max_flows"});
     Defaults d;
     if (v.contains("intra_zone"))
       if (auto a = action(v["intra_zone"], "/defaults/intra_zone")) d.intra_zone = *a;
     if (v.contains("inter_zone"))
       if (auto a = action(v["inter_zone"], "/defaults/inter_zone")) d.inter_zone = *a;
+    if (v.contains("hygiene")) d.hygiene = hygiene(v["hygiene"], "/defaults/hygiene").over({});
+    if (v.contains("max_flows"))
+      if (auto n = max_flows(v["max_flows"], "/defaults/max_flows")) d.max_flows = *n;
     f_.defaults = d;
   }
 
@@ -186,7 +189,8 @@ class FileParser {
   }
 
   void zone_body(const json& zv, const std::string& zptr, RawZone& rz) {
-    w_.check_fields(zv, zptr, {"vms", "uuids", "cidrs", "mode", "description"});
+    w_.check_fields(zv, zptr,
+                    {"vms", "uuids", "cidrs", "mode", "hygiene", "max_flows", "description"});
     Zone& z = rz.zone;
     bool has_vms = string_list(zv, "vms", zptr, [&](const std::string& s, const std::string& p) {
       if (s.empty()) {
@@ -231,7 +235,42 @@ class FileParser {
         w_.error(zptr + "/mode", "expected \"enforce\" or \"audit\", got " + jsondoc::show(m));
       }
     }
+    if (zv.contains("hygiene")) {
+      z.hygiene = hygiene(zv["hygiene"], zptr + "/hygiene");
+      if (has_cidrs)
+        w_.error(zptr + "/hygiene", "hygiene checks apply to VM zones, not to external addresses");
+    }
+    if (zv.contains("max_flows")) {
+      z.max_flows = max_flows(zv["max_flows"], zptr + "/max_flows");
+      if (has_cidrs)
+        w_.error(zptr + "/max_flows",
+                 "a conntrack limit applies to VM zones, not to external addresses");
+    }
     if (zv.contains("description")) w_.expect_string(zv["description"], zptr + "/description");
+  }
+
+  std::optional<uint32_t> max_flows(const json& v, const std::string& ptr) {
+    if (v.is_number_integer() && v.get<int64_t>() >= 1 && v.get<int64_t>() <= kMaxFlowsCeiling)
+      return static_cast<uint32_t>(v.get<int64_t>());
+    w_.error(ptr, jsondoc::show(v) + " is not a flow count (1-" + std::to_string(kMaxFlowsCeiling) +
+                      ", the conntrack table's size)");
+    return std::nullopt;
+  }
+
+  HygieneOverride hygiene(const json& v, const std::string& ptr) {
+    HygieneOverride h;
+    if (!w_.expect_object(v, ptr)) return h;
+    w_.check_fields(v, ptr, {"mac", "ip", "arp", "nd", "ra", "dhcp_server"});
+    auto flag = [&](const char* key, std::optional<bool>& out) {
+      if (v.contains(key) && w_.expect_bool(v[key], ptr + "/" + key)) out = v[key].get<bool>();
+    };
+    flag("mac", h.mac);
+    flag("ip", h.ip);
+    flag("arp", h.arp);
+    flag("nd", h.nd);
+    flag("ra", h.ra);
+    flag("dhcp_server", h.dhcp_server);
+    return h;
   }
 
   void rules(const json& v) {

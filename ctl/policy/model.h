@@ -13,6 +13,11 @@
 namespace zw::policy {
 
 enum class Action : uint8_t { kDeny = 0, kAllow = 1 };
+
+// Conntrack limits (the datapath's capacities are in the ABI header; tests
+// check these agree with ZW_CT_DEFAULT_LIMIT and ZW_MAX_CT).
+inline constexpr uint32_t kDefaultMaxFlows = 65536;
+inline constexpr uint32_t kMaxFlowsCeiling = 1048576;
 enum class ZoneMode : uint8_t { kEnforce, kAudit };
 
 // Where a piece of the policy came from, for messages: file + JSON pointer.
@@ -22,12 +27,39 @@ struct Origin {
   std::string str() const { return file + ": " + path; }
 };
 
+// Guest hygiene checks on a VM interface (docs/security.md), each on unless
+// switched off. A zone's settings override the policy's defaults field by
+// field.
+struct Hygiene {
+  bool mac = true;          // source MAC must be the VM's
+  bool ip = true;           // source IPv4/IPv6 must be the VM's (or an allowed pair)
+  bool arp = true;          // ARP sender MAC and address must be the VM's
+  bool nd = true;           // NS/NA/RS addresses and link-layer options must be the VM's
+  bool ra = true;           // router advertisements and redirects from the VM dropped
+  bool dhcp_server = true;  // DHCP/DHCPv6 server messages from the VM dropped
+};
+
+struct HygieneOverride {
+  std::optional<bool> mac, ip, arp, nd, ra, dhcp_server;
+  Hygiene over(Hygiene base) const {
+    if (mac) base.mac = *mac;
+    if (ip) base.ip = *ip;
+    if (arp) base.arp = *arp;
+    if (nd) base.nd = *nd;
+    if (ra) base.ra = *ra;
+    if (dhcp_server) base.dhcp_server = *dhcp_server;
+    return base;
+  }
+};
+
 struct Zone {
   std::string name;
   std::vector<std::string> vm_globs;  // fnmatch(3) patterns on the VM name
   std::vector<std::string> uuids;     // lower-case canonical UUIDs
   std::vector<net::Cidr> cidrs;       // external zone: addresses, not VMs
   ZoneMode mode = ZoneMode::kEnforce;
+  HygieneOverride hygiene;
+  std::optional<uint32_t> max_flows;  // conntrack limit per VM interface; unset = defaults
   Origin origin;
 };
 
@@ -51,6 +83,8 @@ struct Rule {
 struct Defaults {
   Action intra_zone = Action::kAllow;
   Action inter_zone = Action::kDeny;
+  Hygiene hygiene;                        // for every VM; zones override field by field
+  uint32_t max_flows = kDefaultMaxFlows;  // tracked flows one VM interface may open
 };
 
 struct Policy {
@@ -59,6 +93,17 @@ struct Policy {
   std::vector<Rule> rules;         // in first-match order
   std::vector<std::string> files;  // the files it was read from
 };
+
+// The hygiene checks for VMs of `zone` (a user zone, or "unzoned").
+inline Hygiene hygiene_of(const Policy& p, const std::string& zone) {
+  auto it = p.zones.find(zone);
+  return it == p.zones.end() ? p.defaults.hygiene : it->second.hygiene.over(p.defaults.hygiene);
+}
+
+inline uint32_t max_flows_of(const Policy& p, const std::string& zone) {
+  auto it = p.zones.find(zone);
+  return it != p.zones.end() && it->second.max_flows ? *it->second.max_flows : p.defaults.max_flows;
+}
 
 // Built-in zone names usable in rules without being defined.
 inline constexpr const char* kZoneWorld = "world";

@@ -54,6 +54,25 @@ inline Bytes icmp(uint8_t type, uint8_t code = 0, uint16_t id = 0x1234, uint16_t
   return b;
 }
 
+// An ICMPv6 neighbour discovery message: RS (133, no target), NS (135) or
+// NA (136) with `target`, and a link-layer address option (type 1 source,
+// 2 target) carrying `lladdr` when given.
+inline Bytes nd(uint8_t type, const std::string& target = "", const uint8_t* lladdr = nullptr,
+                uint8_t opt_type = 0) {
+  Bytes b{type, 0, 0, 0, 0, 0, 0, 0};
+  if (!target.empty()) {
+    uint8_t a[16];
+    inet_pton(AF_INET6, target.c_str(), a);
+    b.insert(b.end(), a, a + 16);
+  }
+  if (lladdr) {
+    b.push_back(opt_type ? opt_type : (type == 136 ? 2 : 1));
+    b.push_back(1);
+    b.insert(b.end(), lladdr, lladdr + 6);
+  }
+  return b;
+}
+
 // An IP packet (with Ethernet) carrying `l4` with protocol `proto`.
 inline Bytes ip(const std::string& src, const std::string& dst, uint8_t proto, const Bytes& l4,
                 uint16_t frag_off = 0) {

@@ -18,6 +18,7 @@
 #include "datapath/maps.h"
 #include "datapath/object.h"
 #include "datapath/test_run.h"
+#include "engine/conntrack.h"
 #include "engine/inspect.h"
 #include "engine/reconcile.h"
 #include "engine/state.h"
@@ -372,8 +373,10 @@ TEST_F(DatapathTest, Ipv6TcpIcmpv6AndNeighbourDiscovery) {
   EXPECT_OUTCOME(from_vm("zwdA", test::ip("fd00::1", "fd00::2", kIcmp6, test::icmp(128, 0, 5))),
                  true, "pass_new", "ping6");
   // Neighbour solicitation: passes whatever the policy, counted as ND.
-  EXPECT_OUTCOME(from_vm("zwdA", test::ip("fd00::1", "ff02::1:ff00:2", kIcmp6, test::icmp(135))),
-                 true, "pass_nd", "");
+  const uint8_t own[6] = {0x52, 0x54, 0, 0, 0, 0x01};
+  EXPECT_OUTCOME(
+      from_vm("zwdA", test::ip("fd00::1", "ff02::1:ff00:2", kIcmp6, test::nd(135, "fd00::2", own))),
+      true, "pass_nd", "");
 }
 
 TEST_F(DatapathTest, ExternalCidrZonesAndWorld) {
@@ -444,6 +447,263 @@ TEST_F(DatapathTest, GuestsCanOnlySpeakAsThemselves) {
   // Link-local IPv6 sources are the VM's own by construction; judged by policy.
   EXPECT_OUTCOME(from_vm("zwdA", test::ip("fe80::1", "fe80::2", kTcp, test::tcp(53006, 5432))),
                  false, "drop_policy", "default:inter_zone");
+}
+
+TEST_F(DatapathTest, NeighbourDiscoveryCannotClaimOthers) {
+  const uint8_t own[6] = {0x52, 0x54, 0, 0, 0, 0x01};
+  const uint8_t other[6] = {0x52, 0x54, 0, 0, 0, 0x02};
+  auto nd_from_a = [&](const std::string& src, const std::string& dst, const Bytes& msg) {
+    return from_vm("zwdA", test::ip(src, dst, kIcmp6, msg));
+  };
+  // Its own address and MAC, link-local targets, duplicate address detection from ::.
+  EXPECT_OUTCOME(nd_from_a("fd00::1", "fd00::2", test::nd(136, "fd00::1", own)), true, "pass_nd",
+                 "");
+  EXPECT_OUTCOME(nd_from_a("fe80::1", "ff02::1", test::nd(136, "fe80::1", own)), true, "pass_nd",
+                 "");
+  EXPECT_OUTCOME(nd_from_a("::", "ff02::1:ff00:1", test::nd(135, "fd00::1")), true, "pass_nd", "");
+  EXPECT_OUTCOME(nd_from_a("fe80::1", "ff02::2", test::nd(133, "", own)), true, "pass_nd", "");
+  // Advertising another VM's address, or its own with another MAC: the
+  // neighbour caches of the others would send that VM's traffic here.
+  EXPECT_OUTCOME(nd_from_a("fe80::1", "ff02::1", test::nd(136, "fd00::2", own)), false,
+                 "drop_spoof_nd", "");
+  EXPECT_OUTCOME(nd_from_a("fd00::1", "ff02::1", test::nd(136, "fd00::1", other)), false,
+                 "drop_spoof_nd", "");
+  EXPECT_OUTCOME(nd_from_a("fd00::1", "ff02::1:ff00:3", test::nd(135, "fd00::3", other)), false,
+                 "drop_spoof_nd", "");
+  // Soliciting from another VM's address.
+  EXPECT_OUTCOME(nd_from_a("fd00::2", "ff02::1:ff00:3", test::nd(135, "fd00::3", own)), false,
+                 "drop_spoof_nd", "");
+  // A redirect is a router's message; a cut NS and a zero-length option are malformed.
+  EXPECT_OUTCOME(nd_from_a("fe80::1", "fd00::2", test::nd(137, "fd00::9")), false, "drop_guest_ra",
+                 "");
+  EXPECT_OUTCOME(nd_from_a("fd00::1", "ff02::1:ff00:2", test::icmp(135)), false, "drop_malformed",
+                 "");
+  Bytes zero_opt = test::nd(135, "fd00::2", own);
+  zero_opt[25] = 0;
+  EXPECT_OUTCOME(nd_from_a("fd00::1", "ff02::1:ff00:2", zero_opt), false, "drop_malformed", "");
+}
+
+TEST_F(DatapathTest, VmWithoutKnownAddressesMayOnlyObtainOne) {
+  auto rep = apply_text(
+      kPolicy, "tc",
+      R"(,{"name": "web-9", "interfaces": [{"name": "zwdF", "mac": "52:54:00:00:00:09"}]})");
+  ASSERT_TRUE(rep.has_value()) << rep.error().str();
+  const uint8_t mac9[6] = {0x52, 0x54, 0, 0, 0, 0x09};
+  auto send = [&](const Bytes& f) {
+    Bytes g = f;
+    std::copy(mac9, mac9 + 6, g.begin() + 6);
+    return run(Prog::kFromVmTc, "zwdF", g);
+  };
+  EXPECT_OUTCOME(send(test::ip("0.0.0.0", "255.255.255.255", kUdp, test::udp(68, 67))), true,
+                 "pass_dhcp", "");
+  EXPECT_OUTCOME(send(arp_request(mac9, "0.0.0.0", "10.1.0.9")), true, "pass_arp", "");
+  EXPECT_OUTCOME(send(test::ip("::", "ff02::1:ff00:9", kIcmp6, test::nd(135, "fd00::9"))), true,
+                 "pass_nd", "");
+  EXPECT_OUTCOME(send(test::ip("fe80::9", "ff02::2", kIcmp6, test::nd(133, "", mac9))), true,
+                 "pass_nd", "");
+  // Anything else waits for the address to be known, whatever the policy.
+  EXPECT_OUTCOME(send(test::ip("10.1.0.9", "10.1.0.3", kTcp, test::tcp(46000, 80))), false,
+                 "drop_no_address", "");
+  EXPECT_OUTCOME(send(test::ip("fe80::9", "fe80::3", kIcmp6, test::icmp(128))), false,
+                 "drop_no_address", "");
+  EXPECT_OUTCOME(send(arp_request(mac9, "10.1.0.9", "10.1.0.3")), false, "drop_spoof_arp", "");
+  EXPECT_OUTCOME(send(test::ip("fe80::9", "ff02::1", kIcmp6, test::nd(136, "fd00::9", mac9))),
+                 false, "drop_spoof_nd", "");
+  auto back = apply_text(kPolicy);
+  ASSERT_TRUE(back.has_value()) << back.error().str();
+}
+
+TEST_F(DatapathTest, AllowedAddressPairsLetZoneMembersShareAnAddress) {
+  const char* vms =
+      R"(,{"name": "web-9", "interfaces": [{"name": "zwdF", "mac": "52:54:00:00:00:09", "ips": ["10.1.0.9"], "allowed_addresses": ["10.1.0.100", "fd00::100"]}]})"
+      R"(,{"name": "web-8", "interfaces": [{"name": "zwdX", "mac": "52:54:00:00:00:08", "ips": ["10.1.0.8"], "allowed_addresses": ["10.1.0.100"]}]})";
+  auto rep = apply_text(kPolicy, "tc", vms);
+  ASSERT_TRUE(rep.has_value()) << rep.error().str();
+  auto send = [&](const std::string& ifname, uint8_t mac_last, const Bytes& f) {
+    Bytes g = f;
+    const uint8_t mac[6] = {0x52, 0x54, 0, 0, 0, mac_last};
+    std::copy(mac, mac + 6, g.begin() + 6);
+    return run(Prog::kFromVmTc, ifname, g);
+  };
+  // Both holders of the VIP may send from it, as the zone it shares (web).
+  EXPECT_OUTCOME(send("zwdF", 9, test::ip("10.1.0.100", "10.1.0.2", kTcp, test::tcp(47000, 5432))),
+                 true, "pass_new", "web-db-pg");
+  EXPECT_OUTCOME(send("zwdX", 8, test::ip("10.1.0.100", "10.1.0.2", kTcp, test::tcp(47001, 5432))),
+                 true, "pass_new", "web-db-pg");
+  EXPECT_OUTCOME(send("zwdF", 9, test::ip("fd00::100", "fd00::2", kTcp, test::tcp(47002, 5432))),
+                 true, "pass_new", "web-db-pg");
+  const uint8_t mac9[6] = {0x52, 0x54, 0, 0, 0, 0x09};
+  EXPECT_OUTCOME(send("zwdF", 9, arp_request(mac9, "10.1.0.100", "10.1.0.2")), true, "pass_arp",
+                 "");
+  // Not granted to web-8 for IPv6, nor to web-1 at all.
+  EXPECT_OUTCOME(send("zwdX", 8, test::ip("fd00::100", "fd00::2", kTcp, test::tcp(47003, 5432))),
+                 false, "drop_spoof_ip", "");
+  EXPECT_OUTCOME(from_vm("zwdA", test::ip("10.1.0.100", "10.1.0.2", kTcp, test::tcp(47004, 5432))),
+                 false, "drop_spoof_ip", "");
+  // Traffic to the VIP is judged by its zone and delivered to its holders.
+  EXPECT_OUTCOME(to_vm("zwdF", test::ip("10.1.0.2", "10.1.0.100", kTcp, test::tcp(47005, 80))),
+                 false, "drop_policy", "db-web-deny");
+  EXPECT_OUTCOME(to_vm("zwdF", test::ip("10.1.0.3", "10.1.0.100", kTcp, test::tcp(47006, 80))),
+                 true, "pass_new", "default:intra_zone");
+
+  // A shared address belongs to one zone, and is nobody's own address.
+  auto cross = apply_text(
+      kPolicy, "tc",
+      R"(,{"name": "db-9", "interfaces": [{"name": "zwdF", "ips": ["10.1.0.9"], "allowed_addresses": ["10.1.0.100"]}]})"
+      R"(,{"name": "web-8", "interfaces": [{"name": "zwdX", "ips": ["10.1.0.8"], "allowed_addresses": ["10.1.0.100"]}]})");
+  ASSERT_FALSE(cross.has_value());
+  EXPECT_NE(cross.error().str().find("allowed address 10.1.0.100 is in zone"), std::string::npos)
+      << cross.error().str();
+  auto own = apply_text(
+      kPolicy, "tc",
+      R"(,{"name": "web-9", "interfaces": [{"name": "zwdF", "ips": ["10.1.0.9"], "allowed_addresses": ["10.1.0.2"]}]})");
+  ASSERT_FALSE(own.has_value());
+  EXPECT_NE(own.error().str().find("is the own address of"), std::string::npos)
+      << own.error().str();
+  auto back = apply_text(kPolicy);
+  ASSERT_TRUE(back.has_value()) << back.error().str();
+}
+
+TEST_F(DatapathTest, UnicastForAnotherVmIsNotDelivered) {
+  // A bridge floods unknown unicast: db-1's traffic must not reach web-1.
+  EXPECT_OUTCOME(to_vm("zwdA", test::ip("10.1.0.3", "10.1.0.2", kUdp, test::udp(48100, 53))), false,
+                 "drop_not_for_vm", "");
+  EXPECT_OUTCOME(to_vm("zwdA", test::ip("fd00::3", "fd00::2", kUdp, test::udp(48100, 53))), false,
+                 "drop_not_for_vm", "");
+  EXPECT_OUTCOME(to_vm("zwdA", test::ip("10.1.0.3", "10.1.0.1", kUdp, test::udp(48101, 53))), true,
+                 "pass_new", "default:intra_zone");
+}
+
+TEST_F(DatapathTest, MulticastAndBroadcastAreJudgedPerPacketAtBothEnds) {
+  std::string policy = kPolicy;
+  policy.insert(
+      policy.find(R"(    {"name": "db-web-deny")"),
+      R"(    {"name": "web-mdns", "from": "web", "to": "world", "proto": "udp", "ports": [5353, 9999], "action": "allow"},
+)");
+  auto rep = apply_text(policy);
+  ASSERT_TRUE(rep.has_value()) << rep.error().str();
+  auto maps = datapath::open_pinned_maps(paths_.pin_dir);
+  ASSERT_TRUE(maps.has_value());
+  auto flows = [&] { return datapath::map_keys<zw_ct_key>(maps->ct.get())->size(); };
+  size_t before = flows();
+  for (const char* dst : {"224.0.0.251", "ff02::fb", "255.255.255.255"}) {
+    SCOPED_TRACE(dst);
+    bool v6 = test::is_v6(dst);
+    uint16_t port = std::string(dst) == "255.255.255.255" ? 9999 : 5353;
+    auto m = test::ip(v6 ? "fd00::1" : "10.1.0.1", dst, kUdp, test::udp(port, port));
+    // The sender's zone to the world, then each receiver's zone.
+    EXPECT_OUTCOME(from_vm("zwdA", m), true, "pass_mcast", "web-mdns");
+    EXPECT_OUTCOME(to_vm("zwdC", m), true, "pass_mcast", "default:intra_zone");
+    EXPECT_OUTCOME(to_vm("zwdB", m), false, "drop_policy", "default:inter_zone");
+    // Not a flow: the receivers cannot answer the group through it, and a
+    // zone without a rule to the world cannot send to it.
+    auto m2 = test::ip(v6 ? "fd00::2" : "10.1.0.2", dst, kUdp, test::udp(port, port));
+    EXPECT_OUTCOME(from_vm("zwdB", m2), false, "drop_policy", "default:inter_zone");
+  }
+  EXPECT_EQ(flows(), before) << "multicast created conntrack entries";
+  auto back = apply_text(kPolicy);
+  ASSERT_TRUE(back.has_value()) << back.error().str();
+}
+
+TEST_F(DatapathTest, HygieneChecksAreSwitchedPerZone) {
+  // Defaults switch source-address checks off; db turns them back on; web
+  // switches every check off.
+  const char* p = R"({
+    "version": 1,
+    "defaults": {"hygiene": {"ip": false}},
+    "zones": {
+      "web": {"vms": ["web-*"], "hygiene": {"mac": false, "arp": false, "nd": false, "ra": false, "dhcp_server": false}},
+      "db": {"vms": ["db-*"], "hygiene": {"ip": true}}
+    },
+    "rules": [{"name": "any-udp", "from": "*", "to": "*", "proto": "udp", "action": "allow"}]
+  })";
+  auto rep = apply_text(p);
+  ASSERT_TRUE(rep.has_value()) << rep.error().str();
+  const uint8_t other[6] = {0x52, 0x54, 0, 0, 0, 0x02};
+  Bytes spoofed_mac = test::ip("10.1.0.1", "10.1.0.2", kUdp, test::udp(48200, 7));
+  std::copy(other, other + 6, spoofed_mac.begin() + 6);
+  EXPECT_OUTCOME(run(Prog::kFromVmTc, "zwdA", spoofed_mac), true, "pass_new", "any-udp");
+  EXPECT_OUTCOME(from_vm("zwdA", test::ip("10.9.9.9", "10.1.0.2", kUdp, test::udp(48201, 7))), true,
+                 "pass_new", "any-udp");
+  EXPECT_OUTCOME(from_vm("zwdA", arp_request(other, "10.1.0.2", "10.1.0.3")), true, "pass_arp", "");
+  EXPECT_OUTCOME(from_vm("zwdA", test::ip("fe80::1", "ff02::1", kIcmp6, test::nd(134))), true,
+                 "pass_nd", "");
+  EXPECT_OUTCOME(
+      from_vm("zwdA", test::ip("fe80::1", "ff02::1", kIcmp6, test::nd(136, "fd00::2", other))),
+      true, "pass_nd", "");
+  // A DHCP server in web is judged by the policy like any UDP.
+  EXPECT_OUTCOME(from_vm("zwdA", test::ip("10.1.0.1", "255.255.255.255", kUdp, test::udp(67, 68))),
+                 true, "pass_mcast", "any-udp");
+  // db keeps every check, its ip check from its own setting.
+  EXPECT_OUTCOME(from_vm("zwdB", test::ip("10.9.9.9", "10.1.0.1", kUdp, test::udp(48202, 7))),
+                 false, "drop_spoof_ip", "");
+  EXPECT_OUTCOME(from_vm("zwdB", test::ip("fe80::2", "ff02::1", kIcmp6, test::nd(134))), false,
+                 "drop_guest_ra", "");
+  auto back = apply_text(kPolicy);
+  ASSERT_TRUE(back.has_value()) << back.error().str();
+}
+
+TEST_F(DatapathTest, ConntrackLimitKeepsOneVmFromExhaustingFlows) {
+  std::string policy = kPolicy;
+  policy.replace(policy.find(R"("web": {"vms": ["web-*"]})"),
+                 std::string(R"("web": {"vms": ["web-*"]})").size(),
+                 R"("web": {"vms": ["web-*"], "max_flows": 4})");
+  auto rep = apply_text(policy);
+  ASSERT_TRUE(rep.has_value()) << rep.error().str();
+  auto maps = datapath::open_pinned_maps(paths_.pin_dir);
+  ASSERT_TRUE(maps.has_value());
+  // Whatever earlier tests left: expire it all, so counts start at zero.
+  auto far = engine::sweep_conntrack(*maps, ~0ULL >> 1);
+  ASSERT_TRUE(far.has_value()) << far.error().str();
+  auto usage = [&](const std::string& vm) -> uint64_t {
+    auto st = engine::stats(paths_);
+    for (const auto& e : (*st)["endpoints"])
+      if (e["vm"] == vm) return e["tracked_flows"].get<uint64_t>();
+    return ~0ULL;
+  };
+  ASSERT_EQ(usage("web-1"), 0u);
+  // A flood from web-1: four flows, then the limit.
+  for (uint16_t i = 0; i < 4; ++i)
+    EXPECT_OUTCOME(
+        from_vm("zwdA", test::ip("10.1.0.1", "10.1.0.2", kUdp, test::udp(49100 + i, 53))), true,
+        "pass_new", "web-db-dns");
+  EXPECT_EQ(usage("web-1"), 4u);
+  EXPECT_OUTCOME(from_vm("zwdA", test::ip("10.1.0.1", "10.1.0.2", kUdp, test::udp(49104, 53))),
+                 false, "drop_ct_limit", "web-db-dns");
+  EXPECT_OUTCOME(from_vm("zwdA", test::ip("10.1.0.1", "10.1.0.2", kTcp, test::tcp(49105, 5432))),
+                 false, "drop_ct_limit", "web-db-pg");
+  // Its established flows go on; db-1 (default limit) is not affected.
+  EXPECT_OUTCOME(from_vm("zwdA", test::ip("10.1.0.1", "10.1.0.2", kUdp, test::udp(49100, 53))),
+                 true, "pass_ct", "web-db-dns");
+  EXPECT_OUTCOME(from_vm("zwdB", test::ip("10.1.0.2", "10.1.0.1", kIcmp, test::icmp(8, 0, 77))),
+                 true, "pass_new", "ping");
+  EXPECT_EQ(usage("db-1"), 1u);
+  auto st = engine::stats(paths_);
+  ASSERT_TRUE(st.has_value());
+  for (const auto& e : (*st)["endpoints"])
+    if (e["vm"] == "web-1") {
+      EXPECT_EQ(e["max_flows"], 4);
+    }
+  // The sweep reclaims idle flows and their charge: web-1 may open flows again.
+  auto sw = engine::sweep_conntrack(*maps, ~0ULL >> 1);
+  ASSERT_TRUE(sw.has_value()) << sw.error().str();
+  EXPECT_EQ(sw->expired, 5u);
+  EXPECT_EQ(usage("web-1"), 0u);
+  EXPECT_EQ(usage("db-1"), 0u);
+  EXPECT_OUTCOME(from_vm("zwdA", test::ip("10.1.0.1", "10.1.0.2", kUdp, test::udp(49106, 53))),
+                 true, "pass_new", "web-db-dns");
+  // A revoked flow is deleted by the datapath and uncharged too.
+  std::string no_dns = policy;
+  no_dns.erase(no_dns.find(R"(    {"name": "web-db-dns")"),
+               no_dns.find('\n', no_dns.find(R"(    {"name": "web-db-dns")")) + 1 -
+                   no_dns.find(R"(    {"name": "web-db-dns")"));
+  auto rev = apply_text(no_dns);
+  ASSERT_TRUE(rev.has_value()) << rev.error().str();
+  EXPECT_OUTCOME(from_vm("zwdA", test::ip("10.1.0.1", "10.1.0.2", kUdp, test::udp(49106, 53))),
+                 false, "drop_revoked", "default:inter_zone");
+  EXPECT_EQ(usage("web-1"), 0u);
+  auto back = apply_text(kPolicy);
+  ASSERT_TRUE(back.has_value()) << back.error().str();
 }
 
 TEST_F(DatapathTest, DhcpClientsPassServersAndRouterAdvertsFromGuestsDont) {

@@ -104,6 +104,11 @@ TEST(Inventory, ValidationErrors) {
   expect_error(
       one_vm(R"({"name": "t0", "ips": ["10.0.0.0/24"]})"),
       "inv.json: /vms/0/interfaces/0/ips/0: \"10.0.0.0/24\" is not an IPv4 or IPv6 address");
+  expect_error(
+      one_vm(R"({"name": "t0", "allowed_addresses": ["10.0.0.100", "vip"]})"),
+      "inv.json: /vms/0/interfaces/0/allowed_addresses/1: \"vip\" is not an IPv4 or IPv6 address");
+  expect_error(one_vm(R"({"name": "t0", "allowed_addresses": "10.0.0.100"})"),
+               "inv.json: /vms/0/interfaces/0/allowed_addresses: expected an array");
   expect_error(one_vm(R"({"name": "t0", "attach": "skb"})"),
                "inv.json: /vms/0/interfaces/0/attach: expected \"tc\" or \"xdp\", got \"skb\"");
   expect_error(one_vm(R"({"mac": "52:54:00:00:00:01"})"),

@@ -264,6 +264,9 @@ TEST(LibvirtXml, MetadataAddressesJoinTheInterfaceWithThatMac) {
   EXPECT_EQ(b.ifname, "vnet9");
   // The XML <ip> first; the metadata's after it, trimmed, its repeat dropped.
   EXPECT_EQ(addrs_of(b), (std::vector<std::string>{"10.81.0.2", "10.81.0.12", "fd81::12"}));
+  ASSERT_EQ(b.allowed.size(), 1u);
+  EXPECT_EQ(b.allowed[0].str(), "10.81.0.100");
+  EXPECT_TRUE(a.allowed.empty());
 }
 
 TEST(LibvirtXml, MetadataAddressesHandwrittenUnprefixedWithoutZone) {
@@ -329,7 +332,12 @@ TEST(LibvirtXml, MetadataAddressErrorsNameDomainAndMac) {
                   "</zonewall:addr></zonewall:interface>"),
                pre1 +
                    "interface '52:54:00:00:00:01': unknown element <addr> in <interface> "
-                   "(expected <ip>)");
+                   "(expected <ip> or <allowed-address>)");
+  expect_error(vm("<zonewall:interface mac='52:54:00:00:00:01'><zonewall:allowed-address>"
+                  "10.0.0.0/24</zonewall:allowed-address></zonewall:interface>"),
+               pre1 +
+                   "interface '52:54:00:00:00:01': allowed-address '10.0.0.0/24' is not an IPv4 "
+                   "or IPv6 address (one address, no prefix length)");
   expect_error(vm("<zonewall:interface mac='52:54:00:00:00:01'/>"
                   "<zonewall:zone>web</zonewall:zone><zonewall:zone>db</zonewall:zone>"),
                pre1 + "2 <zone> elements in <vm>; expected one");

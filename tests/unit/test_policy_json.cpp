@@ -199,6 +199,26 @@ TEST(PolicyJson, DefaultsPartial) {
   EXPECT_EQ(p->defaults.inter_zone, Action::kDeny);
 }
 
+TEST(PolicyJson, HygieneDefaultsAndZoneOverrides) {
+  auto p = parse(R"({"version": 1, "defaults": {"hygiene": {"ip": false, "ra": false}},
+    "zones": {"web": {"vms": ["web-*"], "hygiene": {"ip": true, "mac": false}},
+              "db": {"vms": ["db-*"]}}})",
+                 "h.json");
+  ASSERT_TRUE(p.has_value()) << errors_of(p);
+  auto web = hygiene_of(*p, "web"), db = hygiene_of(*p, "db"), un = hygiene_of(*p, "unzoned");
+  EXPECT_TRUE(web.ip);  // the zone's own setting wins
+  EXPECT_FALSE(web.mac);
+  EXPECT_FALSE(web.ra);  // inherited from the defaults
+  EXPECT_TRUE(web.arp);  // on unless switched off
+  EXPECT_FALSE(db.ip);
+  EXPECT_TRUE(db.mac);
+  EXPECT_FALSE(un.ip);
+  auto plain = parse(R"({"version": 1})", "p.json");
+  ASSERT_TRUE(plain.has_value());
+  auto h = hygiene_of(*plain, "unzoned");
+  EXPECT_TRUE(h.mac && h.ip && h.arp && h.nd && h.ra && h.dhcp_server);
+}
+
 TEST(PolicyJson, SyntaxErrorLineAndColumn) {
   auto p = parse("{\n  \"version\": 1,\n  \"zones\": x\n}\n", "s.json");
   ASSERT_FALSE(p.has_value());

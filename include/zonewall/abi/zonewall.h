@@ -29,10 +29,12 @@
 #define ZW_MAX_ENDPOINTS	4096	/* VM interfaces on one host */
 #define ZW_MAX_ADDRS		65536	/* VM addresses (exact match) */
 #define ZW_MAX_CIDRS		16384	/* external CIDR zone prefixes (LPM) */
+#define ZW_MAX_PAIRS		16384	/* allowed address pairs (VIPs), per VM interface and address */
 #define ZW_MAX_POLICY		262144	/* compiled policy entries */
 #define ZW_MAX_RULES		16384	/* rule ids, counters array size (all gens) */
 #define ZW_MAX_ZONES		65000	/* zone ids fit in __u16 */
-#define ZW_MAX_CT		262144	/* tracked flows, LRU (not per gen) */
+#define ZW_MAX_CT		1048576	/* tracked flows, all VMs (not per gen) */
+#define ZW_CT_DEFAULT_LIMIT	65536	/* tracked flows one VM interface may open */
 
 /* ---- zones ---- */
 #define ZW_ZONE_NONE		0	/* not a zone: absent / invalid */
@@ -93,16 +95,28 @@ struct zw_endpoint_key {
 	__u32 ifindex;		/* host */
 };
 
+/* Guest hygiene, per VM interface (the zone's "hygiene" switches, see
+ * docs/security.md). Checks that need what the VM is (MAC, addresses) are
+ * only set when the control plane knows it, except CHECK_IP: with
+ * NO_ADDRS as well, the VM may send only what it needs to get an address
+ * (DHCP, ARP probes, neighbour discovery from :: or link-local). */
 #define ZW_EPF_AUDIT		0x0001	/* endpoint's zone is in audit mode */
-#define ZW_EPF_CHECK_MAC	0x0002	/* MAC known: frames from the VM must carry it */
-#define ZW_EPF_CHECK_IP		0x0004	/* addresses known: the VM may only send from them */
+#define ZW_EPF_CHECK_MAC	0x0002	/* frames from the VM must carry its MAC */
+#define ZW_EPF_CHECK_IP		0x0004	/* the VM may only send from its addresses */
+#define ZW_EPF_CHECK_ARP	0x0008	/* ARP sender MAC/address must be the VM's */
+#define ZW_EPF_CHECK_ND		0x0010	/* NS/NA/RS addresses and link-layer options must be the VM's */
+#define ZW_EPF_BLOCK_RA		0x0020	/* router advertisements and redirects from the VM dropped */
+#define ZW_EPF_BLOCK_DHCPD	0x0040	/* DHCP/DHCPv6 server messages from the VM dropped */
+#define ZW_EPF_NO_ADDRS		0x0080	/* none of the VM's addresses is known yet */
 
 struct zw_endpoint {
-	__u32 id;		/* host: stable index into zw_st_ep */
+	__u32 id;		/* host: stable index into zw_st_ep and zw_ct_count */
 	__u16 zone;		/* host */
 	__u16 flags;		/* host: ZW_EPF_* */
 	__u8 mac[6];		/* the VM's MAC, as on the wire */
 	__u16 pad0;
+	__u32 ct_limit;		/* host: flows this interface may open (zw_ct_count) */
+	__u32 pad1;
 };
 
 /* ---- addresses -> zone ---- */
@@ -111,10 +125,21 @@ struct zw_addr_key {
 	__u8 addr[16];		/* net, IPv4-mapped for IPv4 */
 };
 
+#define ZW_AIF_SHARED		0x0001	/* an allowed-address-pair address (VIP): see zw_pairs */
+
 struct zw_addr_info {
 	__u16 zone;		/* host */
-	__u16 flags;		/* host, reserved */
-	__u32 ifindex;		/* host: owning VM interface, 0 for CIDR zones */
+	__u16 flags;		/* host: ZW_AIF_* */
+	__u32 ifindex;		/* host: owning VM interface; 0 for CIDR zones and VIPs */
+};
+
+/* Allowed address pairs: (interface, address) the VM may send from besides
+ * its own addresses, e.g. a VIP that moves between VMs of one zone. Only
+ * consulted when the own-address lookup misses. Value: unused (__u32 0). */
+struct zw_pair_key {
+	__u32 gen;		/* host */
+	__u32 ifindex;		/* host */
+	__u8 addr[16];		/* net, IPv4-mapped for IPv4 */
 };
 
 /* LPM key: prefixlen counts the 32 generation bits first, so each
@@ -136,7 +161,13 @@ struct zw_ct_key {
 	__u8 pad0[3];
 };
 
+/* Conntrack is a hash (not LRU): a full table refuses new flows instead of
+ * evicting live ones. Each entry is charged to the endpoint whose hook
+ * created it (owner, counted in zw_ct_count); whoever deletes an entry
+ * (the datapath on expiry or revocation, the controller's sweep) uncharges
+ * it, so a VM's count is exact and its limit holds whatever it floods. */
 #define ZW_CTF_AUDIT		0x01	/* flow passes only because of audit */
+#define ZW_CTF_OWNED		0x02	/* charged to endpoint `owner` */
 
 struct zw_ct_entry {
 	__u64 created_ns;	/* host, bpf_ktime_get_ns */
@@ -146,7 +177,14 @@ struct zw_ct_entry {
 	__u16 policy_port;	/* host: port or ICMP type the policy judged */
 	__u8 flags;		/* ZW_CTF_* */
 	__u8 pad0;
-	__u32 pad1;
+	__u32 owner;		/* host: endpoint id charged for it (ZW_CTF_OWNED) */
+};
+
+/* Flows charged to one endpoint (index: endpoint id); BPF_F_MMAPABLE so the
+ * controller's sweep uncharges with an atomic subtract. */
+struct zw_ct_usage {
+	__u32 flows;		/* host */
+	__u32 pad0;
 };
 
 #define ZW_CT_REFRESH_NS	1000000000ULL
@@ -154,6 +192,22 @@ struct zw_ct_entry {
 #define ZW_CT_TIMEOUT_UDP_NS	(120ULL * 1000000000ULL)
 #define ZW_CT_TIMEOUT_ICMP_NS	(30ULL * 1000000000ULL)
 #define ZW_CT_TIMEOUT_OTHER_NS	(120ULL * 1000000000ULL)
+
+/* Idle time after which a flow is gone (the datapath and the sweep agree). */
+static inline __u64 zw_ct_timeout_ns(__u8 proto)
+{
+	switch (proto) {
+	case 6:		/* TCP */
+		return ZW_CT_TIMEOUT_TCP_NS;
+	case 17:	/* UDP */
+		return ZW_CT_TIMEOUT_UDP_NS;
+	case 1:		/* ICMP */
+	case 58:	/* ICMPv6 */
+		return ZW_CT_TIMEOUT_ICMP_NS;
+	default:
+		return ZW_CT_TIMEOUT_OTHER_NS;
+	}
+}
 
 /* ---- config: one entry, BPF_F_MMAPABLE so active_gen flips with one
  * atomic store from user space ---- */
@@ -172,6 +226,7 @@ enum zw_reason {
 	ZW_R_PASS_ND,		/* IPv6 neighbour discovery / MLD */
 	ZW_R_PASS_AUDIT,	/* would be dropped; zone or rule in audit mode */
 	ZW_R_PASS_DHCP,		/* DHCP/DHCPv6 client exchange, whatever the policy */
+	ZW_R_PASS_MCAST,	/* multicast/broadcast the policy allows, judged per packet */
 	ZW_R_DROP_POLICY,	/* denied by a rule or a default; first drop reason */
 	ZW_R_DROP_REVOKED,	/* tracked flow no longer allowed after apply */
 	ZW_R_DROP_NO_ENDPOINT,	/* attached interface without endpoint */
@@ -188,6 +243,11 @@ enum zw_reason {
 	ZW_R_DROP_GUEST_DHCP,	/* DHCP/DHCPv6 server message from a VM */
 	ZW_R_DROP_GUEST_RA,	/* IPv6 router advertisement from a VM */
 	ZW_R_DROP_TCP_NO_SYN,	/* TCP without a tracked flow that is not a SYN */
+	ZW_R_DROP_NO_ADDRESS,	/* the VM's addresses are not known yet: only DHCP/ARP/ND */
+	ZW_R_DROP_SPOOF_ND,	/* neighbour discovery claiming another address or MAC */
+	ZW_R_DROP_NOT_FOR_VM,	/* to the VM, for a unicast address that is not its own */
+	ZW_R_DROP_CT_LIMIT,	/* new flow beyond the VM interface's conntrack limit */
+	ZW_R_DROP_CT_FULL,	/* new flow, conntrack table full */
 	ZW_R_MAX,
 };
 #define ZW_R_FIRST_DROP		ZW_R_DROP_POLICY
@@ -216,12 +276,14 @@ struct zw_ep_stats {
 ZW_STATIC_ASSERT(sizeof(struct zw_policy_key) == 16, "zw_policy_key layout");
 ZW_STATIC_ASSERT(sizeof(struct zw_verdict) == 8, "zw_verdict layout");
 ZW_STATIC_ASSERT(sizeof(struct zw_endpoint_key) == 8, "zw_endpoint_key layout");
-ZW_STATIC_ASSERT(sizeof(struct zw_endpoint) == 16, "zw_endpoint layout");
+ZW_STATIC_ASSERT(sizeof(struct zw_endpoint) == 24, "zw_endpoint layout");
 ZW_STATIC_ASSERT(sizeof(struct zw_addr_key) == 20, "zw_addr_key layout");
 ZW_STATIC_ASSERT(sizeof(struct zw_addr_info) == 8, "zw_addr_info layout");
+ZW_STATIC_ASSERT(sizeof(struct zw_pair_key) == 24, "zw_pair_key layout");
 ZW_STATIC_ASSERT(sizeof(struct zw_cidr_key) == 24, "zw_cidr_key layout");
 ZW_STATIC_ASSERT(sizeof(struct zw_ct_key) == 40, "zw_ct_key layout");
 ZW_STATIC_ASSERT(sizeof(struct zw_ct_entry) == 32, "zw_ct_entry layout");
+ZW_STATIC_ASSERT(sizeof(struct zw_ct_usage) == 8, "zw_ct_usage layout");
 ZW_STATIC_ASSERT(sizeof(struct zw_config) == 64, "zw_config layout");
 ZW_STATIC_ASSERT(sizeof(struct zw_ep_stats) == 64, "zw_ep_stats layout");
 

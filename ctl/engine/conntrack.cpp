@@ -1,0 +1,68 @@
+// Conntrack sweep and per-endpoint usage.
+#include "engine/conntrack.h"
+
+#include <time.h>
+
+#include <vector>
+
+namespace zw::engine {
+
+namespace dp = zw::datapath;
+
+namespace {
+uint64_t monotonic_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ULL + static_cast<uint64_t>(ts.tv_nsec);
+}
+}  // namespace
+
+Result<SweepReport> sweep_conntrack(const dp::Maps& maps, uint64_t now_ns) {
+  if (now_ns == 0) now_ns = monotonic_ns();
+  auto usage = dp::CtUsageView::map(maps.ct_count.get());
+  if (!usage) return fail(std::move(usage.error()).wrap("conntrack sweep"));
+  SweepReport rep;
+  // Batched reads: a full table is a million entries.
+  constexpr uint32_t kBatch = 4096;
+  std::vector<zw_ct_key> keys(kBatch);
+  std::vector<zw_ct_entry> vals(kBatch);
+  std::vector<std::pair<zw_ct_key, zw_ct_entry>> expired;
+  zw_ct_key out_batch{};
+  bool first = true;
+  for (;;) {
+    uint32_t count = kBatch;
+    LIBBPF_OPTS(bpf_map_batch_opts, opts);
+    int err = bpf_map_lookup_batch(maps.ct.get(), first ? nullptr : &out_batch, &out_batch,
+                                   keys.data(), vals.data(), &count, &opts);
+    int e = err ? errno : 0;
+    if (err && e != ENOENT) return fail(Error::sys("conntrack sweep: lookup batch"));
+    first = false;
+    for (uint32_t i = 0; i < count; ++i) {
+      ++rep.scanned;
+      const zw_ct_entry& v = vals[i];
+      if (now_ns > v.last_seen_ns && now_ns - v.last_seen_ns > zw_ct_timeout_ns(keys[i].proto))
+        expired.emplace_back(keys[i], v);
+    }
+    if (e == ENOENT) break;
+  }
+  for (const auto& [k, v] : expired) {
+    // Still idle? A packet may have refreshed it since the batch was read.
+    zw_ct_entry now{};
+    if (!dp::map_lookup(maps.ct.get(), k, &now) || now.last_seen_ns != v.last_seen_ns) continue;
+    if (bpf_map_delete_elem(maps.ct.get(), &k) != 0) continue;  // the datapath won the race
+    ++rep.expired;
+    if (now.flags & ZW_CTF_OWNED) usage->uncharge(now.owner);
+  }
+  return rep;
+}
+
+Result<std::map<uint32_t, uint32_t>> conntrack_usage(const dp::Maps& maps) {
+  auto usage = dp::CtUsageView::map(maps.ct_count.get());
+  if (!usage) return fail(std::move(usage.error()));
+  std::map<uint32_t, uint32_t> out;
+  for (uint32_t id = 0; id < ZW_MAX_ENDPOINTS; ++id)
+    if (uint32_t n = usage->flows(id)) out[id] = n;
+  return out;
+}
+
+}  // namespace zw::engine
