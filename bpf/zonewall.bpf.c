@@ -75,6 +75,10 @@ static __always_inline int zw_parse(struct zw_ctx *x, struct zw_pkt *p)
 		return ZW_R_DROP_ETHERTYPE;
 	if (r != ZW_OK)
 		return r;
+	/* ICMPv6 over IPv4 or ICMP over IPv6 does not exist: it would take the
+	 * other family's ICMP paths (neighbour discovery, errors). */
+	if (p->tuple.proto == (h_proto == bpf_htons(ETH_P_IP) ? IPPROTO_ICMPV6 : IPPROTO_ICMP))
+		return ZW_R_DROP_MALFORMED;
 	r = zw_parse_ports(&c, p->tuple.proto, &p->tuple, &p->policy_port, &type);
 	if (r != ZW_OK)
 		return r;

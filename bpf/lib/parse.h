@@ -63,6 +63,16 @@ static __always_inline void zw_map_v4(__u8 *dst, __be32 a)
 	__builtin_memcpy(dst + 12, &a, 4);
 }
 
+static __always_inline int zw_is_v4_mapped(const __u8 *a)
+{
+	__u64 hi;
+	__u32 mid;
+
+	__builtin_memcpy(&hi, a, 8);
+	__builtin_memcpy(&mid, a + 8, 4);
+	return hi == 0 && mid == bpf_htonl(0xffff);
+}
+
 static __always_inline int zw_icmp_is_echo_like(__u8 proto, __u8 type)
 {
 	if (proto == IPPROTO_ICMP)
@@ -190,6 +200,10 @@ static __always_inline int zw_parse_ipv6(struct zw_cursor *c, struct zw_ct_key *
 		return ZW_R_DROP_MALFORMED;
 	zw_copy16(t->saddr, ip6->saddr.in6_u.u6_addr8);
 	zw_copy16(t->daddr, ip6->daddr.in6_u.u6_addr8);
+	/* IPv4-mapped addresses never appear on the wire (RFC 4291 2.5.5.2);
+	 * here they would alias the IPv4 address of the same bits. */
+	if (zw_is_v4_mapped(t->saddr) || zw_is_v4_mapped(t->daddr))
+		return ZW_R_DROP_MALFORMED;
 	nh = ip6->nexthdr;
 	c->pos = ip6 + 1;
 

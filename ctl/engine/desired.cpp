@@ -206,6 +206,26 @@ Result<Desired> build_desired(const policy::Policy& p, const inventory::Inventor
       d.cidrs.emplace_back(k, v);
     }
   }
+  // IPv4 lives at ::ffff:0:0/96 of the same trie: an IPv6 prefix covering
+  // it (::/0, ::/64) must not claim IPv4 addresses. A /96 "world" entry
+  // stops it there; IPv4 prefixes (longer) still win, and an IPv4 0.0.0.0/0
+  // is that very entry.
+  net::Addr mapped{};
+  mapped.bytes[10] = mapped.bytes[11] = 0xff;
+  bool covered = false, v4_default = false;
+  for (const auto& [name, z] : p.zones)
+    for (const auto& c : z.cidrs) {
+      if (!c.v4 && c.len <= 96 && c.contains(mapped)) covered = true;
+      if (c.v4 && c.len == 0) v4_default = true;
+    }
+  if (covered && !v4_default) {
+    zw_cidr_key k{};
+    k.prefixlen = 32 + 96;
+    std::memcpy(k.addr, mapped.bytes.data(), 16);
+    zw_addr_info v{};
+    v.zone = ZW_ZONE_WORLD;
+    d.cidrs.emplace_back(k, v);
+  }
   if (d.cidrs.size() > ZW_MAX_CIDRS)
     errors.push_back("policy: " + std::to_string(d.cidrs.size()) + " CIDRs exceed the CIDR map (" +
                      std::to_string(ZW_MAX_CIDRS) + ")");

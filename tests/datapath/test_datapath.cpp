@@ -706,6 +706,47 @@ TEST_F(DatapathTest, ConntrackLimitKeepsOneVmFromExhaustingFlows) {
   ASSERT_TRUE(back.has_value()) << back.error().str();
 }
 
+TEST_F(DatapathTest, IcmpOfTheOtherFamilyAndMappedAddressesAreMalformed) {
+  // Found by the differential test: IPv4 carrying protocol 58 took the
+  // neighbour discovery path (no policy, no source check).
+  const uint8_t own[6] = {0x52, 0x54, 0, 0, 0, 0x01};
+  EXPECT_OUTCOME(from_vm("zwdA", test::ip("10.9.9.9", "10.1.0.2", kIcmp6, test::nd(135, "", own))),
+                 false, "drop_malformed", "");
+  EXPECT_OUTCOME(to_vm("zwdB", test::ip("10.1.0.1", "10.1.0.2", kIcmp6, test::icmp(143))), false,
+                 "drop_malformed", "");
+  EXPECT_OUTCOME(from_vm("zwdA", test::ip("fd00::1", "fd00::2", kIcmp, test::icmp(8))), false,
+                 "drop_malformed", "");
+  // ::ffff:10.1.0.1 would alias web-1's IPv4 address.
+  EXPECT_OUTCOME(
+      from_vm("zwdA", test::ip("::ffff:10.1.0.1", "fd00::2", kTcp, test::tcp(48300, 5432))), false,
+      "drop_malformed", "");
+  EXPECT_OUTCOME(
+      to_vm("zwdB", test::ip("fd00::1", "::ffff:10.1.0.2", kTcp, test::tcp(48301, 5432))), false,
+      "drop_malformed", "");
+}
+
+TEST_F(DatapathTest, AnIpv6CidrZoneDoesNotClaimIpv4) {
+  // Found by the differential test: ::/0 shared its trie with IPv4-mapped
+  // addresses and claimed every IPv4 address no VM has.
+  std::string policy = kPolicy;
+  policy.replace(policy.find(R"("office": {)"), 0, R"("v6": {"cidrs": ["::/0"]}, )");
+  policy.insert(
+      policy.find(R"(    {"name": "db-web-deny")"),
+      R"(    {"name": "web-v6", "from": "web", "to": "v6", "proto": "tcp", "action": "allow"},
+)");
+  auto rep = apply_text(policy);
+  ASSERT_TRUE(rep.has_value()) << rep.error().str();
+  EXPECT_OUTCOME(from_vm("zwdA", test::ip("fd00::1", "2001:db8::9", kTcp, test::tcp(48400, 443))),
+                 true, "pass_new", "web-v6");
+  EXPECT_OUTCOME(from_vm("zwdA", test::ip("10.1.0.1", "192.0.2.9", kTcp, test::tcp(48401, 443))),
+                 false, "drop_policy", "default:inter_zone");
+  // IPv4 prefixes still win inside the IPv4 range.
+  EXPECT_OUTCOME(to_vm("zwdA", test::ip("198.51.100.7", "10.1.0.1", kTcp, test::tcp(48402, 80))),
+                 true, "pass_new", "office-web-http");
+  auto back = apply_text(kPolicy);
+  ASSERT_TRUE(back.has_value()) << back.error().str();
+}
+
 TEST_F(DatapathTest, DhcpClientsPassServersAndRouterAdvertsFromGuestsDont) {
   // DHCP discover from 0.0.0.0 and a DHCPv6 solicit: pass whatever the policy.
   EXPECT_OUTCOME(from_vm("zwdA", test::ip("0.0.0.0", "255.255.255.255", kUdp, test::udp(68, 67))),
