@@ -13,6 +13,7 @@ PKGS=(
   python3 python3-scapy python3-pytest
   nftables iptables netsniff-ng
   qemu-system-x86 libvirt-daemon-driver-qemu busybox-static kmod cpio
+  dpkg-dev file man-db passwd
 )
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <variant>
 
+#include "cli/docs.h"
 #include "config/config.h"
 #include "daemon/control.h"
 #include "daemon/daemon.h"
@@ -432,6 +433,13 @@ int run(int argc, char** argv) {
   auto* stats = app.add_subcommand("stats", "counters by reason, rule and VM interface");
   auto* down = app.add_subcommand("down", "detach everything and remove pins and state");
 
+  // Build-time generators (CMake runs them; not in --help).
+  if (argc == 3 && std::string_view(argv[1]) == "--generate-man")
+    return write_man_pages(app, argv[2]);
+  if (argc == 2 && std::string_view(argv[1]) == "--generate-completion") {
+    std::cout << bash_completion(app);
+    return kOk;
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
