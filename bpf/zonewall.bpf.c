@@ -112,24 +112,37 @@ static __always_inline int zw_parse(struct zw_ctx *x, struct zw_pkt *p)
 	return ZW_OK;
 }
 
+/* DHCP and DHCPv6 ports: such packets are decided by hygiene, never by the
+ * established fast path. */
+static __always_inline int zw_is_dhcp(const struct zw_pkt *p)
+{
+	__u16 s = bpf_ntohs(p->tuple.sport), d = bpf_ntohs(p->tuple.dport);
+
+	return p->tuple.proto == IPPROTO_UDP &&
+	       (s == 67 || s == 68 || s == 546 || s == 547 || d == 67 || d == 68 || d == 546 ||
+		d == 547);
+}
+
 static __always_inline int zw_handle(struct zw_ctx *x)
 {
 	struct zw_pkt p = {};
 	struct zw_ct_key fk = {};
 	struct zw_verdict v = {};
+	struct zw_policy_key q = {};
 	struct zw_endpoint_key ek = {};
 	struct zw_endpoint *ep;
 	struct zw_config *cfg;
-	struct zw_ct_entry *ct;
-	__u64 now = bpf_ktime_get_ns();
-	__u32 zero = 0, gen, rule = ZW_RULE_NONE;
+	struct zw_ct_entry *ct = NULL;
+	__u64 now = bpf_ktime_get_coarse_ns();
+	__u32 zero = 0, gen, rule = ZW_RULE_NONE, src_if, dst_if;
 	__s64 ep_id = -1;
 	__u16 sz, dz;
-	int reason, dir, ep_is_src;
+	int reason, dir = ZW_CT_ORIG, ep_is_src;
+	int from_vm = x->hook == ZW_HOOK_FROM_VM;
 
 	cfg = bpf_map_lookup_elem(&zw_config, &zero);
 	gen = cfg ? ZW_READ_ONCE(cfg->active_gen) : 0;
-	if (!gen) {
+	if (!cfg || !gen) {
 		reason = ZW_R_DROP_NO_POLICY;
 		goto out;
 	}
@@ -141,6 +154,7 @@ static __always_inline int zw_handle(struct zw_ctx *x)
 		goto out;
 	}
 	ep_id = ep->id;
+	q.gen = gen;
 	if (x->vlan) {
 		reason = ZW_R_DROP_VLAN;
 		goto out;
@@ -148,7 +162,21 @@ static __always_inline int zw_handle(struct zw_ctx *x)
 	reason = zw_parse(x, &p);
 	if (reason != ZW_OK)
 		goto out;
-	if (x->hook == ZW_HOOK_FROM_VM) {
+
+	/* Established fast path: a flow of this generation, on the interface
+	 * its direction belongs to, was checked (source, destination, policy)
+	 * when it was created: one lookup and out. */
+	if (p.l3 == ZW_L3_IP && !p.icmp_error && !zw_is_group(p.tuple.daddr) && !zw_is_dhcp(&p) &&
+	    !(from_vm && (ep->flags & ZW_EPF_CHECK_MAC) && !zw_mac_eq(p.src_mac, ep->mac))) {
+		ct = zw_ct_lookup(&p.tuple, &fk, &dir, now);
+		if (ct && ct->gen == gen && zw_ct_side(ct, dir, from_vm) == x->ifindex) {
+			rule = ct->rule_id;
+			reason = (ct->flags & ZW_CTF_AUDIT) ? ZW_R_PASS_AUDIT : ZW_R_PASS_CT;
+			goto out;
+		}
+	}
+
+	if (from_vm) {
 		reason = zw_hygiene_from_vm(ep, &p, gen, x->ifindex);
 		if (reason != ZW_OK)
 			goto out;
@@ -184,14 +212,18 @@ static __always_inline int zw_handle(struct zw_ctx *x)
 	if (zw_is_group(p.tuple.daddr)) {
 		/* No single peer, so no flow: the sender's zone to the world
 		 * (from-VM), the sender's zone to each receiver's (to-VM). */
-		if (x->hook == ZW_HOOK_FROM_VM) {
+		if (from_vm) {
 			sz = ep->zone;
 			dz = ZW_ZONE_WORLD;
 		} else {
-			sz = zw_zone_of(gen, p.tuple.saddr);
+			sz = zw_addr_of(gen, p.tuple.saddr, &src_if);
 			dz = ep->zone;
 		}
-		zw_judge(gen, sz, dz, p.tuple.proto, p.policy_port, &v);
+		q.src_zone = sz;
+		q.dst_zone = dz;
+		q.proto = p.tuple.proto;
+		q.port = p.policy_port;
+		zw_judge(cfg, &q, &v);
 		rule = v.rule_id;
 		if (v.action == ZW_ACT_ALLOW)
 			reason = ZW_R_PASS_MCAST;
@@ -200,24 +232,40 @@ static __always_inline int zw_handle(struct zw_ctx *x)
 		goto out;
 	}
 
-	ct = zw_ct_lookup(&p.tuple, &fk, &dir, now);
 	if (ct) {
 		if (ct->gen == gen) {
+			/* Checked above; not on the flow's own interface (a VIP
+			 * moved, an address of another VM): the slow way. */
 			rule = ct->rule_id;
 			reason = (ct->flags & ZW_CTF_AUDIT) ? ZW_R_PASS_AUDIT : ZW_R_PASS_CT;
 			goto out;
 		}
 		/* A new generation is live: judge the flow again, in its
-		 * original direction, so a revoked rule stops it now. */
-		ep_is_src = (x->hook == ZW_HOOK_FROM_VM) == (dir == ZW_CT_ORIG);
-		sz = ep_is_src ? ep->zone : zw_zone_of(gen, fk.saddr);
-		dz = ep_is_src ? zw_zone_of(gen, fk.daddr) : ep->zone;
-		zw_judge(gen, sz, dz, fk.proto, ct->policy_port, &v);
+		 * original direction, so a revoked rule stops it now; the
+		 * interfaces of its ends are learned again (a VM may have
+		 * moved to a new tap). */
+		ep_is_src = from_vm == (dir == ZW_CT_ORIG);
+		if (ep_is_src) {
+			sz = ep->zone;
+			src_if = x->ifindex;
+			dz = zw_addr_of(gen, zw_ct_orig_daddr(&fk, ct), &dst_if);
+		} else {
+			sz = zw_addr_of(gen, zw_ct_orig_saddr(&fk, ct), &src_if);
+			dz = ep->zone;
+			dst_if = x->ifindex;
+		}
+		q.src_zone = sz;
+		q.dst_zone = dz;
+		q.proto = fk.proto;
+		q.port = ct->policy_port;
+		zw_judge(cfg, &q, &v);
 		rule = v.rule_id;
 		if (v.action == ZW_ACT_ALLOW || (v.flags & ZW_VF_AUDIT)) {
 			ct->gen = gen;
 			ct->rule_id = v.rule_id;
-			ct->flags = (ct->flags & ZW_CTF_OWNED) |
+			ct->src_if = src_if;
+			ct->dst_if = dst_if;
+			ct->flags = (ct->flags & (ZW_CTF_OWNED | ZW_CTF_SWAPPED)) |
 				    (v.action == ZW_ACT_ALLOW ? 0 : ZW_CTF_AUDIT);
 			reason = v.action == ZW_ACT_ALLOW ? ZW_R_PASS_CT : ZW_R_PASS_AUDIT;
 			goto out;
@@ -233,25 +281,38 @@ static __always_inline int zw_handle(struct zw_ctx *x)
 		reason = ZW_R_DROP_TCP_NO_SYN;
 		goto out;
 	}
-	if (x->hook == ZW_HOOK_FROM_VM) {
+	if (from_vm) {
 		sz = ep->zone;
-		dz = zw_zone_of(gen, p.tuple.daddr);
+		src_if = x->ifindex;
+		dz = zw_addr_of(gen, p.tuple.daddr, &dst_if);
 	} else {
-		sz = zw_zone_of(gen, p.tuple.saddr);
+		sz = zw_addr_of(gen, p.tuple.saddr, &src_if);
+		src_if = 0;	/* it did not come through its from-VM hook */
 		dz = ep->zone;
+		dst_if = x->ifindex;
 	}
-	zw_judge(gen, sz, dz, p.tuple.proto, p.policy_port, &v);
+	q.src_zone = sz;
+	q.dst_zone = dz;
+	q.proto = p.tuple.proto;
+	q.port = p.policy_port;
+	zw_judge(cfg, &q, &v);
 	rule = v.rule_id;
-	if (v.action == ZW_ACT_ALLOW) {
-		reason = zw_ct_create(&p.tuple, gen, &v, p.policy_port, 0, now, ep->id,
-				      ep->ct_limit);
+	if (v.action == ZW_ACT_ALLOW || (v.flags & ZW_VF_AUDIT)) {
+		struct zw_ct_entry e = {
+			.created_ns = now,
+			.last_seen_ns = now,
+			.gen = gen,
+			.rule_id = v.rule_id,
+			.policy_port = p.policy_port,
+			.flags = v.action == ZW_ACT_ALLOW ? 0 : ZW_CTF_AUDIT,
+			.owner = ep->id,
+			.src_if = src_if,
+			.dst_if = dst_if,
+		};
+
+		reason = zw_ct_create(&p.tuple, &e, ep->ct_limit);
 		if (reason == ZW_OK)
-			reason = ZW_R_PASS_NEW;
-	} else if (v.flags & ZW_VF_AUDIT) {
-		reason = zw_ct_create(&p.tuple, gen, &v, p.policy_port, ZW_CTF_AUDIT, now, ep->id,
-				      ep->ct_limit);
-		if (reason == ZW_OK)
-			reason = ZW_R_PASS_AUDIT;
+			reason = v.action == ZW_ACT_ALLOW ? ZW_R_PASS_NEW : ZW_R_PASS_AUDIT;
 	} else {
 		reason = ZW_R_DROP_POLICY;
 	}

@@ -10,6 +10,12 @@
 #define __always_inline inline __attribute__((always_inline))
 #endif
 
+/* Subprograms called from several places: one copy, its own stack frame
+ * (the combined BPF stack of all inlined copies would exceed 512 bytes). */
+#ifndef __noinline
+#define __noinline __attribute__((noinline))
+#endif
+
 #define zw_likely(x) __builtin_expect(!!(x), 1)
 #define zw_unlikely(x) __builtin_expect(!!(x), 0)
 

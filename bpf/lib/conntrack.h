@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* Connection tracking: one hash entry per flow, keyed by the original
- * direction's tuple; a packet finds its flow as-is (original) or reversed
- * (reply). Entries carry the generation that allowed them so an apply
- * re-judges established flows, and the endpoint charged for them (per-VM
- * limits; see the ABI header). */
+/* Connection tracking: one hash entry per flow under a canonical key, so
+ * one lookup finds a packet's flow in either direction. Entries carry the
+ * generation that allowed them so an apply re-judges established flows, the
+ * endpoint charged for them (per-VM limits) and the interfaces of both ends
+ * (the established fast path); see the ABI header. */
 #ifndef ZW_BPF_CONNTRACK_H
 #define ZW_BPF_CONNTRACK_H
 
@@ -45,25 +45,45 @@ static __always_inline void zw_ct_delete(const struct zw_ct_key *k, const struct
 		zw_ct_charge(owner, -1);
 }
 
-/* Finds the live flow of a packet; *orig_key receives the flow's key.
+/* The canonical key of a tuple: the (address, port) side that compares
+ * lower first. Returns 1 if the tuple had to be reversed. Any total order
+ * does, as long as every user agrees: this is the only place it is made. */
+static __always_inline int zw_ct_canon(const struct zw_ct_key *t, struct zw_ct_key *k)
+{
+	__u64 s0, s1, d0, d1;
+	int swap;
+
+	__builtin_memcpy(&s0, t->saddr, 8);
+	__builtin_memcpy(&s1, t->saddr + 8, 8);
+	__builtin_memcpy(&d0, t->daddr, 8);
+	__builtin_memcpy(&d1, t->daddr + 8, 8);
+	swap = s0 > d0 || (s0 == d0 && (s1 > d1 || (s1 == d1 && t->sport > t->dport)));
+	if (swap) {
+		zw_ct_reverse(t, k);
+	} else {
+		*k = *t;
+		k->pad0[0] = 0;
+		k->pad0[1] = 0;
+		k->pad0[2] = 0;
+	}
+	return swap;
+}
+
+/* Finds the live flow of a packet; *key receives the flow's (canonical)
+ * key, *dir whether the packet goes the way the flow's first packet went.
  * An expired entry is deleted and reported as no flow. */
 static __always_inline struct zw_ct_entry *
-zw_ct_lookup(const struct zw_ct_key *t, struct zw_ct_key *orig_key, int *dir, __u64 now)
+zw_ct_lookup(const struct zw_ct_key *t, struct zw_ct_key *key, int *dir, __u64 now)
 {
 	struct zw_ct_entry *e;
+	int swapped = zw_ct_canon(t, key);
 
-	*orig_key = *t;
-	*dir = ZW_CT_ORIG;
-	e = bpf_map_lookup_elem(&zw_ct, orig_key);
-	if (!e) {
-		zw_ct_reverse(t, orig_key);
-		*dir = ZW_CT_REPLY;
-		e = bpf_map_lookup_elem(&zw_ct, orig_key);
-		if (!e)
-			return NULL;
-	}
+	e = bpf_map_lookup_elem(&zw_ct, key);
+	if (!e)
+		return NULL;
+	*dir = swapped == !!(e->flags & ZW_CTF_SWAPPED) ? ZW_CT_ORIG : ZW_CT_REPLY;
 	if (now - e->last_seen_ns > zw_ct_timeout_ns(t->proto)) {
-		zw_ct_delete(orig_key, e);
+		zw_ct_delete(key, e);
 		return NULL;
 	}
 	if (now - e->last_seen_ns > ZW_CT_REFRESH_NS)
@@ -71,31 +91,45 @@ zw_ct_lookup(const struct zw_ct_key *t, struct zw_ct_key *orig_key, int *dir, __
 	return e;
 }
 
-/* Tracks a new flow charged to endpoint `owner`. Returns ZW_OK, or the
+/* The interface a packet of this flow must be on to take the fast path:
+ * the sender of its direction (from the VM) or the receiver (to the VM). */
+static __always_inline __u32 zw_ct_side(const struct zw_ct_entry *e, int dir, int from_vm)
+{
+	return (dir == ZW_CT_ORIG) == !!from_vm ? e->src_if : e->dst_if;
+}
+
+/* The original direction's source and destination addresses. */
+static __always_inline const __u8 *zw_ct_orig_saddr(const struct zw_ct_key *k,
+						    const struct zw_ct_entry *e)
+{
+	return (e->flags & ZW_CTF_SWAPPED) ? k->daddr : k->saddr;
+}
+
+static __always_inline const __u8 *zw_ct_orig_daddr(const struct zw_ct_key *k,
+						    const struct zw_ct_entry *e)
+{
+	return (e->flags & ZW_CTF_SWAPPED) ? k->saddr : k->daddr;
+}
+
+/* Tracks a new flow (e: everything but the key and the OWNED/SWAPPED flags),
+ * charged to endpoint e->owner. Returns ZW_OK, or the
  * reason the flow is refused: the endpoint is at its limit (checked before
  * the insert: concurrent CPUs may overshoot it by one flow each), or the
  * table is full. A flow another CPU created meanwhile is fine. */
-static __always_inline int zw_ct_create(const struct zw_ct_key *t, __u32 gen,
-					const struct zw_verdict *v, __u16 policy_port,
-					__u8 flags, __u64 now, __u32 owner, __u32 limit)
+static __noinline int zw_ct_create(const struct zw_ct_key *t, struct zw_ct_entry *e, __u32 limit)
 {
-	struct zw_ct_entry e = {
-		.created_ns = now,
-		.last_seen_ns = now,
-		.gen = gen,
-		.rule_id = v->rule_id,
-		.policy_port = policy_port,
-		.flags = flags | ZW_CTF_OWNED,
-		.owner = owner,
-	};
-	struct zw_ct_usage *u = bpf_map_lookup_elem(&zw_ct_count, &owner);
+	struct zw_ct_usage *u = bpf_map_lookup_elem(&zw_ct_count, &e->owner);
+	struct zw_ct_key k;
 	long err;
 
 	if (!u)
 		return ZW_R_DROP_CT_LIMIT;
 	if (u->flows >= limit)
 		return ZW_R_DROP_CT_LIMIT;
-	err = bpf_map_update_elem(&zw_ct, t, &e, BPF_NOEXIST);
+	e->flags |= ZW_CTF_OWNED;
+	if (zw_ct_canon(t, &k))
+		e->flags |= ZW_CTF_SWAPPED;
+	err = bpf_map_update_elem(&zw_ct, &k, e, BPF_NOEXIST);
 	if (err == 0) {
 		__sync_fetch_and_add(&u->flows, 1);
 		return ZW_OK;

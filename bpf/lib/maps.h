@@ -58,6 +58,14 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, ZW_GENS * ZW_MAX_ZPAIRS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct zw_zpair_key);
+	__type(value, struct zw_zpair);
+} zw_zpairs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, ZW_MAX_CT);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct zw_ct_key);

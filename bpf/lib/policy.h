@@ -7,18 +7,22 @@
 
 #include "lib/maps.h"
 
-/* Exact VM address first (hash, O(1)); the LPM trie only for external CIDR
- * zones; anything else is the world. */
-static __always_inline __u16 zw_zone_of(__u32 gen, const __u8 *addr)
+/* Zone of an address, and the VM interface owning it (0: none, or shared):
+ * the exact VM address first (hash, O(1)); the LPM trie only for external
+ * CIDR zones; anything else is the world. */
+static __noinline __u16 zw_addr_of(__u32 gen, const __u8 *addr, __u32 *ifindex)
 {
 	struct zw_addr_key ak = { .gen = gen };
 	struct zw_cidr_key ck = { .prefixlen = 32 + 128, .gen = gen };
 	struct zw_addr_info *info;
 
+	*ifindex = 0;
 	zw_copy16(ak.addr, addr);
 	info = bpf_map_lookup_elem(&zw_addrs, &ak);
-	if (info)
+	if (info) {
+		*ifindex = info->ifindex;
 		return info->zone;
+	}
 	zw_copy16(ck.addr, addr);
 	info = bpf_map_lookup_elem(&zw_cidrs, &ck);
 	if (info)
@@ -32,48 +36,57 @@ static __always_inline int zw_proto_has_port(__u8 proto)
 	       proto == IPPROTO_ICMP || proto == IPPROTO_ICMPV6;
 }
 
-/* The verdict for (src zone, dst zone, proto, port). A generation without
- * its default entries (never written completely) denies: fail closed. */
-static __always_inline void zw_judge(__u32 gen, __u16 sz, __u16 dz, __u8 proto,
-				     __u16 port, struct zw_verdict *out)
+/* The verdict for q = (gen, src zone, dst zone, proto, port; kind
+ * ignored): one lookup tells which kinds of entries the zone pair has (none:
+ * the defaults decide, from the config already at hand), then only those
+ * are looked up, in the order the compiler made disjoint (ABI header). */
+static __noinline void zw_judge(const struct zw_config *cfg, const struct zw_policy_key *q,
+				struct zw_verdict *out)
 {
+	struct zw_zpair_key zk = { .gen = q->gen, .src_zone = q->src_zone, .dst_zone = q->dst_zone };
 	struct zw_policy_key k = {
-		.gen = gen, .src_zone = sz, .dst_zone = dz, .proto = proto,
+		.gen = q->gen, .src_zone = q->src_zone, .dst_zone = q->dst_zone, .proto = q->proto,
 	};
+	struct zw_zpair *zp;
 	struct zw_verdict *v;
+	__u16 port = q->port;
+	__u8 kinds;
 
-	if (zw_proto_has_port(proto)) {
-		k.kind = ZW_KIND_PORT;
-		k.port = port;
-		v = bpf_map_lookup_elem(&zw_policy, &k);
-		if (v)
-			goto hit;
-		k.kind = ZW_KIND_BLOCK;
-		k.port = port >> ZW_BLOCK_SHIFT;
+	zp = bpf_map_lookup_elem(&zw_zpairs, &zk);
+	if (!zp)
+		goto dflt;
+	kinds = zp->kinds;
+	if (zw_proto_has_port(q->proto)) {
+		if (kinds & ZW_ZPK_PORT) {
+			k.kind = ZW_KIND_PORT;
+			k.port = port;
+			v = bpf_map_lookup_elem(&zw_policy, &k);
+			if (v)
+				goto hit;
+		}
+		if (kinds & ZW_ZPK_BLOCK) {
+			k.kind = ZW_KIND_BLOCK;
+			k.port = port >> ZW_BLOCK_SHIFT;
+			v = bpf_map_lookup_elem(&zw_policy, &k);
+			if (v)
+				goto hit;
+		}
+	}
+	k.kind = ZW_KIND_PROTO;
+	k.port = 0;
+	if (kinds & ZW_ZPK_PROTO) {
 		v = bpf_map_lookup_elem(&zw_policy, &k);
 		if (v)
 			goto hit;
 	}
-	k.kind = ZW_KIND_PROTO;
-	k.port = 0;
-	v = bpf_map_lookup_elem(&zw_policy, &k);
-	if (v)
-		goto hit;
-	k.proto = ZW_PROTO_ANY;
-	v = bpf_map_lookup_elem(&zw_policy, &k);
-	if (v)
-		goto hit;
-	k.src_zone = 0;
-	k.dst_zone = 0;
-	k.proto = 0;
-	k.kind = ZW_KIND_DEFAULT;
-	k.port = sz == dz ? 0 : 1;
-	v = bpf_map_lookup_elem(&zw_policy, &k);
-	if (v)
-		goto hit;
-	out->rule_id = ZW_RULE_NONE;
-	out->action = ZW_ACT_DENY;
-	out->flags = 0;
+	if (kinds & ZW_ZPK_ANY) {
+		k.proto = ZW_PROTO_ANY;
+		v = bpf_map_lookup_elem(&zw_policy, &k);
+		if (v)
+			goto hit;
+	}
+dflt:
+	*out = cfg->dflt[q->gen & 1][q->src_zone == q->dst_zone ? 0 : 1];
 	return;
 hit:
 	*out = *v;

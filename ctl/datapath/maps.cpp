@@ -29,8 +29,8 @@ Result<UniqueFd> open_pin(const std::string& path) {
 
 Result<Maps> open_pinned_maps(const std::string& pin_dir) {
   Maps m;
-  UniqueFd* slots[] = {&m.config,    &m.endpoints, &m.addrs, &m.cidrs, &m.policy,  &m.ct,
-                       &m.st_reason, &m.st_rule,   &m.st_ep, &m.pairs, &m.ct_count};
+  UniqueFd* slots[] = {&m.config,    &m.endpoints, &m.addrs, &m.cidrs, &m.policy,   &m.ct,
+                       &m.st_reason, &m.st_rule,   &m.st_ep, &m.pairs, &m.ct_count, &m.zpairs};
   static_assert(std::size(kMapNames) == std::size(slots));
   for (size_t i = 0; i < std::size(slots); ++i) {
     auto fd = open_pin(pin_dir + "/" + kMapNames[i]);
@@ -82,6 +82,11 @@ ConfigView::~ConfigView() {
 
 uint32_t ConfigView::active_gen() const {
   return std::atomic_ref<uint32_t>(cfg_->active_gen).load(std::memory_order_acquire);
+}
+
+void ConfigView::set_defaults(uint32_t gen, const zw_verdict& intra, const zw_verdict& inter) {
+  cfg_->dflt[gen & 1][0] = intra;
+  cfg_->dflt[gen & 1][1] = inter;
 }
 
 void ConfigView::set_active_gen(uint32_t gen) {

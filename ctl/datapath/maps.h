@@ -20,11 +20,12 @@ namespace zw::datapath {
 // Names of the maps as pinned under the pin directory (= their BPF names).
 inline constexpr const char* kMapNames[] = {
     "zw_config",    "zw_endpoints", "zw_addrs", "zw_cidrs", "zw_policy",   "zw_ct",
-    "zw_st_reason", "zw_st_rule",   "zw_st_ep", "zw_pairs", "zw_ct_count",
+    "zw_st_reason", "zw_st_rule",   "zw_st_ep", "zw_pairs", "zw_ct_count", "zw_zpairs",
 };
 
 struct Maps {
-  UniqueFd config, endpoints, addrs, cidrs, policy, ct, st_reason, st_rule, st_ep, pairs, ct_count;
+  UniqueFd config, endpoints, addrs, cidrs, policy, ct, st_reason, st_rule, st_ep, pairs, ct_count,
+      zpairs;
 };
 
 // Opens the maps pinned under pin_dir (kNotFound if nothing is pinned).
@@ -94,6 +95,9 @@ class ConfigView {
 
   uint32_t active_gen() const;
   void set_active_gen(uint32_t gen);
+  // The defaults' verdicts of generation `gen` (its parity slot), before
+  // its flip; the flip's release store publishes them.
+  void set_defaults(uint32_t gen, const zw_verdict& intra, const zw_verdict& inter);
 
  private:
   explicit ConfigView(zw_config* cfg, size_t len) : cfg_(cfg), len_(len) {}

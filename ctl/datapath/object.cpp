@@ -85,7 +85,7 @@ Result<Object> Object::load(const std::string& pin_dir) {
       obj.skel_->maps.zw_config,    obj.skel_->maps.zw_endpoints, obj.skel_->maps.zw_addrs,
       obj.skel_->maps.zw_cidrs,     obj.skel_->maps.zw_policy,    obj.skel_->maps.zw_ct,
       obj.skel_->maps.zw_st_reason, obj.skel_->maps.zw_st_rule,   obj.skel_->maps.zw_st_ep,
-      obj.skel_->maps.zw_pairs,     obj.skel_->maps.zw_ct_count};
+      obj.skel_->maps.zw_pairs,     obj.skel_->maps.zw_ct_count,  obj.skel_->maps.zw_zpairs};
   static_assert(std::size(maps) == std::size(kMapNames));
   for (size_t i = 0; i < std::size(maps); ++i) {
     std::string path = pin_dir + "/" + kMapNames[i];
@@ -123,8 +123,9 @@ Result<Maps> Object::maps() const {
   m.st_ep = dup(skel_->maps.zw_st_ep);
   m.pairs = dup(skel_->maps.zw_pairs);
   m.ct_count = dup(skel_->maps.zw_ct_count);
+  m.zpairs = dup(skel_->maps.zw_zpairs);
   if (!m.config || !m.endpoints || !m.addrs || !m.cidrs || !m.policy || !m.ct || !m.st_reason ||
-      !m.st_rule || !m.st_ep || !m.pairs || !m.ct_count)
+      !m.st_rule || !m.st_ep || !m.pairs || !m.ct_count || !m.zpairs)
     return fail(Error::sys("dup map fd"));
   return m;
 }

@@ -108,6 +108,15 @@ Result<Desired> build_desired(const policy::Policy& p, const inventory::Inventor
   d.compiled = std::move(*compiled);
 
   std::vector<std::string> errors;
+  {
+    std::set<std::pair<uint16_t, uint16_t>> pairs;
+    for (const auto& e : d.compiled.entries)
+      if (e.key.kind != ZW_KIND_DEFAULT) pairs.emplace(e.key.src_zone, e.key.dst_zone);
+    if (pairs.size() > ZW_MAX_ZPAIRS)
+      errors.push_back("policy: rules for " + std::to_string(pairs.size()) +
+                       " zone pairs exceed the zone-pair map (" + std::to_string(ZW_MAX_ZPAIRS) +
+                       ")");
+  }
   if (assigned->size() > ZW_MAX_ENDPOINTS)
     errors.push_back("inventory: " + std::to_string(assigned->size()) +
                      " VM interfaces exceed the endpoint map (" + std::to_string(ZW_MAX_ENDPOINTS) +

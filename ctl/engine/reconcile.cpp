@@ -58,10 +58,35 @@ Status purge_all_but(const dp::Maps& m, uint32_t keep) {
     return fail(std::move(r.error()).wrap("zw_policy"));
   if (auto r = purge_gens<zw_pair_key>(m.pairs.get(), keep); !r)
     return fail(std::move(r.error()).wrap("zw_pairs"));
+  if (auto r = purge_gens<zw_zpair_key>(m.zpairs.get(), keep); !r)
+    return fail(std::move(r.error()).wrap("zw_zpairs"));
   return {};
 }
 
-Status write_generation(const dp::Maps& m, const Desired& d, uint32_t gen) {
+Status write_generation(const dp::Maps& m, dp::ConfigView& cfg, const Desired& d, uint32_t gen) {
+  // Which kinds of entries each zone pair has; the defaults go to the config.
+  std::map<std::pair<uint16_t, uint16_t>, uint8_t> kinds;
+  zw_verdict dflt[2] = {};
+  for (const auto& e : d.compiled.entries) {
+    const zw_policy_key& k = e.key;
+    if (k.kind == ZW_KIND_DEFAULT) {
+      dflt[k.port ? 1 : 0] = e.value;
+      continue;
+    }
+    uint8_t bit = k.kind == ZW_KIND_PORT    ? ZW_ZPK_PORT
+                  : k.kind == ZW_KIND_BLOCK ? ZW_ZPK_BLOCK
+                  : k.proto == ZW_PROTO_ANY ? ZW_ZPK_ANY
+                                            : ZW_ZPK_PROTO;
+    kinds[{k.src_zone, k.dst_zone}] |= bit;
+  }
+  for (const auto& [zp, bits] : kinds) {
+    zw_zpair_key k{gen, zp.first, zp.second};
+    zw_zpair v{};
+    v.kinds = bits;
+    if (auto st = dp::map_update(m.zpairs.get(), k, v); !st)
+      return fail(std::move(st.error()).wrap("zw_zpairs"));
+  }
+  cfg.set_defaults(gen, dflt[0], dflt[1]);
   for (const auto& e : d.endpoints) {
     if (e.ifindex == 0) continue;
     zw_endpoint_key k{gen, e.ifindex};
@@ -135,7 +160,7 @@ Result<ApplyReport> apply(const Paths& paths, const ApplyInput& in) {
 
   // Leftovers of an interrupted apply must not mix into the new generation.
   if (auto st = purge_all_but(*maps, cur); !st) return fail(std::move(st.error()).wrap("apply"));
-  if (auto st = write_generation(*maps, *desired, gen); !st) {
+  if (auto st = write_generation(*maps, *cfg, *desired, gen); !st) {
     (void)purge_all_but(*maps, cur);
     return fail(std::move(st.error()).wrap("apply: write generation " + std::to_string(gen)));
   }

@@ -31,6 +31,7 @@
 #define ZW_MAX_CIDRS		16384	/* external CIDR zone prefixes (LPM) */
 #define ZW_MAX_PAIRS		16384	/* allowed address pairs (VIPs), per VM interface and address */
 #define ZW_MAX_POLICY		262144	/* compiled policy entries */
+#define ZW_MAX_ZPAIRS		65536	/* zone pairs that have rules */
 #define ZW_MAX_RULES		16384	/* rule ids, counters array size (all gens) */
 #define ZW_MAX_ZONES		65000	/* zone ids fit in __u16 */
 #define ZW_MAX_CT		1048576	/* tracked flows, all VMs (not per gen) */
@@ -72,6 +73,25 @@ struct zw_policy_key {
 	__u8 pad0;
 	__u16 port;		/* host: meaning depends on kind */
 	__u16 pad1;
+};
+
+/* Zone pairs that have rule entries, and which kinds: the datapath skips
+ * the lookups of kinds a pair does not have, and a pair without rules goes
+ * straight to the defaults (held in zw_config, no lookup). */
+struct zw_zpair_key {
+	__u32 gen;		/* host */
+	__u16 src_zone;		/* host */
+	__u16 dst_zone;		/* host */
+};
+
+#define ZW_ZPK_PORT		0x01	/* has ZW_KIND_PORT entries */
+#define ZW_ZPK_BLOCK		0x02	/* has ZW_KIND_BLOCK entries */
+#define ZW_ZPK_PROTO		0x04	/* has ZW_KIND_PROTO entries for a protocol */
+#define ZW_ZPK_ANY		0x08	/* has a ZW_KIND_PROTO entry for ZW_PROTO_ANY */
+
+struct zw_zpair {
+	__u8 kinds;		/* ZW_ZPK_* */
+	__u8 pad0[3];
 };
 
 enum zw_action {
@@ -151,7 +171,10 @@ struct zw_cidr_key {
 	__u8 addr[16];		/* net */
 };
 
-/* ---- conntrack ---- */
+/* ---- conntrack ----
+ * One entry serves both directions: the key is canonical, the side with the
+ * lower (address, port) first, so one lookup finds a packet's flow either
+ * way; ZW_CTF_SWAPPED says the originator is the key's daddr side. */
 struct zw_ct_key {
 	__u8 saddr[16];		/* net, original direction */
 	__u8 daddr[16];		/* net */
@@ -168,6 +191,7 @@ struct zw_ct_key {
  * it, so a VM's count is exact and its limit holds whatever it floods. */
 #define ZW_CTF_AUDIT		0x01	/* flow passes only because of audit */
 #define ZW_CTF_OWNED		0x02	/* charged to endpoint `owner` */
+#define ZW_CTF_SWAPPED		0x04	/* the key is the flow's reply direction */
 
 struct zw_ct_entry {
 	__u64 created_ns;	/* host, bpf_ktime_get_ns */
@@ -178,6 +202,12 @@ struct zw_ct_entry {
 	__u8 flags;		/* ZW_CTF_* */
 	__u8 pad0;
 	__u32 owner;		/* host: endpoint id charged for it (ZW_CTF_OWNED) */
+	/* Established fast path: the VM interfaces that sent and received the
+	 * first packet (0: not a VM interface, or unknown). A packet of the flow
+	 * on the interface its direction belongs to was checked for spoofing
+	 * when the flow was created in this generation, so it is not again. */
+	__u32 src_if;		/* host */
+	__u32 dst_if;		/* host */
 };
 
 /* Flows charged to one endpoint (index: endpoint id); BPF_F_MMAPABLE so the
@@ -214,7 +244,12 @@ static inline __u64 zw_ct_timeout_ns(__u8 proto)
 struct zw_config {
 	__u32 active_gen;	/* host: 0 = no policy yet, everything dropped */
 	__u32 pad0;
-	__u64 pad1[7];
+	/* The defaults' verdicts, per generation parity ([gen & 1]), [0]
+	 * intra-zone, [1] inter-zone: written before the flip of their
+	 * generation (two live generations never share a parity). All zero
+	 * (never written) denies. */
+	struct zw_verdict dflt[2][2];
+	__u64 pad1[3];
 };
 
 /* ---- reasons: why a packet left the way it did (single exit) ---- */
@@ -282,7 +317,8 @@ ZW_STATIC_ASSERT(sizeof(struct zw_addr_info) == 8, "zw_addr_info layout");
 ZW_STATIC_ASSERT(sizeof(struct zw_pair_key) == 24, "zw_pair_key layout");
 ZW_STATIC_ASSERT(sizeof(struct zw_cidr_key) == 24, "zw_cidr_key layout");
 ZW_STATIC_ASSERT(sizeof(struct zw_ct_key) == 40, "zw_ct_key layout");
-ZW_STATIC_ASSERT(sizeof(struct zw_ct_entry) == 32, "zw_ct_entry layout");
+ZW_STATIC_ASSERT(sizeof(struct zw_ct_entry) == 40, "zw_ct_entry layout");
+ZW_STATIC_ASSERT(sizeof(struct zw_zpair_key) == 8, "zw_zpair_key layout");
 ZW_STATIC_ASSERT(sizeof(struct zw_ct_usage) == 8, "zw_ct_usage layout");
 ZW_STATIC_ASSERT(sizeof(struct zw_config) == 64, "zw_config layout");
 ZW_STATIC_ASSERT(sizeof(struct zw_ep_stats) == 64, "zw_ep_stats layout");
