@@ -164,6 +164,13 @@ grep -q '^Restart=on-failure' /lib/systemd/system/zonewall.service && zw_pass "c
 caps=$(sed -n 's/^CapabilityBoundingSet=//p' /lib/systemd/system/zonewall.service)
 zw_assert "c. unit: capabilities exactly CAP_BPF CAP_NET_ADMIN CAP_SYS_ADMIN CAP_PERFMON ($caps)" \
 	test "$caps" = "CAP_BPF CAP_NET_ADMIN CAP_SYS_ADMIN CAP_PERFMON"
+# systemd's own check of the installed unit (works without systemd as PID 1):
+# syntax, the ExecStart binary, the man pages named in Documentation=.
+if command -v systemd-analyze >/dev/null; then
+	verify=$(SYSTEMD_LOG_LEVEL=notice systemd-analyze verify /lib/systemd/system/zonewall.service 2>&1)
+	[[ -z $verify ]] && zw_pass "c. systemd-analyze verify zonewall.service: clean" ||
+		zw_fail "c. systemd-analyze verify: $verify"
+fi
 if [[ -d /run/systemd/system ]]; then
 	zw_log "note: systemd is PID 1 here, but the test still runs ExecStart directly (unique pin dir)"
 fi
