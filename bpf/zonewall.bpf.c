@@ -23,6 +23,8 @@ char LICENSE[] SEC("license") = "GPL";
 #define ZW_PULL_LEN 256
 
 struct zw_ctx {
+	struct xdp_md *xdp;		/* one of the two contexts */
+	struct __sk_buff *skb;
 	void *data;
 	void *data_end;
 	__u32 ifindex;
@@ -112,6 +114,30 @@ static __always_inline int zw_parse(struct zw_ctx *x, struct zw_pkt *p)
 	return ZW_OK;
 }
 
+/* The parser as global subprograms, one per context type: checked once by
+ * the verifier, whatever the paths after it. */
+ZW_SUBPROG int zw_parse_xdp(struct xdp_md *ctx, struct zw_pkt *p)
+{
+	struct zw_ctx x = {};
+
+	if (!ctx || !p)
+		return ZW_R_DROP_MALFORMED;
+	x.data = (void *)(long)ctx->data;
+	x.data_end = (void *)(long)ctx->data_end;
+	return zw_parse(&x, p);
+}
+
+ZW_SUBPROG int zw_parse_skb(struct __sk_buff *skb, struct zw_pkt *p)
+{
+	struct zw_ctx x = {};
+
+	if (!skb || !p)
+		return ZW_R_DROP_MALFORMED;
+	x.data = (void *)(long)skb->data;
+	x.data_end = (void *)(long)skb->data_end;
+	return zw_parse(&x, p);
+}
+
 /* DHCP and DHCPv6 ports: such packets are decided by hygiene, never by the
  * established fast path. */
 static __always_inline int zw_is_dhcp(const struct zw_pkt *p)
@@ -123,83 +149,66 @@ static __always_inline int zw_is_dhcp(const struct zw_pkt *p)
 		d == 547);
 }
 
-static __always_inline int zw_handle(struct zw_ctx *x)
+/* Everything but the established fast path: hygiene, related ICMP errors,
+ * multicast, re-judgement after a flip, new flows. A global subprogram, so
+ * the verifier checks it once for any packet instead of once per parse
+ * outcome. Returns the reason; io->rule receives the deciding rule. */
+struct zw_slow_io {
+	__u64 now;
+	__u32 gen;
+	__u32 ifindex;
+	__u32 from_vm;
+	__u32 no_flow;	/* the fast path looked: the packet has no flow */
+	__u32 rule;	/* out */
+	__u32 pad0;
+};
+
+ZW_SUBPROG int zw_slow(const struct zw_config *cfg, const struct zw_endpoint *ep,
+		       const struct zw_pkt *p, struct zw_slow_io *io)
 {
-	struct zw_pkt p = {};
 	struct zw_ct_key fk = {};
 	struct zw_verdict v = {};
 	struct zw_policy_key q = {};
-	struct zw_endpoint_key ek = {};
-	struct zw_endpoint *ep;
-	struct zw_config *cfg;
-	struct zw_ct_entry *ct = NULL;
-	__u64 now = bpf_ktime_get_coarse_ns();
-	__u32 zero = 0, gen, rule = ZW_RULE_NONE, src_if, dst_if;
-	__s64 ep_id = -1;
+	struct zw_ct_entry *ct;
+	__u32 rule = ZW_RULE_NONE, src_if, dst_if, gen, ifindex;
+	__u64 now;
 	__u16 sz, dz;
-	int reason, dir = ZW_CT_ORIG, ep_is_src;
-	int from_vm = x->hook == ZW_HOOK_FROM_VM;
+	int reason, dir = ZW_CT_ORIG, ep_is_src, from_vm;
 
-	cfg = bpf_map_lookup_elem(&zw_config, &zero);
-	gen = cfg ? ZW_READ_ONCE(cfg->active_gen) : 0;
-	if (!cfg || !gen) {
-		reason = ZW_R_DROP_NO_POLICY;
-		goto out;
-	}
-	ek.gen = gen;
-	ek.ifindex = x->ifindex;
-	ep = bpf_map_lookup_elem(&zw_endpoints, &ek);
-	if (!ep) {
-		reason = ZW_R_DROP_NO_ENDPOINT;
-		goto out;
-	}
-	ep_id = ep->id;
+	if (!cfg || !ep || !p || !io)
+		return ZW_R_DROP_MALFORMED;
+	gen = io->gen;
+	ifindex = io->ifindex;
+	from_vm = io->from_vm;
+	now = io->now;
 	q.gen = gen;
-	if (x->vlan) {
-		reason = ZW_R_DROP_VLAN;
-		goto out;
-	}
-	reason = zw_parse(x, &p);
-	if (reason != ZW_OK)
-		goto out;
-
-	/* Established fast path: a flow of this generation, on the interface
-	 * its direction belongs to, was checked (source, destination, policy)
-	 * when it was created: one lookup and out. */
-	if (p.l3 == ZW_L3_IP && !p.icmp_error && !zw_is_group(p.tuple.daddr) && !zw_is_dhcp(&p) &&
-	    !(from_vm && (ep->flags & ZW_EPF_CHECK_MAC) && !zw_mac_eq(p.src_mac, ep->mac))) {
-		ct = zw_ct_lookup(&p.tuple, &fk, &dir, now);
-		if (ct && ct->gen == gen && zw_ct_side(ct, dir, from_vm) == x->ifindex) {
-			rule = ct->rule_id;
-			reason = (ct->flags & ZW_CTF_AUDIT) ? ZW_R_PASS_AUDIT : ZW_R_PASS_CT;
-			goto out;
-		}
-	}
+	ct = p->l3 == ZW_L3_IP && !p->icmp_error && !zw_is_group(p->tuple.daddr) && !io->no_flow ?
+		     zw_ct_lookup(&p->tuple, &fk, &dir, now) : NULL;
 
 	if (from_vm) {
-		reason = zw_hygiene_from_vm(ep, &p, gen, x->ifindex);
+		reason = zw_hygiene_from_vm(ep, p, gen, ifindex);
 		if (reason != ZW_OK)
 			goto out;
-	} else if (p.tuple.proto == IPPROTO_UDP && p.l3 == ZW_L3_IP &&
-		   ((p.tuple.sport == bpf_htons(67) && p.tuple.dport == bpf_htons(68)) ||
-		    (p.tuple.sport == bpf_htons(547) && p.tuple.dport == bpf_htons(546)))) {
+	} else if (p->tuple.proto == IPPROTO_UDP && p->l3 == ZW_L3_IP &&
+		   ((p->tuple.sport == bpf_htons(67) && p->tuple.dport == bpf_htons(68)) ||
+		    (p->tuple.sport == bpf_htons(547) && p->tuple.dport == bpf_htons(546)))) {
 		reason = ZW_R_PASS_DHCP;	/* a DHCP server's answer to the VM */
 		goto out;
 	} else {
-		reason = zw_hygiene_to_vm(ep, &p, gen, x->ifindex);
+		reason = zw_hygiene_to_vm(ep, p, gen, ifindex);
 		if (reason != ZW_OK)
 			goto out;
 	}
-	if (p.l3 == ZW_L3_ARP) {
+	if (p->l3 == ZW_L3_ARP) {
 		reason = ZW_R_PASS_ARP;
 		goto out;
 	}
-	if (p.l3 == ZW_L3_ND) {
+	if (p->l3 == ZW_L3_ND) {
 		reason = ZW_R_PASS_ND;
 		goto out;
 	}
-	if (p.icmp_error) {
-		ct = zw_ct_lookup(&p.inner, &fk, &dir, now);
+	if (p->icmp_error) {
+		ct = zw_ct_lookup(&p->inner, &fk, &dir, now);
 		if (ct) {
 			rule = ct->rule_id;
 			reason = ZW_R_PASS_RELATED;
@@ -209,20 +218,20 @@ static __always_inline int zw_handle(struct zw_ctx *x)
 		goto out;
 	}
 
-	if (zw_is_group(p.tuple.daddr)) {
+	if (zw_is_group(p->tuple.daddr)) {
 		/* No single peer, so no flow: the sender's zone to the world
 		 * (from-VM), the sender's zone to each receiver's (to-VM). */
 		if (from_vm) {
 			sz = ep->zone;
 			dz = ZW_ZONE_WORLD;
 		} else {
-			sz = zw_addr_of(gen, p.tuple.saddr, &src_if);
+			sz = zw_addr_of(gen, (const struct zw_addr16 *)(p->tuple.saddr), &src_if);
 			dz = ep->zone;
 		}
 		q.src_zone = sz;
 		q.dst_zone = dz;
-		q.proto = p.tuple.proto;
-		q.port = p.policy_port;
+		q.proto = p->tuple.proto;
+		q.port = p->policy_port;
 		zw_judge(cfg, &q, &v);
 		rule = v.rule_id;
 		if (v.action == ZW_ACT_ALLOW)
@@ -247,12 +256,12 @@ static __always_inline int zw_handle(struct zw_ctx *x)
 		ep_is_src = from_vm == (dir == ZW_CT_ORIG);
 		if (ep_is_src) {
 			sz = ep->zone;
-			src_if = x->ifindex;
-			dz = zw_addr_of(gen, zw_ct_orig_daddr(&fk, ct), &dst_if);
+			src_if = ifindex;
+			dz = zw_addr_of(gen, (const struct zw_addr16 *)zw_ct_orig_daddr(&fk, ct), &dst_if);
 		} else {
-			sz = zw_addr_of(gen, zw_ct_orig_saddr(&fk, ct), &src_if);
+			sz = zw_addr_of(gen, (const struct zw_addr16 *)zw_ct_orig_saddr(&fk, ct), &src_if);
 			dz = ep->zone;
-			dst_if = x->ifindex;
+			dst_if = ifindex;
 		}
 		q.src_zone = sz;
 		q.dst_zone = dz;
@@ -277,24 +286,24 @@ static __always_inline int zw_handle(struct zw_ctx *x)
 
 	/* Only a SYN (without ACK) opens a TCP flow: ACK scans, stray RST/FIN
 	 * and unsolicited SYN-ACKs never create conntrack state. */
-	if (p.tuple.proto == IPPROTO_TCP && (p.tcp_flags & 0x12) != 0x02) {
+	if (p->tuple.proto == IPPROTO_TCP && (p->tcp_flags & 0x12) != 0x02) {
 		reason = ZW_R_DROP_TCP_NO_SYN;
 		goto out;
 	}
 	if (from_vm) {
 		sz = ep->zone;
-		src_if = x->ifindex;
-		dz = zw_addr_of(gen, p.tuple.daddr, &dst_if);
+		src_if = ifindex;
+		dz = zw_addr_of(gen, (const struct zw_addr16 *)(p->tuple.daddr), &dst_if);
 	} else {
-		sz = zw_addr_of(gen, p.tuple.saddr, &src_if);
+		sz = zw_addr_of(gen, (const struct zw_addr16 *)(p->tuple.saddr), &src_if);
 		src_if = 0;	/* it did not come through its from-VM hook */
 		dz = ep->zone;
-		dst_if = x->ifindex;
+		dst_if = ifindex;
 	}
 	q.src_zone = sz;
 	q.dst_zone = dz;
-	q.proto = p.tuple.proto;
-	q.port = p.policy_port;
+	q.proto = p->tuple.proto;
+	q.port = p->policy_port;
 	zw_judge(cfg, &q, &v);
 	rule = v.rule_id;
 	if (v.action == ZW_ACT_ALLOW || (v.flags & ZW_VF_AUDIT)) {
@@ -303,19 +312,84 @@ static __always_inline int zw_handle(struct zw_ctx *x)
 			.last_seen_ns = now,
 			.gen = gen,
 			.rule_id = v.rule_id,
-			.policy_port = p.policy_port,
+			.policy_port = p->policy_port,
 			.flags = v.action == ZW_ACT_ALLOW ? 0 : ZW_CTF_AUDIT,
 			.owner = ep->id,
 			.src_if = src_if,
 			.dst_if = dst_if,
 		};
 
-		reason = zw_ct_create(&p.tuple, &e, ep->ct_limit);
+		if (zw_ct_canon(&p->tuple, &fk))
+			e.flags |= ZW_CTF_SWAPPED;
+		reason = zw_ct_create(&fk, &e, ep->ct_limit);
 		if (reason == ZW_OK)
 			reason = v.action == ZW_ACT_ALLOW ? ZW_R_PASS_NEW : ZW_R_PASS_AUDIT;
 	} else {
 		reason = ZW_R_DROP_POLICY;
 	}
+out:
+	io->rule = rule;
+	return reason;
+}
+
+static __always_inline int zw_handle(struct zw_ctx *x)
+{
+	struct zw_pkt p = {};
+	struct zw_slow_io io = {};
+	struct zw_endpoint_key ek = {};
+	struct zw_endpoint *ep;
+	struct zw_config *cfg;
+	struct zw_ct_entry *ct;
+	__u64 now = bpf_ktime_get_coarse_ns();
+	__u32 zero = 0, gen, rule = ZW_RULE_NONE;
+	__s64 ep_id = -1;
+	int reason, dir = ZW_CT_ORIG;
+	int from_vm = x->hook == ZW_HOOK_FROM_VM;
+
+	cfg = bpf_map_lookup_elem(&zw_config, &zero);
+	gen = cfg ? ZW_READ_ONCE(cfg->active_gen) : 0;
+	if (!cfg || !gen) {
+		reason = ZW_R_DROP_NO_POLICY;
+		goto out;
+	}
+	ek.gen = gen;
+	ek.ifindex = x->ifindex;
+	ep = bpf_map_lookup_elem(&zw_endpoints, &ek);
+	if (!ep) {
+		reason = ZW_R_DROP_NO_ENDPOINT;
+		goto out;
+	}
+	ep_id = ep->id;
+	if (x->vlan) {
+		reason = ZW_R_DROP_VLAN;
+		goto out;
+	}
+	reason = x->xdp ? zw_parse_xdp(x->xdp, &p) : zw_parse_skb(x->skb, &p);
+	if (reason != ZW_OK)
+		goto out;
+
+	/* Established fast path: a flow of this generation, on the interface
+	 * its direction belongs to, was checked (source, destination, policy)
+	 * when it was created: one lookup and out. */
+	if (p.l3 == ZW_L3_IP && !p.icmp_error && !zw_is_group(p.tuple.daddr) && !zw_is_dhcp(&p) &&
+	    !(from_vm && (ep->flags & ZW_EPF_CHECK_MAC) && !zw_mac_eq(p.src_mac, ep->mac))) {
+		/* p.inner is free here (no ICMP error): the key's buffer, as
+		 * stack is short (the slow path's frame comes on top). */
+		ct = zw_ct_lookup(&p.tuple, &p.inner, &dir, now);
+		if (ct && ct->gen == gen && zw_ct_side(ct, dir, from_vm) == x->ifindex) {
+			rule = ct->rule_id;
+			reason = (ct->flags & ZW_CTF_AUDIT) ? ZW_R_PASS_AUDIT : ZW_R_PASS_CT;
+			goto out;
+		}
+		io.no_flow = !ct;	/* the slow path need not look again */
+	}
+
+	io.now = now;
+	io.gen = gen;
+	io.ifindex = x->ifindex;
+	io.from_vm = from_vm;
+	reason = zw_slow(cfg, ep, &p, &io);
+	rule = io.rule;
 out:
 	return zw_account(reason, rule, ep_id, x->hook, x->len, now);
 }
@@ -324,6 +398,7 @@ SEC("xdp")
 int zw_from_vm_xdp(struct xdp_md *ctx)
 {
 	struct zw_ctx x = {
+		.xdp = ctx,
 		.data = (void *)(long)ctx->data,
 		.data_end = (void *)(long)ctx->data_end,
 		.ifindex = ctx->ingress_ifindex,
@@ -338,6 +413,7 @@ static __always_inline int zw_tc(struct __sk_buff *skb, int hook)
 {
 	__u32 want = skb->len < ZW_PULL_LEN ? skb->len : ZW_PULL_LEN;
 	struct zw_ctx x = {
+		.skb = skb,
 		.ifindex = skb->ifindex,
 		.len = skb->len,
 		.hook = hook,

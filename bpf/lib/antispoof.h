@@ -51,19 +51,21 @@ static __always_inline int zw_is_group(const __u8 *a)
 
 /* Does this VM interface own the address: its own (zw_addrs), or an
  * allowed address pair (zw_pairs, only looked up when the first misses)? */
-static __always_inline int zw_owns(__u32 gen, const __u8 *addr, __u32 ifindex)
+ZW_SUBPROG int zw_owns(__u32 gen, const struct zw_addr16 *addr, __u32 ifindex)
 {
 	struct zw_addr_key k = { .gen = gen };
 	struct zw_pair_key pk = { .gen = gen, .ifindex = ifindex };
 	struct zw_addr_info *info;
 
-	zw_copy16(k.addr, addr);
+	if (!addr)
+		return 0;
+	zw_copy16(k.addr, addr->b);
 	info = bpf_map_lookup_elem(&zw_addrs, &k);
 	if (info && info->ifindex == ifindex)
 		return 1;
 	if (!info || !(info->flags & ZW_AIF_SHARED))
 		return 0;
-	zw_copy16(pk.addr, addr);
+	zw_copy16(pk.addr, addr->b);
 	return bpf_map_lookup_elem(&zw_pairs, &pk) != NULL;
 }
 
@@ -83,7 +85,7 @@ static __always_inline int zw_check_arp(const struct zw_endpoint *ep, const stru
 	if (ep->flags & ZW_EPF_NO_ADDRS)
 		return (ep->flags & ZW_EPF_CHECK_IP) ? ZW_R_DROP_SPOOF_ARP : ZW_R_PASS_ARP;
 	zw_map_v4(spa, p->arp_spa);
-	return zw_owns(gen, spa, ifindex) ? ZW_R_PASS_ARP : ZW_R_DROP_SPOOF_ARP;
+	return zw_owns(gen, (const struct zw_addr16 *)(spa), ifindex) ? ZW_R_PASS_ARP : ZW_R_DROP_SPOOF_ARP;
 }
 
 /* Neighbour discovery and MLD from the VM. Router advertisements and
@@ -102,10 +104,10 @@ static __always_inline int zw_check_nd(const struct zw_endpoint *ep, const struc
 	if (!(ep->flags & ZW_EPF_CHECK_ND))
 		return ZW_R_PASS_ND;
 	if (!zw_is_v6_any(src) && !zw_is_v6_link_local(src) &&
-	    ((ep->flags & ZW_EPF_NO_ADDRS) || !zw_owns(gen, src, ifindex)))
+	    ((ep->flags & ZW_EPF_NO_ADDRS) || !zw_owns(gen, (const struct zw_addr16 *)(src), ifindex)))
 		return ZW_R_DROP_SPOOF_ND;
 	if (t == 136 && !zw_is_v6_link_local(p->nd_target) &&
-	    ((ep->flags & ZW_EPF_NO_ADDRS) || !zw_owns(gen, p->nd_target, ifindex)))
+	    ((ep->flags & ZW_EPF_NO_ADDRS) || !zw_owns(gen, (const struct zw_addr16 *)(p->nd_target), ifindex)))
 		return ZW_R_DROP_SPOOF_ND;
 	if (p->nd_has_lladdr && (ep->flags & ZW_EPF_CHECK_MAC) && !zw_mac_eq(p->nd_lladdr, ep->mac))
 		return ZW_R_DROP_SPOOF_ND;
@@ -139,7 +141,7 @@ static __always_inline int zw_hygiene_from_vm(const struct zw_endpoint *ep,
 	if (zw_is_v6_link_local(src))
 		return ZW_OK;
 	if (zw_is_v4_any(src) || zw_is_v6_any(src) || zw_is_group(src) ||
-	    !zw_owns(gen, src, ifindex))
+	    !zw_owns(gen, (const struct zw_addr16 *)(src), ifindex))
 		return ZW_R_DROP_SPOOF_IP;
 	return ZW_OK;
 }
@@ -156,7 +158,7 @@ static __always_inline int zw_hygiene_to_vm(const struct zw_endpoint *ep,
 		return ZW_OK;
 	if (p->l3 != ZW_L3_IP || zw_is_group(dst) || zw_is_v6_link_local(dst))
 		return ZW_OK;
-	return zw_owns(gen, dst, ifindex) ? ZW_OK : ZW_R_DROP_NOT_FOR_VM;
+	return zw_owns(gen, (const struct zw_addr16 *)(dst), ifindex) ? ZW_OK : ZW_R_DROP_NOT_FOR_VM;
 }
 
 #endif

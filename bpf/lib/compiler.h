@@ -10,11 +10,17 @@
 #define __always_inline inline __attribute__((always_inline))
 #endif
 
-/* Subprograms called from several places: one copy, its own stack frame
- * (the combined BPF stack of all inlined copies would exceed 512 bytes). */
-#ifndef __noinline
-#define __noinline __attribute__((noinline))
-#endif
+/* Subprograms called from several places: global (not static) BPF
+ * functions, which the verifier checks once on their own instead of once
+ * per call path (the inlined copies exceeded the 512-byte stack and
+ * multiplied verification). Their pointer arguments may be NULL to the
+ * verifier: each checks. */
+#define ZW_SUBPROG __attribute__((noinline))
+
+/* Sixteen address bytes, so a subprogram argument has the right size. */
+struct zw_addr16 {
+	__u8 b[16];
+};
 
 #define zw_likely(x) __builtin_expect(!!(x), 1)
 #define zw_unlikely(x) __builtin_expect(!!(x), 0)

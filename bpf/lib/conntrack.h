@@ -111,25 +111,27 @@ static __always_inline const __u8 *zw_ct_orig_daddr(const struct zw_ct_key *k,
 	return (e->flags & ZW_CTF_SWAPPED) ? k->saddr : k->daddr;
 }
 
-/* Tracks a new flow (e: everything but the key and the OWNED/SWAPPED flags),
- * charged to endpoint e->owner. Returns ZW_OK, or the
+/* Tracks a new flow under canonical key k (zw_ct_canon; e: everything
+ * but the OWNED flag), charged to endpoint e->owner. Returns ZW_OK, or the
  * reason the flow is refused: the endpoint is at its limit (checked before
  * the insert: concurrent CPUs may overshoot it by one flow each), or the
  * table is full. A flow another CPU created meanwhile is fine. */
-static __noinline int zw_ct_create(const struct zw_ct_key *t, struct zw_ct_entry *e, __u32 limit)
+ZW_SUBPROG int zw_ct_create(const struct zw_ct_key *k, struct zw_ct_entry *e, __u32 limit)
 {
-	struct zw_ct_usage *u = bpf_map_lookup_elem(&zw_ct_count, &e->owner);
-	struct zw_ct_key k;
+	struct zw_ct_usage *u;
+	__u32 owner;
 	long err;
 
+	if (!k || !e)
+		return ZW_R_DROP_CT_FULL;
+	owner = e->owner;
+	u = bpf_map_lookup_elem(&zw_ct_count, &owner);
 	if (!u)
 		return ZW_R_DROP_CT_LIMIT;
 	if (u->flows >= limit)
 		return ZW_R_DROP_CT_LIMIT;
 	e->flags |= ZW_CTF_OWNED;
-	if (zw_ct_canon(t, &k))
-		e->flags |= ZW_CTF_SWAPPED;
-	err = bpf_map_update_elem(&zw_ct, &k, e, BPF_NOEXIST);
+	err = bpf_map_update_elem(&zw_ct, k, e, BPF_NOEXIST);
 	if (err == 0) {
 		__sync_fetch_and_add(&u->flows, 1);
 		return ZW_OK;

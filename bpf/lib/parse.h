@@ -37,19 +37,23 @@ struct zw_cursor {
 
 struct zw_pkt {
 	struct zw_ct_key tuple;	/* as seen on the wire */
-	struct zw_ct_key inner;	/* ICMP errors: the quoted packet */
+	union {			/* by packet kind; the stack is short */
+		struct zw_ct_key inner;	/* ICMP errors: the quoted packet */
+		struct {
+			__u8 nd_target[16];	/* ND: NS/NA target address */
+			__u8 nd_lladdr[6];	/* ND: the link-layer address option's MAC */
+			__u8 arp_sha[6];	/* ARP sender hardware address */
+			__be32 arp_spa;		/* ARP sender protocol (IPv4) address */
+		};
+	};
 	__u16 policy_port;	/* host: dport, or ICMP type */
-	__u8 has_port;		/* policy_port meaningful (tcp/udp/sctp/icmp) */
 	__u8 l3;		/* enum zw_l3 */
 	__u8 icmp_error;	/* inner is valid */
 	__u8 icmp_type;		/* ICMP/ICMPv6 type, when proto is one */
 	__u8 tcp_flags;		/* TCP flags byte (FIN 0x01 SYN 0x02 RST 0x04 ACK 0x10) */
 	__u8 src_mac[6];	/* Ethernet source */
-	__u8 arp_sha[6];	/* ARP sender hardware address */
 	__u8 nd_has_lladdr;	/* ND: a source/target link-layer address option */
-	__be32 arp_spa;		/* ARP sender protocol (IPv4) address */
-	__u8 nd_target[16];	/* ND: NS/NA target address */
-	__u8 nd_lladdr[6];	/* ND: the link-layer address option's MAC */
+	__u8 pad0[3];
 };
 
 /* Returns -1 on success (keep going) or a zw_reason to leave with. */

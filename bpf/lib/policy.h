@@ -10,20 +10,22 @@
 /* Zone of an address, and the VM interface owning it (0: none, or shared):
  * the exact VM address first (hash, O(1)); the LPM trie only for external
  * CIDR zones; anything else is the world. */
-static __noinline __u16 zw_addr_of(__u32 gen, const __u8 *addr, __u32 *ifindex)
+ZW_SUBPROG __u32 zw_addr_of(__u32 gen, const struct zw_addr16 *addr, __u32 *ifindex)
 {
 	struct zw_addr_key ak = { .gen = gen };
 	struct zw_cidr_key ck = { .prefixlen = 32 + 128, .gen = gen };
 	struct zw_addr_info *info;
 
+	if (!addr || !ifindex)
+		return ZW_ZONE_WORLD;
 	*ifindex = 0;
-	zw_copy16(ak.addr, addr);
+	zw_copy16(ak.addr, addr->b);
 	info = bpf_map_lookup_elem(&zw_addrs, &ak);
 	if (info) {
 		*ifindex = info->ifindex;
 		return info->zone;
 	}
-	zw_copy16(ck.addr, addr);
+	zw_copy16(ck.addr, addr->b);
 	info = bpf_map_lookup_elem(&zw_cidrs, &ck);
 	if (info)
 		return info->zone;
@@ -40,17 +42,26 @@ static __always_inline int zw_proto_has_port(__u8 proto)
  * ignored): one lookup tells which kinds of entries the zone pair has (none:
  * the defaults decide, from the config already at hand), then only those
  * are looked up, in the order the compiler made disjoint (ABI header). */
-static __noinline void zw_judge(const struct zw_config *cfg, const struct zw_policy_key *q,
-				struct zw_verdict *out)
+ZW_SUBPROG int zw_judge(const struct zw_config *cfg, const struct zw_policy_key *q,
+			struct zw_verdict *out)
 {
-	struct zw_zpair_key zk = { .gen = q->gen, .src_zone = q->src_zone, .dst_zone = q->dst_zone };
-	struct zw_policy_key k = {
-		.gen = q->gen, .src_zone = q->src_zone, .dst_zone = q->dst_zone, .proto = q->proto,
-	};
+	struct zw_zpair_key zk = {};
+	struct zw_policy_key k = {};
 	struct zw_zpair *zp;
 	struct zw_verdict *v;
-	__u16 port = q->port;
+	__u16 port;
 	__u8 kinds;
+
+	if (!cfg || !q || !out)
+		return 0;
+	zk.gen = q->gen;
+	zk.src_zone = q->src_zone;
+	zk.dst_zone = q->dst_zone;
+	k.gen = q->gen;
+	k.src_zone = q->src_zone;
+	k.dst_zone = q->dst_zone;
+	k.proto = q->proto;
+	port = q->port;
 
 	zp = bpf_map_lookup_elem(&zw_zpairs, &zk);
 	if (!zp)
@@ -87,9 +98,10 @@ static __noinline void zw_judge(const struct zw_config *cfg, const struct zw_pol
 	}
 dflt:
 	*out = cfg->dflt[q->gen & 1][q->src_zone == q->dst_zone ? 0 : 1];
-	return;
+	return 0;
 hit:
 	*out = *v;
+	return 0;
 }
 
 #endif
