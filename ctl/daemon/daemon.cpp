@@ -11,6 +11,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
+
 #include <chrono>
 #include <filesystem>
 #include <mutex>
@@ -99,6 +101,9 @@ struct Daemon::Impl {
   std::string applied_fp_;      // fingerprint of the last applied input
   uint64_t applies_ = 0;
   std::set<std::string> warned_;
+  bool awaiting_lease_ = false;  // a VM on a libvirt network has no address yet
+  Clock::time_point next_lease_look_ = Clock::now();
+  static constexpr std::chrono::seconds kLeasePoll{2};
 };
 
 Status Daemon::Impl::load_policy(const std::string& path) {
@@ -297,6 +302,12 @@ Result<std::optional<engine::ApplyReport>> Daemon::Impl::reconcile(const char* w
     if (!st) return fail(std::move(st.error()));
     inv = inventory::apply_overrides(std::move(inv), *st);
   }
+  // A running VM on a libvirt network without a known address is waiting
+  // for its DHCP lease; until it is seen, the VM may only send DHCP, ARP
+  // and ND. Leases raise no libvirt event: look again soon.
+  awaiting_lease_ = std::any_of(inv.endpoints.begin(), inv.endpoints.end(), [](const auto& e) {
+    return !e.ifname.empty() && e.libvirt_type == "network" && e.addrs.empty();
+  });
   if (!o_.attach_rules.empty())
     for (auto& e : inv.endpoints)
       if (!e.attach && !e.ifname.empty())
@@ -523,7 +534,10 @@ bool Daemon::Impl::step(int timeout_ms) {
       dirty_ = true;
       next_resync_ = now + std::chrono::seconds(o_.resync_seconds);
       sweep();
+    } else if (awaiting_lease_ && now >= next_lease_look_) {
+      dirty_ = true;
     }
+    if (awaiting_lease_ && now >= next_lease_look_) next_lease_look_ = now + kLeasePoll;
     if (dirty_ && policy_ && (o_.libvirt_uri.empty() || lv_)) {
       dirty_ = false;
       if (auto r = reconcile("change"); !r)
