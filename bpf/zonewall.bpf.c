@@ -242,6 +242,8 @@ ZW_SUBPROG int zw_slow(const struct zw_config *cfg, const struct zw_endpoint *ep
 	}
 
 	if (ct) {
+		if (p->tuple.proto == IPPROTO_TCP && (p->tcp_flags & 0x07))
+			zw_ct_tcp_state(ct, p->tcp_flags);
 		if (ct->gen == gen) {
 			/* Checked above; not on the flow's own interface (a VIP
 			 * moved, an address of another VM): the slow way. */
@@ -274,7 +276,8 @@ ZW_SUBPROG int zw_slow(const struct zw_config *cfg, const struct zw_endpoint *ep
 			ct->rule_id = v.rule_id;
 			ct->src_if = src_if;
 			ct->dst_if = dst_if;
-			ct->flags = (ct->flags & (ZW_CTF_OWNED | ZW_CTF_SWAPPED)) |
+			ct->flags = (ct->flags &
+				     (ZW_CTF_OWNED | ZW_CTF_SWAPPED | ZW_CTF_FIN | ZW_CTF_RST)) |
 				    (v.action == ZW_ACT_ALLOW ? 0 : ZW_CTF_AUDIT);
 			reason = v.action == ZW_ACT_ALLOW ? ZW_R_PASS_CT : ZW_R_PASS_AUDIT;
 			goto out;
@@ -377,6 +380,8 @@ static __always_inline int zw_handle(struct zw_ctx *x)
 		 * stack is short (the slow path's frame comes on top). */
 		ct = zw_ct_lookup(&p.tuple, &p.inner, &dir, now);
 		if (ct && ct->gen == gen && zw_ct_side(ct, dir, from_vm) == x->ifindex) {
+			if (p.tuple.proto == IPPROTO_TCP && (p.tcp_flags & 0x07))
+				zw_ct_tcp_state(ct, p.tcp_flags);
 			rule = ct->rule_id;
 			reason = (ct->flags & ZW_CTF_AUDIT) ? ZW_R_PASS_AUDIT : ZW_R_PASS_CT;
 			goto out;

@@ -82,13 +82,30 @@ zw_ct_lookup(const struct zw_ct_key *t, struct zw_ct_key *key, int *dir, __u64 n
 	if (!e)
 		return NULL;
 	*dir = swapped == !!(e->flags & ZW_CTF_SWAPPED) ? ZW_CT_ORIG : ZW_CT_REPLY;
-	if (now - e->last_seen_ns > zw_ct_timeout_ns(t->proto)) {
+	if (now - e->last_seen_ns > zw_ct_timeout_ns(t->proto, e->flags)) {
 		zw_ct_delete(key, e);
 		return NULL;
 	}
 	if (now - e->last_seen_ns > ZW_CT_REFRESH_NS)
 		e->last_seen_ns = now;
 	return e;
+}
+
+/* TCP connection state, as far as timeouts need it: a FIN or RST marks the
+ * flow closing/closed (short timeout); a SYN on it is a new connection on
+ * the same tuple and clears the marks. Only control segments get here. */
+static __always_inline void zw_ct_tcp_state(struct zw_ct_entry *e, __u8 tcp_flags)
+{
+	__u8 f = e->flags;
+
+	if ((tcp_flags & 0x12) == 0x02)
+		f &= ~(ZW_CTF_FIN | ZW_CTF_RST);
+	if (tcp_flags & 0x04)
+		f |= ZW_CTF_RST;
+	else if (tcp_flags & 0x01)
+		f |= ZW_CTF_FIN;
+	if (f != e->flags)
+		e->flags = f;
 }
 
 /* The interface a packet of this flow must be on to take the fast path:

@@ -40,7 +40,7 @@ Result<SweepReport> sweep_conntrack(const dp::Maps& maps, uint64_t now_ns) {
     for (uint32_t i = 0; i < count; ++i) {
       ++rep.scanned;
       const zw_ct_entry& v = vals[i];
-      if (now_ns > v.last_seen_ns && now_ns - v.last_seen_ns > zw_ct_timeout_ns(keys[i].proto))
+      if (now_ns > v.last_seen_ns && now_ns - v.last_seen_ns > zw_ct_timeout_ns(keys[i].proto, v.flags))
         expired.emplace_back(keys[i], v);
     }
     if (e == ENOENT) break;

@@ -747,6 +747,57 @@ TEST_F(DatapathTest, AnIpv6CidrZoneDoesNotClaimIpv4) {
   ASSERT_TRUE(back.has_value()) << back.error().str();
 }
 
+TEST_F(DatapathTest, ClosedTcpConnectionsLeaveConntrackInSeconds) {
+  auto maps = datapath::open_pinned_maps(paths_.pin_dir);
+  ASSERT_TRUE(maps.has_value());
+  // The tracked flow of web-1:sport -> db-1:5432, whichever way its key runs.
+  auto find = [&](uint16_t sport) -> std::optional<zw_ct_entry> {
+    auto keys = datapath::map_keys<zw_ct_key>(maps->ct.get());
+    for (const auto& k : *keys) {
+      uint16_t a = ntohs(k.sport), b = ntohs(k.dport);
+      if (k.proto == kTcp && ((a == sport && b == 5432) || (a == 5432 && b == sport))) {
+        zw_ct_entry e{};
+        if (datapath::map_lookup(maps->ct.get(), k, &e)) return e;
+      }
+    }
+    return std::nullopt;
+  };
+  auto syn = [](uint16_t sport, uint8_t flags) {
+    return test::ip("10.1.0.1", "10.1.0.2", kTcp, test::tcp(sport, 5432, flags));
+  };
+  auto back = [](uint16_t sport, uint8_t flags) {
+    return test::ip("10.1.0.2", "10.1.0.1", kTcp, test::tcp(5432, sport, flags));
+  };
+  for (uint16_t sp : {49500, 49501, 49502, 49503})
+    EXPECT_OUTCOME(from_vm("zwdA", syn(sp, 0x02)), true, "pass_new", "web-db-pg");
+  // A reset (either side), a FIN, nothing, and a reset followed by a new SYN
+  // on the same tuple (port reuse).
+  EXPECT_OUTCOME(from_vm("zwdA", syn(49500, 0x14)), true, "pass_ct", "web-db-pg");
+  EXPECT_OUTCOME(from_vm("zwdB", back(49501, 0x11)), true, "pass_ct", "web-db-pg");
+  EXPECT_OUTCOME(to_vm("zwdA", back(49503, 0x04)), true, "pass_ct", "web-db-pg");
+  EXPECT_OUTCOME(from_vm("zwdA", syn(49503, 0x02)), true, "pass_ct", "web-db-pg");
+  uint64_t t = 0;
+  for (uint16_t sp : {49500, 49501, 49502, 49503}) {
+    auto e = find(sp);
+    ASSERT_TRUE(e.has_value()) << sp;
+    t = std::max<uint64_t>(t, e->last_seen_ns);
+  }
+  EXPECT_TRUE(find(49500)->flags & ZW_CTF_RST);
+  EXPECT_TRUE(find(49501)->flags & ZW_CTF_FIN);
+  EXPECT_FALSE(find(49503)->flags & (ZW_CTF_RST | ZW_CTF_FIN));
+  // 11 s later the reset connection is gone, the others are not; 121 s
+  // later the closed one too; the established ones live for the hour.
+  ASSERT_TRUE(engine::sweep_conntrack(*maps, t + 11'000'000'000ULL).has_value());
+  EXPECT_FALSE(find(49500).has_value());
+  EXPECT_TRUE(find(49501).has_value());
+  EXPECT_TRUE(find(49502).has_value());
+  EXPECT_TRUE(find(49503).has_value());
+  ASSERT_TRUE(engine::sweep_conntrack(*maps, t + 121'000'000'000ULL).has_value());
+  EXPECT_FALSE(find(49501).has_value());
+  EXPECT_TRUE(find(49502).has_value());
+  EXPECT_TRUE(find(49503).has_value());
+}
+
 TEST_F(DatapathTest, DhcpClientsPassServersAndRouterAdvertsFromGuestsDont) {
   // DHCP discover from 0.0.0.0 and a DHCPv6 solicit: pass whatever the policy.
   EXPECT_OUTCOME(from_vm("zwdA", test::ip("0.0.0.0", "255.255.255.255", kUdp, test::udp(68, 67))),

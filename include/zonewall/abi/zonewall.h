@@ -192,6 +192,8 @@ struct zw_ct_key {
 #define ZW_CTF_AUDIT		0x01	/* flow passes only because of audit */
 #define ZW_CTF_OWNED		0x02	/* charged to endpoint `owner` */
 #define ZW_CTF_SWAPPED		0x04	/* the key is the flow's reply direction */
+#define ZW_CTF_FIN		0x08	/* TCP: a FIN was seen (closing) */
+#define ZW_CTF_RST		0x10	/* TCP: a RST was seen (closed) */
 
 struct zw_ct_entry {
 	__u64 created_ns;	/* host, bpf_ktime_get_ns */
@@ -222,10 +224,18 @@ struct zw_ct_usage {
 #define ZW_CT_TIMEOUT_UDP_NS	(120ULL * 1000000000ULL)
 #define ZW_CT_TIMEOUT_ICMP_NS	(30ULL * 1000000000ULL)
 #define ZW_CT_TIMEOUT_OTHER_NS	(120ULL * 1000000000ULL)
+#define ZW_CT_TIMEOUT_FIN_NS	(120ULL * 1000000000ULL)	/* TCP after a FIN */
+#define ZW_CT_TIMEOUT_RST_NS	(10ULL * 1000000000ULL)		/* TCP after a RST */
 
-/* Idle time after which a flow is gone (the datapath and the sweep agree). */
-static inline __u64 zw_ct_timeout_ns(__u8 proto)
+/* Idle time after which a flow is gone (the datapath and the sweep agree).
+ * A closed TCP connection frees its entry (and its VM's quota) in seconds,
+ * not after the established timeout; a new SYN on the tuple reopens it. */
+static inline __u64 zw_ct_timeout_ns(__u8 proto, __u8 flags)
 {
+	if (flags & ZW_CTF_RST)
+		return ZW_CT_TIMEOUT_RST_NS;
+	if (flags & ZW_CTF_FIN)
+		return ZW_CT_TIMEOUT_FIN_NS;
 	switch (proto) {
 	case 6:		/* TCP */
 		return ZW_CT_TIMEOUT_TCP_NS;
