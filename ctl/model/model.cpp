@@ -180,7 +180,9 @@ std::variant<Packet, zw_reason> read_frame(std::span<const uint8_t> frame) {
     if (!r.has(n.l4, 20)) return ZW_R_DROP_MALFORMED;  // the whole fixed header
     p.tcp_flags = r.u8(n.l4 + 13);
   }
-  if (n.proto == kIcmp6 && nd_or_mld(t.icmp_type)) {
+  // Neighbour discovery is IPv6's: an IPv4 packet claiming protocol 58 is
+  // not ND and goes to the policy like any other protocol.
+  if (n.proto == kIcmp6 && n.src.v6 && nd_or_mld(t.icmp_type)) {
     p.kind = Kind::kNd;
     return p;
   }
@@ -304,22 +306,20 @@ PolicyAnswer decide(const policy::Policy& p, const std::string& src_zone,
     if (!names(rule.from, src_zone) || !names(rule.to, dst_zone)) continue;
     if (rule.proto && *rule.proto != proto) continue;
     if (!rule.ports.empty() &&
-        (!has_ports(proto) || std::none_of(rule.ports.begin(), rule.ports.end(),
-                                           [&](const policy::PortRange& r) {
-                                             return r.lo <= port && port <= r.hi;
-                                           })))
+        (!has_ports(proto) ||
+         std::none_of(rule.ports.begin(), rule.ports.end(),
+                      [&](const policy::PortRange& r) { return r.lo <= port && port <= r.hi; })))
       continue;
     if (!rule.icmp_types.empty() &&
-        (!is_icmp(proto) || std::find(rule.icmp_types.begin(), rule.icmp_types.end(), port) ==
-                                rule.icmp_types.end()))
+        (!is_icmp(proto) ||
+         std::find(rule.icmp_types.begin(), rule.icmp_types.end(), port) == rule.icmp_types.end()))
       continue;
     bool allow = rule.action == policy::Action::kAllow;
     return {{RuleRef::Kind::kRule, rule.name}, allow, !allow && (rule.audit || zone_audit)};
   }
   const bool intra = src_zone == dst_zone;
   bool allow = (intra ? p.defaults.intra_zone : p.defaults.inter_zone) == policy::Action::kAllow;
-  return {{intra ? RuleRef::Kind::kIntra : RuleRef::Kind::kInter, ""}, allow,
-          !allow && zone_audit};
+  return {{intra ? RuleRef::Kind::kIntra : RuleRef::Kind::kInter, ""}, allow, !allow && zone_audit};
 }
 
 std::string zone_of(const World& w, const Ip& a) {
@@ -345,8 +345,8 @@ std::string zone_of(const World& w, const Ip& a) {
   return best ? *best : policy::kZoneWorld;
 }
 
-Verdict judge(const World& w, Hook hook, const std::string& ifname,
-              std::span<const uint8_t> frame, Flows& flows) {
+Verdict judge(const World& w, Hook hook, const std::string& ifname, std::span<const uint8_t> frame,
+              Flows& flows) {
   // 1-2: a policy, and an endpoint for the interface, or fail closed.
   if (!w.policy) return done(ZW_R_DROP_NO_POLICY);
   const Endpoint* ep = endpoint_of(w, ifname);

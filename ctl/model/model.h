@@ -95,8 +95,8 @@ struct Verdict {
 
 // Judges one frame arriving at `ifname` on `hook`, updating `flows` exactly as
 // the datapath updates its conntrack.
-Verdict judge(const World& w, Hook hook, const std::string& ifname,
-              std::span<const uint8_t> frame, Flows& flows);
+Verdict judge(const World& w, Hook hook, const std::string& ifname, std::span<const uint8_t> frame,
+              Flows& flows);
 
 // First-match over the policy's ordered rules for a zone pair (zone names,
 // including "world" and "unzoned"); `port` is the destination port of

@@ -45,10 +45,9 @@ class ModelTest : public ::testing::Test {
     policy_ = *p;
     world_.policy = &policy_;
     world_.generation = 1;
-    world_.endpoints = {ep("tapA", "web", 1, {"10.1.0.1", "fd00::1"}),
-                        ep("tapB", "db", 2, {"10.1.0.2", "fd00::2"}),
-                        ep("tapC", "web", 3, {"10.1.0.3", "fd00::3"}),
-                        ep("tapL", "lab", 4, {"10.1.0.4"})};
+    world_.endpoints = {
+        ep("tapA", "web", 1, {"10.1.0.1", "fd00::1"}), ep("tapB", "db", 2, {"10.1.0.2", "fd00::2"}),
+        ep("tapC", "web", 3, {"10.1.0.3", "fd00::3"}), ep("tapL", "lab", 4, {"10.1.0.4"})};
   }
 
   static Endpoint ep(const std::string& ifname, const std::string& zone, uint8_t last,
@@ -244,7 +243,8 @@ TEST_F(ModelTest, OddFramesHaveTheirReasons) {
 Bytes ipv6_chain(int n, uint8_t last = kTcp) {
   Bytes l4 = test::tcp(1000, 5432);
   Bytes chain;
-  for (int i = 0; i < n; ++i) chain.insert(chain.end(), {uint8_t(i + 1 < n ? 60 : last), 0, 1, 4, 0, 0, 0, 0});
+  for (int i = 0; i < n; ++i)
+    chain.insert(chain.end(), {uint8_t(i + 1 < n ? 60 : last), 0, 1, 4, 0, 0, 0, 0});
   chain.insert(chain.end(), l4.begin(), l4.end());
   return test::ip("fd00::1", "fd00::2", n ? 60 : last, chain);
 }
