@@ -39,6 +39,7 @@
 #include "engine/state.h"
 #include "inventory/static_json.h"
 #include "model/model.h"
+#include "observe.h"
 #include "packet.h"
 #include "policy/json.h"
 
@@ -417,27 +418,11 @@ class DiffRun {
     auto maps = datapath::open_pinned_maps(paths_.pin_dir);
     if (!maps) return report_setup("open maps", maps.error().str());
     maps_ = std::move(*maps);
+    obs_.emplace(maps_->st_reason.get(), maps_->st_rule.get(), max_rule_id_);
     return true;
   }
 
   // ---- the two answers ----
-  struct Counts {
-    std::vector<uint64_t> reason, rule;
-  };
-  Counts counts() {
-    Counts c;
-    auto add = [](auto& acc, const auto& one) { acc.packets += one.packets; };
-    for (uint32_t r = 0; r < ZW_R_MAX; ++r) {
-      auto v = datapath::percpu_sum<zw_counter>(maps_->st_reason.get(), r, add);
-      c.reason.push_back(v ? v->packets : 0);
-    }
-    for (uint32_t id = 0; id <= max_rule_id_; ++id) {
-      auto v = datapath::percpu_sum<zw_rule_stats>(maps_->st_rule.get(), id, add);
-      c.rule.push_back(v ? v->packets : 0);
-    }
-    return c;
-  }
-
   uint32_t rule_id(const model::RuleRef& r) const {
     switch (r.kind) {
       case model::RuleRef::Kind::kNone:
@@ -468,9 +453,7 @@ class DiffRun {
                     (frame[12] == 0x86 && frame[13] == 0xdd && frame.size() < 54);
     if (short_ip && prog == Prog::kToVmTc) return false;
     if (short_ip) prog = Prog::kFromVmXdp;
-    Counts before = counts();
-    auto r =
-        datapath::test_run(progs_[static_cast<int>(prog)].get(), prog, ifs_[iface].second, frame);
+    auto r = obs_->run(progs_[static_cast<int>(prog)].get(), prog, ifs_[iface].second, frame);
     ++packets;
     if (!r) {
       ADD_FAILURE() << "test_run: " << r.error().str() << " on " << frame.size()
@@ -479,13 +462,8 @@ class DiffRun {
       ++mismatches;
       return false;
     }
-    Counts after = counts();
-    int reason = -1, moved = 0;
-    uint32_t rule = ZW_RULE_NONE;
-    for (size_t i = 0; i < after.reason.size(); ++i)
-      if (after.reason[i] != before.reason[i]) reason = static_cast<int>(i), ++moved;
-    for (size_t i = 0; i < after.rule.size(); ++i)
-      if (after.rule[i] != before.rule[i]) rule = static_cast<uint32_t>(i);
+    int reason = r->reason, moved = r->reasons_moved;
+    uint32_t rule = r->rule;
     model::Hook hook = prog == Prog::kToVmTc ? model::Hook::kToVm : model::Hook::kFromVm;
     model::Verdict m = model::judge(world_, hook, ifs_[iface].first, frame, flows_);
     reasons_seen[engine::reason_name(m.reason)]++;
@@ -847,6 +825,7 @@ class DiffRun {
   std::vector<Sent> recent_;
   UniqueFd progs_[3];
   std::optional<datapath::Maps> maps_;
+  std::optional<test::Observer> obs_;
 };
 
 TEST_F(DifferentialTest, DatapathEqualsModelOnRandomPoliciesAndAdversarialFrames) {
