@@ -1,13 +1,12 @@
 #!/usr/bin/env bash
 # libFuzzer runs of the targets in tests/fuzz, built with clang 16 and
 # ASan/UBSan in their own build directory (the main build uses g++).
-#   scripts/fuzz.sh [--time SECONDS] [--ci] [--known] [target...]
+#   scripts/fuzz.sh [--time SECONDS] [--ci] [target...]
 # Targets: policy, inventory, datapath (root: BPF_PROG_TEST_RUN against the
 # model). Default: all, 600 s each. --ci: the short run ctest does (policy 25 s,
 # inventory 20 s, datapath 30 s). New inputs go to $ZW_FUZZ_BUILD_DIR/corpus/
 # (the seed corpora in tests/fuzz/corpus are only read); a crash leaves its
-# input in $ZW_FUZZ_BUILD_DIR/artifacts/ and fails the run. --known also
-# generates the known datapath findings (docs/security.md "Proof").
+# input in $ZW_FUZZ_BUILD_DIR/artifacts/ and fails the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 src=$(pwd)
@@ -19,8 +18,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --time) time_per=$2; shift 2 ;;
     --ci) ci=1; shift ;;
-    --known) export ZW_FUZZ_KNOWN=1; shift ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
     policy|inventory|datapath) targets+=("$1"); shift ;;
     *) echo "fuzz.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
   esac

@@ -86,6 +86,12 @@ std::variant<Net, zw_reason> read_ipv6(const Reader& r, size_t off) {
   n.src.v6 = n.dst.v6 = true;
   std::copy_n(r.s.begin() + off + 8, 16, n.src.b.begin());
   std::copy_n(r.s.begin() + off + 24, 16, n.dst.b.begin());
+  // IPv4-mapped addresses (::ffff:a.b.c.d) never appear on the wire.
+  auto mapped = [](const Ip& a) {
+    return std::all_of(a.b.begin(), a.b.begin() + 10, [](uint8_t x) { return x == 0; }) &&
+           a.b[10] == 0xff && a.b[11] == 0xff;
+  };
+  if (mapped(n.src) || mapped(n.dst)) return ZW_R_DROP_MALFORMED;
   uint8_t next = r.u8(off + 6);
   size_t pos = off + 40;
   // Up to ZW_MAX_IPV6_EXT extension headers are walked; the header after
@@ -141,8 +147,45 @@ struct Packet {
   uint8_t icmp_type = 0;
   uint8_t tcp_flags = 0;
   bool icmp_error = false;
-  FlowKey inner;  // icmp_error: the quoted packet's flow
+  FlowKey inner;                      // icmp_error: the quoted packet's flow
+  Ip nd_target;                       // NS/NA target
+  std::optional<net::Mac> nd_lladdr;  // RS/NS source or NA target link-layer option
 };
+
+// The ND message after its ICMPv6 type: NS/NA target, and the first
+// source (RS, NS) or target (NA) link-layer address option among the first
+// four options. A cut or zero-length option is malformed.
+std::optional<zw_reason> read_nd(const Reader& r, size_t icmp, Packet& p) {
+  size_t opt;
+  uint8_t want;
+  if (p.icmp_type == 135 || p.icmp_type == 136) {
+    if (!r.has(icmp, 24)) return ZW_R_DROP_MALFORMED;
+    p.nd_target.v6 = true;
+    std::copy_n(r.s.begin() + icmp + 8, 16, p.nd_target.b.begin());
+    opt = icmp + 24;
+    want = p.icmp_type == 135 ? 1 : 2;
+  } else if (p.icmp_type == 133) {
+    opt = icmp + 8;
+    want = 1;
+  } else {
+    return std::nullopt;
+  }
+  for (int i = 0; i < 4; ++i) {
+    if (!r.has(opt, 2))
+      return opt == r.s.size() ? std::nullopt : std::optional(ZW_R_DROP_MALFORMED);
+    uint8_t type = r.u8(opt), len = r.u8(opt + 1);
+    if (len == 0) return ZW_R_DROP_MALFORMED;
+    if (type == want) {
+      if (!r.has(opt, 8)) return ZW_R_DROP_MALFORMED;
+      net::Mac m;
+      std::copy_n(r.s.begin() + opt + 2, 6, m.begin());
+      p.nd_lladdr = m;
+      return std::nullopt;
+    }
+    opt += len * 8u;
+  }
+  return std::nullopt;
+}
 
 std::variant<Packet, zw_reason> read_frame(std::span<const uint8_t> frame) {
   Reader r{frame};
@@ -170,6 +213,8 @@ std::variant<Packet, zw_reason> read_frame(std::span<const uint8_t> frame) {
     return ZW_R_DROP_ETHERTYPE;
   if (auto* why = std::get_if<zw_reason>(&net)) return *why;
   const Net& n = std::get<Net>(net);
+  // ICMPv6 over IPv4 and ICMP over IPv6 do not exist.
+  if (n.proto == (n.src.v6 ? kIcmp : kIcmp6)) return ZW_R_DROP_MALFORMED;
   auto tr = read_transport(r, n.l4, n.proto);
   if (auto* why = std::get_if<zw_reason>(&tr)) return *why;
   const Transport& t = std::get<Transport>(tr);
@@ -180,10 +225,9 @@ std::variant<Packet, zw_reason> read_frame(std::span<const uint8_t> frame) {
     if (!r.has(n.l4, 20)) return ZW_R_DROP_MALFORMED;  // the whole fixed header
     p.tcp_flags = r.u8(n.l4 + 13);
   }
-  // Neighbour discovery is IPv6's: an IPv4 packet claiming protocol 58 is
-  // not ND and goes to the policy like any other protocol.
-  if (n.proto == kIcmp6 && n.src.v6 && nd_or_mld(t.icmp_type)) {
+  if (n.proto == kIcmp6 && nd_or_mld(t.icmp_type)) {
     p.kind = Kind::kNd;
+    if (auto why = read_nd(r, n.l4, p)) return *why;
     return p;
   }
   if (is_icmp(n.proto) && icmp_error(n.proto, t.icmp_type)) {
@@ -208,8 +252,10 @@ const Endpoint* endpoint_of(const World& w, const std::string& ifname) {
   return nullptr;
 }
 
+// Its own address or one of its allowed address pairs.
 bool owns(const Endpoint& e, const Ip& a) {
-  return std::find(e.addrs.begin(), e.addrs.end(), a) != e.addrs.end();
+  return std::find(e.addrs.begin(), e.addrs.end(), a) != e.addrs.end() ||
+         std::find(e.allowed.begin(), e.allowed.end(), a) != e.allowed.end();
 }
 
 bool is_unspecified(const Ip& a) {
@@ -218,31 +264,74 @@ bool is_unspecified(const Ip& a) {
 
 bool is_link_local_v6(const Ip& a) { return a.v6 && a.b[0] == 0xfe && (a.b[1] & 0xc0) == 0x80; }
 
-// Anti-spoofing and guest-server checks on what a VM sends. nullopt: go on.
-std::optional<zw_reason> hygiene(const Endpoint& ep, const Packet& p) {
-  if (ep.mac && p.src_mac != *ep.mac) return ZW_R_DROP_SPOOF_MAC;
-  if (p.kind == Kind::kArp) {
-    if (ep.mac && p.arp_sha != *ep.mac) return ZW_R_DROP_SPOOF_ARP;
-    Ip spa;
-    std::copy(p.arp_spa.begin(), p.arp_spa.end(), spa.b.begin());
-    // 0.0.0.0: an ARP probe (RFC 5227), allowed before the address is.
-    if (!ep.addrs.empty() && !is_unspecified(spa) && !owns(ep, spa)) return ZW_R_DROP_SPOOF_ARP;
-    return ZW_R_PASS_ARP;
-  }
-  if (p.kind == Kind::kNd) {
-    if (p.icmp_type == 134) return ZW_R_DROP_GUEST_RA;
-    return std::nullopt;
-  }
+// Multicast or broadcast: IPv4 224.0.0.0/4 and above, IPv6 ff00::/8.
+bool is_group(const Ip& a) { return a.v6 ? a.b[0] == 0xff : a.b[0] >= 224; }
+
+// What the control plane knows of a VM interface and which checks its zone
+// switches on.
+struct Checks {
+  policy::Hygiene h;
+  std::optional<net::Mac> mac;  // checked: known and the "mac" switch on
+  bool no_addrs = false;        // neither own nor allowed addresses known
+};
+
+Checks checks_of(const World& w, const Endpoint& ep) {
+  Checks c{policy::hygiene_of(*w.policy, ep.zone), std::nullopt,
+           ep.addrs.empty() && ep.allowed.empty()};
+  if (c.h.mac) c.mac = ep.mac;
+  return c;
+}
+
+std::optional<zw_reason> check_arp(const Endpoint& ep, const Checks& c, const Packet& p) {
+  if (!c.h.arp) return ZW_R_PASS_ARP;
+  if (c.mac && p.arp_sha != *c.mac) return ZW_R_DROP_SPOOF_ARP;
+  Ip spa;
+  std::copy(p.arp_spa.begin(), p.arp_spa.end(), spa.b.begin());
+  if (is_unspecified(spa)) return ZW_R_PASS_ARP;  // a probe (RFC 5227)
+  if (c.no_addrs) return c.h.ip ? ZW_R_DROP_SPOOF_ARP : ZW_R_PASS_ARP;
+  return owns(ep, spa) ? ZW_R_PASS_ARP : ZW_R_DROP_SPOOF_ARP;
+}
+
+std::optional<zw_reason> check_nd(const Endpoint& ep, const Checks& c, const Packet& p) {
+  const Ip& src = p.tuple.src;
+  if (p.icmp_type == 134 || p.icmp_type == 137)  // router advertisement, redirect
+    return c.h.ra ? ZW_R_DROP_GUEST_RA : ZW_R_PASS_ND;
+  if (!c.h.nd) return ZW_R_PASS_ND;
+  if (!is_unspecified(src) && !is_link_local_v6(src) && (c.no_addrs || !owns(ep, src)))
+    return ZW_R_DROP_SPOOF_ND;
+  if (p.icmp_type == 136 && !is_link_local_v6(p.nd_target) &&
+      (c.no_addrs || !owns(ep, p.nd_target)))
+    return ZW_R_DROP_SPOOF_ND;
+  if (p.nd_lladdr && c.mac && *p.nd_lladdr != *c.mac) return ZW_R_DROP_SPOOF_ND;
+  return ZW_R_PASS_ND;
+}
+
+// What a VM may say about itself. nullopt: go on to conntrack and policy.
+std::optional<zw_reason> hygiene_from_vm(const Endpoint& ep, const Checks& c, const Packet& p) {
+  if (c.mac && p.src_mac != *c.mac) return ZW_R_DROP_SPOOF_MAC;
+  if (p.kind == Kind::kArp) return check_arp(ep, c, p);
+  if (p.kind == Kind::kNd) return check_nd(ep, c, p);
   const FlowKey& t = p.tuple;
   if (t.proto == kUdp) {
-    if (t.sport == 67 || t.sport == 547) return ZW_R_DROP_GUEST_DHCP;  // a server in the guest
+    if ((t.sport == 67 || t.sport == 547) && c.h.dhcp_server)
+      return ZW_R_DROP_GUEST_DHCP;  // a server in the guest
     if ((t.sport == 68 && t.dport == 67) || (t.sport == 546 && t.dport == 547))
       return ZW_R_PASS_DHCP;  // a client asking, before or after it has an address
   }
-  if (ep.addrs.empty()) return std::nullopt;
+  if (!c.h.ip) return std::nullopt;
+  if (c.no_addrs) return ZW_R_DROP_NO_ADDRESS;
   if (is_link_local_v6(t.src)) return std::nullopt;
-  if (is_unspecified(t.src) || !owns(ep, t.src)) return ZW_R_DROP_SPOOF_IP;
+  if (is_unspecified(t.src) || is_group(t.src) || !owns(ep, t.src)) return ZW_R_DROP_SPOOF_IP;
   return std::nullopt;
+}
+
+// What may be delivered to a VM whose addresses are known: unicast IP for
+// one of them (a bridge floods unknown unicast).
+std::optional<zw_reason> hygiene_to_vm(const Endpoint& ep, const Checks& c, const Packet& p) {
+  if (!c.h.ip || c.no_addrs || p.kind != Kind::kIp) return std::nullopt;
+  const Ip& dst = p.tuple.dst;
+  if (is_group(dst) || is_link_local_v6(dst) || owns(ep, dst)) return std::nullopt;
+  return ZW_R_DROP_NOT_FOR_VM;
 }
 
 Verdict done(zw_reason r, RuleRef rule = {}) { return {r < ZW_R_FIRST_DROP, r, std::move(rule)}; }
@@ -324,7 +413,7 @@ PolicyAnswer decide(const policy::Policy& p, const std::string& src_zone,
 
 std::string zone_of(const World& w, const Ip& a) {
   for (const auto& e : w.endpoints)
-    if (owns(e, a)) return e.zone;
+    if (owns(e, a)) return e.zone;  // VIPs: all holders are in one zone
   const std::string* best = nullptr;
   int best_len = -1;
   for (const auto& [name, z] : w.policy->zones) {
@@ -356,11 +445,14 @@ Verdict judge(const World& w, Hook hook, const std::string& ifname, std::span<co
   if (auto* why = std::get_if<zw_reason>(&parsed)) return done(*why);
   const Packet& p = std::get<Packet>(parsed);
   const FlowKey& t = p.tuple;
+  const Checks c = checks_of(w, *ep);
   if (hook == Hook::kFromVm) {
-    if (auto r = hygiene(*ep, p)) return done(*r);
+    if (auto r = hygiene_from_vm(*ep, c, p)) return done(*r);
   } else if (p.kind == Kind::kIp && t.proto == kUdp &&
              ((t.sport == 67 && t.dport == 68) || (t.sport == 547 && t.dport == 546))) {
     return done(ZW_R_PASS_DHCP);  // a DHCP server answering the VM
+  } else if (auto r = hygiene_to_vm(*ep, c, p)) {
+    return done(*r);
   }
   if (p.kind == Kind::kArp) return done(ZW_R_PASS_ARP);
   if (p.kind == Kind::kNd) return done(ZW_R_PASS_ND);
@@ -370,6 +462,15 @@ Verdict judge(const World& w, Hook hook, const std::string& ifname, std::span<co
     if (it == flows.end()) it = flows.find(p.inner.reversed());
     if (it == flows.end()) return done(ZW_R_DROP_ICMP_UNRELATED);
     return done(ZW_R_PASS_RELATED, it->second.rule);
+  }
+  // Multicast and broadcast have no single peer: judged per packet, never
+  // tracked; the sender's zone to the world (from the VM), the sender's zone
+  // to the receiver's (to the VM).
+  if (is_group(t.dst)) {
+    std::string sz = hook == Hook::kFromVm ? ep->zone : zone_of(w, t.src);
+    std::string dz = hook == Hook::kFromVm ? std::string(policy::kZoneWorld) : ep->zone;
+    PolicyAnswer a = decide(*w.policy, sz, dz, t.proto, p.policy_port);
+    return done(a.allow ? ZW_R_PASS_MCAST : a.audit ? ZW_R_PASS_AUDIT : ZW_R_DROP_POLICY, a.rule);
   }
   // 5: conntrack, as-is (original direction) then reversed (reply).
   bool reply = false;
@@ -388,7 +489,9 @@ Verdict judge(const World& w, Hook hook, const std::string& ifname, std::span<co
     std::string dz = ep_is_src ? zone_of(w, orig.dst) : ep->zone;
     PolicyAnswer a = decide(*w.policy, sz, dz, orig.proto, f.policy_port);
     if (a.allow || a.audit) {
-      f = {w.generation, a.rule, f.policy_port, !a.allow};
+      f.generation = w.generation;
+      f.rule = a.rule;
+      f.audit = !a.allow;
       return done(a.allow ? ZW_R_PASS_CT : ZW_R_PASS_AUDIT, a.rule);
     }
     flows.erase(it);
@@ -398,10 +501,13 @@ Verdict judge(const World& w, Hook hook, const std::string& ifname, std::span<co
   if (t.proto == kTcp && (p.tcp_flags & 0x12) != 0x02) return done(ZW_R_DROP_TCP_NO_SYN);
   std::string sz = hook == Hook::kFromVm ? ep->zone : zone_of(w, t.src);
   std::string dz = hook == Hook::kFromVm ? zone_of(w, t.dst) : ep->zone;
-  // 7: the policy.
+  // 7: the policy; a tracked flow is charged to this interface, up to its limit.
   PolicyAnswer a = decide(*w.policy, sz, dz, t.proto, p.policy_port);
   if (a.allow || a.audit) {
-    flows[t] = {w.generation, a.rule, p.policy_port, !a.allow};
+    size_t owned = std::count_if(flows.begin(), flows.end(),
+                                 [&](const auto& kv) { return kv.second.owner == ep->ifname; });
+    if (owned >= policy::max_flows_of(*w.policy, ep->zone)) return done(ZW_R_DROP_CT_LIMIT, a.rule);
+    flows[t] = {ep->ifname, w.generation, a.rule, p.policy_port, !a.allow};
     return done(a.allow ? ZW_R_PASS_NEW : ZW_R_PASS_AUDIT, a.rule);
   }
   return done(ZW_R_DROP_POLICY, a.rule);

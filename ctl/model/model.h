@@ -6,9 +6,9 @@
 // reason (enum zw_reason) and the deciding rule. The differential test and
 // the datapath fuzzer hold the real programs to it.
 //
-// Not modelled: time (flow timeouts, LRU eviction: callers keep runs short
-// and the table small), tc's VLAN metadata (a tag in skb metadata is only
-// set by real NICs/veths, never by BPF_PROG_TEST_RUN).
+// Not modelled: time (flow timeouts: callers keep runs short), the global
+// table being full (drop_ct_full), tc's VLAN metadata (a tag in skb metadata
+// is only set by real NICs/veths, never by BPF_PROG_TEST_RUN).
 #pragma once
 
 #include <array>
@@ -37,12 +37,14 @@ struct Ip {
   std::string str() const;
 };
 
-// One VM interface as the control plane was told about it.
+// One VM interface as the control plane was told about it. Which hygiene
+// checks apply and its flow limit come from its zone in the policy.
 struct Endpoint {
   std::string ifname;
   std::string zone;             // user zone name, or "unzoned"
   std::optional<net::Mac> mac;  // known: frames from the VM must carry it
-  std::vector<Ip> addrs;        // known (non-empty): the VM may only send from them
+  std::vector<Ip> addrs;        // its own addresses
+  std::vector<Ip> allowed;      // allowed address pairs (VIPs) it may also use
 };
 
 // The deciding rule: none, a default, or a user rule by name.
@@ -67,6 +69,7 @@ struct FlowKey {
 };
 
 struct Flow {
+  std::string owner;        // the interface whose hook created it (charged to its limit)
   uint64_t generation = 0;  // the policy generation that allowed it
   RuleRef rule;
   uint16_t policy_port = 0;  // the port / ICMP type the policy judged
@@ -110,8 +113,9 @@ struct PolicyAnswer {
 PolicyAnswer decide(const policy::Policy& p, const std::string& src_zone,
                     const std::string& dst_zone, uint8_t proto, uint16_t port);
 
-// The zone an address belongs to: a VM's own address, else the longest
-// prefix among the external zones' CIDRs of the same family, else "world".
+// The zone an address belongs to: a VM's own address or allowed address
+// (VIP, zoned like its holders), else the longest prefix among the external
+// zones' CIDRs of the same family, else "world".
 std::string zone_of(const World& w, const Ip& a);
 
 // A one-line description of a frame ("ARP ...", "IPv6 ... udp 546 -> 547").

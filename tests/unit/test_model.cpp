@@ -52,7 +52,7 @@ class ModelTest : public ::testing::Test {
 
   static Endpoint ep(const std::string& ifname, const std::string& zone, uint8_t last,
                      std::vector<std::string> addrs) {
-    Endpoint e{ifname, zone, net::Mac{0x52, 0x54, 0, 0, 0, last}, {}};
+    Endpoint e{ifname, zone, net::Mac{0x52, 0x54, 0, 0, 0, last}, {}, {}};
     for (const auto& a : addrs) e.addrs.push_back(Ip::from(*net::parse_addr(a)));
     return e;
   }
@@ -195,8 +195,10 @@ TEST_F(ModelTest, HygieneOnWhatGuestsSend) {
                  v(ZW_R_PASS_DHCP));
   EXPECT_VERDICT(from("tapA", test::ip("fe80::1", "ff02::1", kIcmp6, test::icmp(134))),
                  v(ZW_R_DROP_GUEST_RA));
-  EXPECT_VERDICT(from("tapA", test::ip("fe80::1", "ff02::1", kIcmp6, test::icmp(135))),
+  EXPECT_VERDICT(from("tapA", test::ip("fe80::1", "ff02::1", kIcmp6, test::nd(135, "fd00::9"))),
                  v(ZW_R_PASS_ND));
+  EXPECT_VERDICT(from("tapA", test::ip("fe80::1", "ff02::1", kIcmp6, test::icmp(135))),
+                 v(ZW_R_DROP_MALFORMED));  // an NS without its target
   // ARP: sender MAC and address must be the VM's; probes from 0.0.0.0 pass.
   auto arp = [&](uint8_t mac_last, const char* spa) {
     Bytes b = test::eth(0x0806);
@@ -273,6 +275,76 @@ TEST_F(ModelTest, NewGenerationRejudgesTrackedFlows) {
   EXPECT_VERDICT(from("tapA", syn2), v(ZW_R_PASS_CT, "web-db-range"));
   EXPECT_EQ(flows_.size(), 1u);
   EXPECT_EQ(flows_.begin()->second.generation, 2u);
+}
+
+TEST_F(ModelTest, NeighbourDiscoveryCannotClaimOthers) {
+  const uint8_t own[6] = {0x52, 0x54, 0, 0, 0, 1}, other[6] = {0x52, 0x54, 0, 0, 0, 2};
+  auto nd_from = [&](const char* src, const Bytes& msg) {
+    return from("tapA", test::ip(src, "ff02::1", kIcmp6, msg));
+  };
+  EXPECT_VERDICT(nd_from("fd00::1", test::nd(136, "fd00::1", own)), v(ZW_R_PASS_ND));
+  EXPECT_VERDICT(nd_from("fd00::1", test::nd(136, "fd00::2", own)), v(ZW_R_DROP_SPOOF_ND));
+  EXPECT_VERDICT(nd_from("fe80::1", test::nd(136, "fe80::1", other)), v(ZW_R_DROP_SPOOF_ND));
+  EXPECT_VERDICT(nd_from("fd00::2", test::nd(135, "fd00::9", own)), v(ZW_R_DROP_SPOOF_ND));
+  EXPECT_VERDICT(nd_from("::", test::nd(135, "fd00::1")), v(ZW_R_PASS_ND));  // DAD
+  EXPECT_VERDICT(nd_from("fe80::1", test::nd(137, "fd00::9")), v(ZW_R_DROP_GUEST_RA));
+  EXPECT_VERDICT(nd_from("fe80::1", test::nd(133, "", own)), v(ZW_R_PASS_ND));
+  Bytes zero_len = test::nd(135, "fd00::9", own);
+  zero_len[25] = 0;
+  EXPECT_VERDICT(nd_from("fe80::1", zero_len), v(ZW_R_DROP_MALFORMED));
+}
+
+TEST_F(ModelTest, AddressesDecideWhatAVmMaySendAndReceive) {
+  // No address known: only what obtains one.
+  world_.endpoints.push_back({"tapN", "web", net::Mac{0x52, 0x54, 0, 0, 0, 9}, {}, {}});
+  auto n = [&](Bytes f) {
+    f[11] = 9;
+    return judge(world_, Hook::kFromVm, "tapN", f, flows_);
+  };
+  EXPECT_VERDICT(n(test::ip("10.1.0.9", "10.1.0.2", kUdp, test::udp(1, 53))),
+                 v(ZW_R_DROP_NO_ADDRESS));
+  EXPECT_VERDICT(n(test::ip("0.0.0.0", "255.255.255.255", kUdp, test::udp(68, 67))),
+                 v(ZW_R_PASS_DHCP));
+  // Unicast to a VM must be for one of its addresses.
+  EXPECT_VERDICT(to("tapA", test::ip("10.1.0.2", "10.1.0.3", kUdp, test::udp(1, 53))),
+                 v(ZW_R_DROP_NOT_FOR_VM));
+  // A VIP: its holder may send from it; it is zoned like its holders.
+  world_.endpoints[0].allowed.push_back(Ip::from(*net::parse_addr("10.1.0.100")));
+  EXPECT_VERDICT(from("tapA", test::ip("10.1.0.100", "10.1.0.3", kUdp, test::udp(1, 53))),
+                 v(ZW_R_PASS_NEW, "default:intra_zone"));
+  EXPECT_EQ(zone_of(world_, Ip::from(*net::parse_addr("10.1.0.100"))), "web");
+  EXPECT_VERDICT(from("tapC", test::ip("10.1.0.100", "10.1.0.1", kUdp, test::udp(1, 53))),
+                 v(ZW_R_DROP_SPOOF_IP));
+  // ICMP across families and IPv4-mapped IPv6 addresses are malformed.
+  EXPECT_VERDICT(from("tapA", test::ip("10.1.0.1", "10.1.0.3", kIcmp6, test::icmp(135))),
+                 v(ZW_R_DROP_MALFORMED));
+  EXPECT_VERDICT(from("tapA", test::ip("fd00::1", "::ffff:10.1.0.3", kUdp, test::udp(1, 2))),
+                 v(ZW_R_DROP_MALFORMED));
+}
+
+TEST_F(ModelTest, MulticastIsJudgedPerPacketAndNeverTracked) {
+  Bytes mdns = test::ip("10.1.0.1", "224.0.0.251", kUdp, test::udp(5353, 5353));
+  EXPECT_VERDICT(from("tapA", mdns), v(ZW_R_DROP_POLICY, "default:inter_zone"));  // web -> world
+  EXPECT_VERDICT(to("tapC", mdns), v(ZW_R_PASS_MCAST, "default:intra_zone"));     // web -> web
+  EXPECT_VERDICT(to("tapB", mdns), v(ZW_R_DROP_POLICY, "default:inter_zone"));
+  EXPECT_VERDICT(from("tapA", test::ip("10.1.0.1", "255.255.255.255", kIcmp, test::icmp(8))),
+                 v(ZW_R_PASS_MCAST, "ping"));
+  EXPECT_TRUE(flows_.empty());
+}
+
+TEST_F(ModelTest, HygieneSwitchesAndFlowLimitsComeFromTheZone) {
+  policy_.zones.at("web").hygiene.ip = false;
+  policy_.zones.at("web").hygiene.mac = false;
+  policy_.zones.at("web").max_flows = 1;
+  Bytes other_mac = test::ip("10.1.0.2", "10.1.0.3", kUdp, test::udp(1, 2));
+  other_mac[11] = 0x77;
+  EXPECT_VERDICT(judge(world_, Hook::kFromVm, "tapA", other_mac, flows_),
+                 v(ZW_R_PASS_NEW, "default:intra_zone"));  // spoofing allowed in this zone
+  EXPECT_VERDICT(from("tapA", test::ip("10.1.0.1", "10.1.0.3", kUdp, test::udp(2, 2))),
+                 v(ZW_R_DROP_CT_LIMIT, "default:intra_zone"));  // one flow per interface
+  EXPECT_VERDICT(from("tapC", test::ip("10.1.0.3", "10.1.0.1", kUdp, test::udp(3, 2))),
+                 v(ZW_R_PASS_NEW, "default:intra_zone"));  // another VM's own budget
+  EXPECT_EQ(flows_.size(), 2u);
 }
 
 TEST(ModelDescribe, NamesWhatItRead) {
