@@ -7,9 +7,12 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <ctime>
 #include <filesystem>
 #include <set>
+#include <string_view>
 
 #include "datapath/attach.h"
 #include "datapath/maps.h"
@@ -114,6 +117,20 @@ Status write_generation(const dp::Maps& m, dp::ConfigView& cfg, const Desired& d
       return fail(std::move(st.error()).wrap("zw_policy"));
   }
   return {};
+}
+
+// Test-only crash points (docs/operations.md, tests/e2e/test_crash_safety.sh):
+// with ZW_TEST_PAUSE_AT=after-write (new generation written and attached,
+// not yet active) or after-flip (active, old generation and state file not
+// yet updated), apply stops there until killed, so a test can kill -9 it at
+// exactly that point. Unset in production: one getenv per apply.
+void test_pause_at(std::string_view point) {
+  const char* want = std::getenv("ZW_TEST_PAUSE_AT");
+  if (want == nullptr || point != want) return;
+  std::fprintf(stderr, "ZW_TEST_PAUSE_AT=%s: apply paused (pid %d)\n", want,
+               static_cast<int>(::getpid()));
+  std::fflush(stderr);
+  for (;;) ::pause();
 }
 
 Status detach_endpoint(const Paths& paths, const EndpointState& e) {
@@ -221,7 +238,9 @@ Result<ApplyReport> apply(const Paths& paths, const ApplyInput& in) {
     ++rep.attached;
   }
 
+  test_pause_at("after-write");
   cfg->set_active_gen(gen);
+  test_pause_at("after-flip");
   rep.generation = gen;
   log::info("generation flipped", {{"from", std::to_string(cur)}, {"to", std::to_string(gen)}});
 

@@ -1,0 +1,149 @@
+# shellcheck shell=bash
+# Helpers for the reliability e2e tests (sourced after lib.sh and zw_setup):
+# counted traffic that two policies both allow or both deny (loadgen.py),
+# the two policies, and generation counting in the pinned maps.
+#
+# Traffic: web-1 → db-1 one TCP session on tcp/5432 and a UDP stream on
+# udp/53 (both allowed by lab.json and by policy B); web-1 → db-1 (IPv4 and
+# IPv6) udp/9999 and tcp/9998, denied by both, received by a counting sink.
+
+ZW_LOADGEN=$ZW_E2E_DIR/loadgen.py
+ZW_SINK_UDP=9999
+ZW_SINK_TCP=9998
+RL_TCP_RATE=${RL_TCP_RATE:-100}
+RL_UDP_RATE=${RL_UDP_RATE:-200}
+
+# Policy B: lab.json with other rules changed (admin-ssh gone, office-to-web
+# on other ports, a new admin-https); the web → db rules are the same.
+rl_make_policy_b() {
+	"$ZW_PY" - "$ZW_POLICY_LAB" "$1" <<'EOF' || zw_die "could not derive policy B"
+import json, sys
+p = json.load(open(sys.argv[1]))
+rules = [r for r in p["rules"] if r["name"] != "admin-ssh"]
+for r in rules:
+    if r["name"] == "office-to-web":
+        r["ports"] = [443, 8443]
+rules.insert(0, {"name": "admin-https", "from": "admin", "to": "web", "proto": "tcp", "ports": [443], "action": "allow"})
+p["rules"] = rules
+p["description"] = "lab.json variant B for the reliability tests"
+json.dump(p, open(sys.argv[2], "w"), indent=2)
+EOF
+}
+
+# Starts one traffic round named $1 (files $ZW_TMP/$1-*): the echo servers
+# must run in db-1 already (zw_serve db-1).
+rl_start_traffic() {
+	local round=$1 stop=$ZW_TMP/$1.stop i f
+	rm -f "$stop"
+	zw_in db-1 "$ZW_PY" "$ZW_LOADGEN" sink --udp "$ZW_SINK_UDP" --tcp "$ZW_SINK_TCP" \
+		--stop "$stop" --out "$ZW_TMP/$round-sink.json" --ready "$ZW_TMP/$round-sink.ready" \
+		>"$ZW_TMP/$round-sink.log" 2>&1 &
+	ZW_BG_PIDS+=($!)
+	for ((i = 0; i < 50; i++)); do
+		[[ -e $ZW_TMP/$round-sink.ready ]] && break
+		sleep 0.1
+	done
+	zw_in web-1 "$ZW_PY" "$ZW_LOADGEN" tcp-stream "$(zw_addr db-1 4)" 5432 --rate "$RL_TCP_RATE" \
+		--stop "$stop" --out "$ZW_TMP/$round-tcp.json" --ready "$ZW_TMP/$round-tcp.ready" \
+		>"$ZW_TMP/$round-tcp.log" 2>&1 &
+	ZW_BG_PIDS+=($!)
+	zw_in web-1 "$ZW_PY" "$ZW_LOADGEN" udp-stream "$(zw_addr db-1 4)" 53 --rate "$RL_UDP_RATE" \
+		--stop "$stop" --out "$ZW_TMP/$round-udp.json" --ready "$ZW_TMP/$round-udp.ready" \
+		>"$ZW_TMP/$round-udp.log" 2>&1 &
+	ZW_BG_PIDS+=($!)
+	zw_in web-1 "$ZW_PY" "$ZW_LOADGEN" deny-send "$(zw_addr db-1 4)" "$(zw_addr db-1 6)" \
+		--udp "$ZW_SINK_UDP" --tcp "$ZW_SINK_TCP" --rate 50 \
+		--stop "$stop" --out "$ZW_TMP/$round-deny.json" --ready "$ZW_TMP/$round-deny.ready" \
+		>"$ZW_TMP/$round-deny.log" 2>&1 &
+	ZW_BG_PIDS+=($!)
+	for f in sink tcp udp deny; do
+		for ((i = 0; i < 50; i++)); do
+			[[ -e $ZW_TMP/$round-$f.ready ]] && break
+			sleep 0.1
+		done
+		[[ -e $ZW_TMP/$round-$f.ready ]] ||
+			zw_die "traffic $f of round $round did not start: $(cat "$ZW_TMP/$round-$f.log" "$ZW_TMP/$round-$f.json" 2>/dev/null)"
+	done
+	zw_log "traffic round $round running (TCP $RL_TCP_RATE lines/s, UDP $RL_UDP_RATE pps, denied 2×50 attempts/s)"
+}
+
+# Stops round $1 and waits for every result file (at most 20 s).
+rl_stop_traffic() {
+	local round=$1 i f
+	touch "$ZW_TMP/$round.stop"
+	for f in tcp udp deny sink; do
+		for ((i = 0; i < 200; i++)); do
+			[[ -e $ZW_TMP/$round-$f.json ]] && break
+			sleep 0.1
+		done
+		[[ -e $ZW_TMP/$round-$f.json ]] ||
+			zw_die "traffic $f of round $round wrote no result: $(cat "$ZW_TMP/$round-$f.log")"
+	done
+}
+
+# Field $2 (a Python expression over d) of round $1's result file $3.
+rl_get() { zw_json "$2" <"$ZW_TMP/$1-$3.json"; }
+
+# The assertions every round makes: nothing denied arrived, the TCP session
+# never broke and got every line back. UDP loss is returned in RL_UDP_LOST.
+RL_UDP_LOST=0
+RL_UDP_SENT=0
+rl_check_round() {
+	local round=$1 what=$2 arrived tcp_err sent echoed att
+	arrived=$(rl_get "$round" "d['udp'] + d['tcp']" sink)
+	att=$(rl_get "$round" "d['udp'] + d['tcp']" deny)
+	zw_assert "$what: denied traffic that arrived at the sink: $arrived of $att attempts (must be 0; sources $(rl_get "$round" "d['sources']" sink))" \
+		test "$arrived" = 0
+	zw_assert "$what: the denied sender really sent ($att attempts)" test "$att" -gt 50
+	tcp_err=$(rl_get "$round" "d['error']" tcp)
+	sent=$(rl_get "$round" "d['sent']" tcp)
+	echoed=$(rl_get "$round" "d['echoed']" tcp)
+	zw_assert "$what: TCP session never broke or needed a reconnect (error: $tcp_err)" test "$tcp_err" = None
+	zw_assert "$what: TCP session got every line back in order ($echoed of $sent, $(rl_get "$round" "d['out_of_order']" tcp) out of order)" \
+		test "$echoed" = "$sent" -a "$(rl_get "$round" "d['out_of_order']" tcp)" = 0
+	zw_assert "$what: TCP session carried traffic ($sent lines)" test "$sent" -gt 50
+	RL_UDP_SENT=$(rl_get "$round" "d['sent']" udp)
+	RL_UDP_LOST=$(rl_get "$round" "d['lost']" udp)
+	zw_assert "$what: UDP stream carried traffic ($RL_UDP_SENT datagrams)" test "$RL_UDP_SENT" -gt 100
+	zw_log "$what: TCP $sent lines echoed $echoed; UDP sent $RL_UDP_SENT lost $RL_UDP_LOST; denied attempts $att arrived $arrived"
+}
+
+# Generations present in the pinned generation-keyed maps, one per line with
+# its entry count: "GEN COUNT". From bpftool's JSON: the BTF-formatted key's
+# gen field, or the raw key bytes (gen is the first u32, after the LPM
+# prefixlen in zw_cidrs; host order = little endian here).
+rl_generations() {
+	local m
+	for m in zw_endpoints zw_addrs zw_cidrs zw_policy zw_pairs zw_zpairs; do
+		[[ -e $ZW_PIN_DIR/$m ]] || zw_die "pinned map $ZW_PIN_DIR/$m missing"
+		printf '%s ' "$m"
+		bpftool -j map dump pinned "$ZW_PIN_DIR/$m" | tr -d '\n'
+		echo
+	done | "$ZW_PY" -c '
+import collections, json, sys
+n = collections.Counter()
+for line in sys.stdin:
+    name, _, dump = line.partition(" ")
+    for e in json.loads(dump):
+        f = e.get("formatted")
+        if f is not None:
+            g = f["key"]["gen"]
+        else:
+            off = 4 if name == "zw_cidrs" else 0
+            g = int.from_bytes(bytes(int(b, 16) for b in e["key"][off:off + 4]), "little")
+        n[g] += 1
+for g in sorted(n):
+    print(g, n[g])'
+}
+
+# Active generation according to the config map (zonewall status --json).
+rl_active_gen() { zw --json status | zw_json "d['active_generation']"; }
+
+# Asserts that the maps hold exactly one generation and that it is the active one.
+rl_assert_one_generation() {
+	local what=$1 gens active
+	gens=$(rl_generations)
+	active=$(rl_active_gen)
+	zw_assert "$what: only the active generation $active is left in the maps (found: $(echo "$gens" | tr '\n' ';'))" \
+		test "$(echo "$gens" | awk '{print $1}' | sort -u | tr -d '\n')" = "$active"
+}
