@@ -11,8 +11,9 @@
 #     not yet active: the old policy stays in force; a concurrent apply gets
 #     "busy" (exit 4) meanwhile; after-flip — the new policy is in force, the
 #     old generation and the state file are not cleaned up yet.
-#  b. ZW_CRASH_KILLS (default 4) applies killed after a random delay in
-#     [0, duration of one apply]. Each CLI apply loads the programs (3
+#  b. ZW_CRASH_KILLS (default 8) applies killed after a random delay in
+#     [0, duration of one apply]; after each the active generation is
+#     complete (as many entries as a clean apply of lab.json or of B writes). Each CLI apply loads the programs (3
 #     verifier runs, 8-30 s on the loaded CI machine), which bounds the count.
 #  c. the daemon killed mid-reconcile (after-write), then started again.
 # At the end: nothing denied arrived, the TCP session never broke and got
@@ -23,7 +24,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 # shellcheck source=tests/e2e/reliab_lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/reliab_lib.sh"
 
-KILLS=${ZW_CRASH_KILLS:-4}
+KILLS=${ZW_CRASH_KILLS:-8}
 
 # Starts `zonewall apply POLICY` in the background with ZW_TEST_PAUSE_AT=$1
 # (or none if $1 is -); pid in APPLY_PID, stderr+stdout in $ZW_TMP/apply-$2.log.
@@ -92,6 +93,7 @@ expect_allow web-1 db-1 tcp/5432 4
 zw_apply "$ZW_TMP/b.json" --inventory "$ZW_TMP/inventory.json"
 zw_assert "next apply after the kill: B in force" test "$(policy_in_force)" = B
 rl_assert_one_generation "next apply after the after-write kill"
+CNT_B=$(rl_generations | awk '{ print $2 }')
 
 zw_log "(a) kill -9 at after-flip: the new policy is in force"
 g1=$(rl_active_gen)
@@ -104,6 +106,8 @@ expect_deny web-1 db-1 tcp/5433 4
 zw_apply "$ZW_POLICY_LAB" --inventory "$ZW_TMP/inventory.json"
 zw_assert "next apply after the after-flip kill: lab.json in force" test "$(policy_in_force)" = lab
 rl_assert_one_generation "next apply after the after-flip kill"
+CNT_LAB=$(rl_generations | awk '{ print $2 }')
+zw_log "a complete generation has $CNT_LAB map entries for lab.json, $CNT_B for B"
 
 zw_log "(b) $KILLS applies killed at random points"
 t0=$(date +%s%N)
@@ -118,8 +122,14 @@ for ((k = 0; k < KILLS; k++)); do
 	kill9 "$APPLY_PID"
 	in_force=$(policy_in_force)
 	[[ $in_force == lab || $in_force == B ]] || zw_fail "kill $k (after $delay s): $in_force"
+	active=$(rl_active_gen)
+	cnt=$(rl_generations | awk -v g="$active" '$1 == g { print $2 }')
+	want=$CNT_B
+	[[ $in_force == lab ]] && want=$CNT_LAB
+	[[ $cnt == "$want" ]] || zw_fail "kill $k (after $delay s): active generation $active has $cnt entries, a complete $in_force has $want"
+	zw_log "kill $k after $delay s: $in_force in force, generation $active complete ($cnt entries), $(rl_generations | wc -l) generation(s) in the maps"
 done
-zw_pass "$KILLS random kills: after each one, lab.json or B (never anything else) was in force"
+zw_pass "$KILLS random kills: after each one, a complete lab.json or B (never anything else) was in force"
 expect_deny web-1 db-1 tcp/5433 4
 expect_deny db-1 web-1 tcp/80 4
 zw_apply "$ZW_POLICY_LAB" --inventory "$ZW_TMP/inventory.json"
@@ -138,6 +148,8 @@ ZW_BG_PIDS+=("$DPID")
 wait_paused "$ZW_TMP/daemon-1.log"
 kill9 "$DPID"
 zw_assert "daemon killed mid-reconcile: active generation still $g2" test "$(rl_active_gen)" = "$g2"
+ngen=$(rl_generations | wc -l)
+zw_assert "daemon killed mid-reconcile: its half-written generation is still in the maps ($ngen generations)" test "$ngen" = 2
 zw_assert "daemon killed mid-reconcile: lab.json still in force" test "$(policy_in_force)" = lab
 expect_deny web-1 db-1 tcp/5433 4
 nsenter --net="/run/netns/$ZW_HOSTNS" "$ZONEWALL" --pin-dir "$ZW_PIN_DIR" daemon \

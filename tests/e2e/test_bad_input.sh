@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Bad input at the CLI's entry points (issue 7): a policy or an inventory
+# that is invalid UTF-8, over the 16 MiB size limit, or nested 100,000 levels
+# deep. `zonewall check` and `zonewall apply` exit 3 with an error naming
+# the file and where in it; the enforced generation does not change and
+# traffic is judged as before (nothing half-applied).
+set -euo pipefail
+# shellcheck source=tests/e2e/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+zw_setup
+zw_serve db-1
+inv=$ZW_TMP/inventory.json
+zw_apply "$ZW_POLICY_LAB" --inventory "$inv"
+gen0=$(zw --json status | zw_json "d['active_generation']")
+
+# Bad files, each next to the valid one it was made from.
+"$ZW_PY" - "$ZW_POLICY_LAB" "$inv" "$ZW_TMP" <<'EOF' || zw_die "could not make the bad inputs"
+import sys
+pol, inv, out = open(sys.argv[1], "rb").read(), open(sys.argv[2], "rb").read(), sys.argv[3]
+def put(name, data):
+    open(out + "/" + name, "wb").write(data)
+# A byte that is never UTF-8, inside a string on line 3 / in a VM name.
+put("policy-utf8.json", pol.replace(b"Lab policy", b"Lab \xff\xfe policy", 1))
+put("inventory-utf8.json", inv.replace(b'"web-2"', b'"web-\xc3\x28"', 1))
+# Over 16 MiB: valid JSON padded with whitespace.
+put("policy-huge.json", pol + b" " * (17 << 20))
+put("inventory-huge.json", inv + b"\n" * (17 << 20))
+# 100,000 levels of nesting.
+deep = b'{"version": 1, "x": ' + b"[" * 100000 + b"]" * 100000 + b"}"
+put("policy-deep.json", deep)
+put("inventory-deep.json", b'{"vms": ' + b"[" * 100000 + b"]" * 100000 + b"}")
+EOF
+
+# expect_refused WHAT FILE PATTERN ARGS...: exit 3, FILE and PATTERN in the error.
+expect_refused() {
+	local what=$1 file=$2 pattern=$3 rc=0 out
+	shift 3
+	out=$(zw "$@" 2>&1) || rc=$?
+	zw_assert "$what: exit 3 (got $rc)" test "$rc" = 3
+	zw_assert "$what: the error names $(basename "$file") and says '$pattern': ${out:0:300}" \
+		grep -aq "$(basename "$file").*$pattern" <<<"$out"
+}
+
+for kind in utf8 huge deep; do
+	case $kind in
+	utf8) pat_p='line 3, column [0-9]*:.*UTF-8' pat_i='line [0-9]*, column [0-9]*:.*UTF-8' ;;
+	huge) pat_p='bytes' pat_i='bytes' ;;
+	deep) pat_p='nested deeper than' pat_i='nested deeper than' ;;
+	esac
+	p=$ZW_TMP/policy-$kind.json
+	i=$ZW_TMP/inventory-$kind.json
+	expect_refused "check policy-$kind.json" "$p" "$pat_p" check "$p"
+	expect_refused "apply policy-$kind.json" "$p" "$pat_p" apply "$p" --inventory "$inv"
+	expect_refused "check with inventory-$kind.json" "$i" "$pat_i" check "$ZW_POLICY_LAB" --inventory "$i"
+	expect_refused "apply with inventory-$kind.json" "$i" "$pat_i" apply "$ZW_POLICY_LAB" --inventory "$i"
+done
+
+gen1=$(zw --json status | zw_json "d['active_generation']")
+zw_assert "active generation unchanged by the refused applies ($gen0 → $gen1)" test "$gen0" = "$gen1"
+n=$(zw --json status | zw_json "d['endpoints_enforced']")
+zw_assert "all 4 endpoints still enforced ($n)" test "$n" = 4
+expect_allow web-1 db-1 tcp/5432 4
+expect_deny web-1 db-1 tcp/5433 4
+
+zw_assert "zonewall down exits 0" zw down
+zw_assert_detached down
+zw_summary
