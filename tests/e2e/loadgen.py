@@ -24,8 +24,12 @@ import json
 import os
 import select
 import socket
+import sys
 import threading
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from netprobe import dual_stack  # noqa: E402 (next to this file)
 
 
 def stop_requested(args):
@@ -148,17 +152,9 @@ def tcp_stream(args):
     write_out(args, out)
 
 
-def dual(kind, port):
-    s = socket.socket(socket.AF_INET6, kind)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-    s.bind(("::", port))
-    return s
-
-
 def sink(args):
-    u = dual(socket.SOCK_DGRAM, args.udp)
-    t = dual(socket.SOCK_STREAM, args.tcp)
+    u = dual_stack(socket.SOCK_DGRAM, args.udp)
+    t = dual_stack(socket.SOCK_STREAM, args.tcp)
     t.listen(128)
     counts = {"udp": 0, "tcp": 0, "sources": []}
     ready(args)

@@ -147,3 +147,30 @@ rl_assert_one_generation() {
 	zw_assert "$what: only the active generation $active is left in the maps (found: $(echo "$gens" | tr '\n' ';'))" \
 		test "$(echo "$gens" | awk '{print $1}' | sort -u | tr -d '\n')" = "$active"
 }
+
+# Starts `zonewall daemon --policy $1` (static inventory, no libvirt, the
+# lab's tap pattern) in the background, logging to $2; extra environment
+# assignments (e.g. ZW_TEST_PAUSE_AT=after-write) may follow. Pid in DPID.
+DPID=""
+rl_start_daemon() {
+	local pol=$1 log=$2 w1
+	shift 2
+	w1=$(zw_ifname web-1)
+	env "$@" nsenter --net="/run/netns/$ZW_HOSTNS" "$ZONEWALL" --pin-dir "$ZW_PIN_DIR" daemon \
+		--policy "$pol" --no-libvirt --inventory "$ZW_TMP/inventory.json" \
+		--tap-pattern "${w1%w1}t*" >"$log" 2>&1 &
+	DPID=$!
+	ZW_BG_PIDS+=("$DPID")
+}
+
+# Waits (120 s: a program load comes first) until the active generation is
+# above $1 or the daemon DPID is gone.
+rl_wait_gen_above() {
+	local i
+	for ((i = 0; i < 1200; i++)); do
+		[[ $(rl_active_gen) -gt $1 ]] && return 0
+		kill -0 "$DPID" 2>/dev/null || return 1
+		sleep 0.1
+	done
+	return 1
+}

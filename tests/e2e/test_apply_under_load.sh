@@ -59,17 +59,8 @@ dns0=$(zw_rule_packets web-to-db-dns)
 zw_log "round 1: daemon start (a new program instance), $APPLIES applies through the daemon, daemon stop, $RELOADS program reloads, alternating lab.json and B, under traffic"
 rl_start_traffic apply
 t0=$(now)
-W1IF=$(zw_ifname web-1)
-nsenter --net="/run/netns/$ZW_HOSTNS" "$ZONEWALL" --pin-dir "$ZW_PIN_DIR" daemon \
-	--policy "$ZW_POLICY_LAB" --no-libvirt --inventory "$ZW_TMP/inventory.json" \
-	--tap-pattern "${W1IF%w1}t*" >"$ZW_TMP/daemon.log" 2>&1 &
-DPID=$!
-ZW_BG_PIDS+=("$DPID")
-for ((i = 0; i < 600; i++)); do
-	[[ $(rl_active_gen) -gt $gen_start ]] && break
-	kill -0 "$DPID" 2>/dev/null || break
-	sleep 0.1
-done
+rl_start_daemon "$ZW_POLICY_LAB" "$ZW_TMP/daemon.log"
+rl_wait_gen_above "$gen_start" || true
 gen_daemon=$(rl_active_gen)
 zw_assert "daemon started and reconciled (generation $gen_start → $gen_daemon)" test "$gen_daemon" -gt "$gen_start"
 expect_allow web-1 db-1 tcp/5432 4

@@ -137,14 +137,8 @@ zw_assert "after the random kills, the next apply: lab.json in force" test "$(po
 rl_assert_one_generation "next apply after $KILLS random kills"
 
 zw_log "(c) kill -9 the daemon mid-reconcile, start it again"
-W1IF=$(zw_ifname web-1)
-PATTERN="${W1IF%w1}t*"
 g2=$(rl_active_gen)
-ZW_TEST_PAUSE_AT=after-write nsenter --net="/run/netns/$ZW_HOSTNS" "$ZONEWALL" --pin-dir "$ZW_PIN_DIR" daemon \
-	--policy "$ZW_TMP/b.json" --no-libvirt --inventory "$ZW_TMP/inventory.json" \
-	--tap-pattern "$PATTERN" >"$ZW_TMP/daemon-1.log" 2>&1 &
-DPID=$!
-ZW_BG_PIDS+=("$DPID")
+rl_start_daemon "$ZW_TMP/b.json" "$ZW_TMP/daemon-1.log" ZW_TEST_PAUSE_AT=after-write
 wait_paused "$ZW_TMP/daemon-1.log"
 kill9 "$DPID"
 zw_assert "daemon killed mid-reconcile: active generation still $g2" test "$(rl_active_gen)" = "$g2"
@@ -152,16 +146,8 @@ ngen=$(rl_generations | wc -l)
 zw_assert "daemon killed mid-reconcile: its half-written generation is still in the maps ($ngen generations)" test "$ngen" = 2
 zw_assert "daemon killed mid-reconcile: lab.json still in force" test "$(policy_in_force)" = lab
 expect_deny web-1 db-1 tcp/5433 4
-nsenter --net="/run/netns/$ZW_HOSTNS" "$ZONEWALL" --pin-dir "$ZW_PIN_DIR" daemon \
-	--policy "$ZW_TMP/b.json" --no-libvirt --inventory "$ZW_TMP/inventory.json" \
-	--tap-pattern "$PATTERN" >"$ZW_TMP/daemon-2.log" 2>&1 &
-DPID=$!
-ZW_BG_PIDS+=("$DPID")
-for ((i = 0; i < 1200; i++)); do
-	[[ $(rl_active_gen) -gt $g2 ]] && break
-	kill -0 "$DPID" 2>/dev/null || break
-	sleep 0.1
-done
+rl_start_daemon "$ZW_TMP/b.json" "$ZW_TMP/daemon-2.log"
+rl_wait_gen_above "$g2" || true
 zw_assert "restarted daemon reconciled (generation $g2 → $(rl_active_gen))" test "$(rl_active_gen)" -gt "$g2"
 zw_assert "restarted daemon: its policy B in force" test "$(policy_in_force)" = B
 rl_assert_one_generation "restarted daemon"
