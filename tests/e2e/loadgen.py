@@ -10,7 +10,8 @@ counters as JSON to --out (atomically) and exits 0.
   tcp-stream ADDR PORT --rate LPS     ONE connection, "seq N" lines to a line
                                       echo; at stop, waits until every line came
                                       back; an error (reset, EOF) ends it and is
-                                      reported - a reconnect is never attempted
+                                      reported - a reconnect is never attempted;
+                                      --ready gets the session's source port
   sink --udp PORT --tcp PORT          counts datagrams and accepted connections
                                       that reach it (the forbidden receiver)
   deny-send ADDR [ADDR..] --udp P --tcp P --rate N
@@ -47,9 +48,11 @@ def family(addr):
     return socket.AF_INET6 if ":" in addr else socket.AF_INET
 
 
-def ready(args):
+def ready(args, text=""):
     if args.ready:
-        open(args.ready, "w").close()
+        with open(args.ready + ".tmp", "w") as f:
+            f.write(text)
+        os.rename(args.ready + ".tmp", args.ready)
 
 
 def udp_stream(args):
@@ -103,7 +106,7 @@ def tcp_stream(args):
         write_out(args, out)
         return
     s.settimeout(None)
-    ready(args)
+    ready(args, "%d\n" % s.getsockname()[1])  # the session's source port
     done = threading.Event()
     lock = threading.Lock()
 

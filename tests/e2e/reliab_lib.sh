@@ -81,6 +81,9 @@ rl_stop_traffic() {
 	done
 }
 
+# Source port of round $1's TCP session (unique to its conntrack entry).
+rl_tcp_port() { tr -d '\n' <"$ZW_TMP/$1-tcp.ready"; }
+
 # Field $2 (a Python expression over d) of round $1's result file $3.
 rl_get() { zw_json "$2" <"$ZW_TMP/$1-$3.json"; }
 
@@ -173,4 +176,20 @@ rl_wait_gen_above() {
 		sleep 0.1
 	done
 	return 1
+}
+
+# created_ns of the conntrack entries of TCP port $1 (either side of the
+# canonical key), sorted, one per line: equal before and after an event
+# means the flows were neither flushed nor re-created.
+rl_ct_created() {
+	bpftool -j map dump pinned "$ZW_PIN_DIR/zw_ct" | "$ZW_PY" -c '
+import json, sys
+port = int(sys.argv[1])
+want = {port, ((port & 0xff) << 8) | (port >> 8)}  # net order read as host
+out = []
+for e in json.load(sys.stdin):
+    k, v = e["formatted"]["key"], e["formatted"]["value"]
+    if k["proto"] == 6 and (k["sport"] in want or k["dport"] in want):
+        out.append(v["created_ns"])
+print("\n".join(str(c) for c in sorted(out)))' "$1"
 }

@@ -11,10 +11,10 @@
 #     not yet active: the old policy stays in force; a concurrent apply gets
 #     "busy" (exit 4) meanwhile; after-flip — the new policy is in force, the
 #     old generation and the state file are not cleaned up yet.
-#  b. ZW_CRASH_KILLS (default 8) applies killed after a random delay in
-#     [0, duration of one apply]; after each the active generation is
-#     complete (as many entries as a clean apply of lab.json or of B writes). Each CLI apply loads the programs (3
-#     verifier runs, 8-30 s on the loaded CI machine), which bounds the count.
+#  b. ZW_CRASH_KILLS (default 20) applies killed after a random delay in
+#     [0, 1.5 × the duration of one apply] (some land after the flip or the
+#     end); after each the active generation is complete (as many entries
+#     as a clean apply of lab.json or of B writes).
 #  c. the daemon killed mid-reconcile (after-write), then started again.
 # At the end: nothing denied arrived, the TCP session never broke and got
 # every line back, UDP lost at most max(2, 0.5 % of sent).
@@ -24,7 +24,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 # shellcheck source=tests/e2e/reliab_lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/reliab_lib.sh"
 
-KILLS=${ZW_CRASH_KILLS:-8}
+KILLS=${ZW_CRASH_KILLS:-20}
 
 # Starts `zonewall apply POLICY` in the background with ZW_TEST_PAUSE_AT=$1
 # (or none if $1 is -); pid in APPLY_PID, stderr+stdout in $ZW_TMP/apply-$2.log.
@@ -113,10 +113,11 @@ zw_log "(b) $KILLS applies killed at random points"
 t0=$(date +%s%N)
 zw_apply "$ZW_TMP/b.json" --inventory "$ZW_TMP/inventory.json"
 apply_ms=$((($(date +%s%N) - t0) / 1000000))
-zw_log "one apply takes $apply_ms ms here; kills land in [0, $apply_ms] ms"
+zw_log "one apply takes $apply_ms ms here; kills land in [0, $((apply_ms * 3 / 2))] ms"
+n_lab=0 n_b=0
 for ((k = 0; k < KILLS; k++)); do
 	if ((k % 2 == 0)); then pol=$ZW_POLICY_LAB; else pol=$ZW_TMP/b.json; fi
-	delay=$(awk -v r="$RANDOM" -v ms="$apply_ms" 'BEGIN { printf "%.3f", r / 32767 * ms / 1000 }')
+	delay=$(awk -v r="$RANDOM" -v ms="$apply_ms" 'BEGIN { printf "%.3f", r / 32767 * ms * 1.5 / 1000 }')
 	start_apply - "r$k" "$pol"
 	sleep "$delay"
 	kill9 "$APPLY_PID"
@@ -127,8 +128,11 @@ for ((k = 0; k < KILLS; k++)); do
 	want=$CNT_B
 	[[ $in_force == lab ]] && want=$CNT_LAB
 	[[ $cnt == "$want" ]] || zw_fail "kill $k (after $delay s): active generation $active has $cnt entries, a complete $in_force has $want"
+	[[ $in_force == lab ]] && n_lab=$((n_lab + 1))
+	[[ $in_force == B ]] && n_b=$((n_b + 1))
 	zw_log "kill $k after $delay s: $in_force in force, generation $active complete ($cnt entries), $(rl_generations | wc -l) generation(s) in the maps"
 done
+zw_log "random kills: lab.json in force after $n_lab, B after $n_b"
 zw_pass "$KILLS random kills: after each one, a complete lab.json or B (never anything else) was in force"
 expect_deny web-1 db-1 tcp/5433 4
 expect_deny db-1 web-1 tcp/80 4
