@@ -60,7 +60,7 @@ zw_log "round 1: daemon start (a new program instance), $APPLIES applies through
 rl_start_traffic apply
 t0=$(now)
 ct0=$(rl_ct_created "$(rl_tcp_port apply)")
-zw_assert "conntrack has the TCP session's flow before the daemon starts ($(echo $ct0))" test -n "$ct0"
+zw_assert "conntrack has the TCP session's flow before the daemon starts (${ct0//$'\n'/ })" test -n "$ct0"
 rl_start_daemon "$ZW_POLICY_LAB" "$ZW_TMP/daemon.log"
 rl_wait_gen_above "$gen_start" || true
 gen_daemon=$(rl_active_gen)
@@ -87,7 +87,7 @@ zw_assert "all $RELOADS CLI applies (each a new program instance) succeeded ($FA
 zw_log "$RELOADS CLI applies with program reloads in $t_reload s"
 dur=$(elapsed "$t0")
 ct1=$(rl_ct_created "$(rl_tcp_port apply)")
-zw_assert "conntrack not flushed: the TCP session's flow has the same creation time after daemon start/stop, $APPLIES applies and $RELOADS reloads ($(echo $ct0) → $(echo $ct1))" \
+zw_assert "conntrack not flushed: the TCP session's flow has the same creation time after daemon start/stop, $APPLIES applies and $RELOADS reloads (${ct0//$'\n'/ } → ${ct1//$'\n'/ })" \
 	test "$ct0" = "$ct1"
 rl_stop_traffic apply
 rl_check_round apply "under $APPLIES applies + $RELOADS reloads"

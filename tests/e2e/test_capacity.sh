@@ -71,8 +71,9 @@ for cmd in check apply; do
 done
 
 zw_assert "active generation unchanged by the refused applies ($gen0 → $(rl_active_gen))" test "$(rl_active_gen)" = "$gen0"
-zw_assert "map entries unchanged: nothing was written (before: $(echo $maps0), after: $(echo "$(rl_generations)"))" \
-	test "$(rl_generations)" = "$maps0"
+maps1=$(rl_generations)
+zw_assert "map entries unchanged: nothing was written (before: ${maps0//$'\n'/;}, after: ${maps1//$'\n'/;})" \
+	test "$maps1" = "$maps0"
 expect_allow web-1 db-1 tcp/5432 4
 expect_deny web-1 db-1 tcp/5433 4
 
