@@ -102,6 +102,12 @@ int cmd_check(const Globals& g, const std::string& policy_path, const std::strin
     for (const auto& e : *a)
       assigned.push_back(
           {{"vm", e.endpoint.vm_name}, {"ifname", e.endpoint.ifname}, {"zone", e.zone}});
+  } else {
+    // Without an inventory the policy's own capacities (CIDRs, zone pairs,
+    // entries) are still checked as apply would.
+    auto d = engine::build_desired(*p, inventory::Inventory{}, std::nullopt, "tc",
+                                   [](const std::string&) -> uint32_t { return 1; });
+    if (!d) return report(g, d.error());
   }
   if (g.json_out) {
     json j{{"ok", true},

@@ -9,11 +9,14 @@
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
-
 #include <chrono>
+#include <cstddef>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <mutex>
 #include <optional>
@@ -489,6 +492,24 @@ void Daemon::Impl::on_control() {
   }
 }
 
+// systemd's readiness protocol (Type=notify): one datagram to
+// $NOTIFY_SOCKET. No-op when not started by systemd.
+static void notify_ready() {
+  const char* path = std::getenv("NOTIFY_SOCKET");
+  if (path == nullptr || *path == '\0' || std::strlen(path) >= sizeof(sockaddr_un::sun_path))
+    return;
+  sockaddr_un sa{};
+  sa.sun_family = AF_UNIX;
+  std::memcpy(sa.sun_path, path, std::strlen(path));
+  if (sa.sun_path[0] == '@') sa.sun_path[0] = '\0';  // abstract namespace
+  UniqueFd fd(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  if (!fd) return;
+  const char msg[] = "READY=1";
+  socklen_t len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + std::strlen(path));
+  if (::sendto(fd.get(), msg, sizeof msg - 1, 0, reinterpret_cast<sockaddr*>(&sa), len) < 0)
+    log::warn("sd_notify READY=1 failed", {{"errno", std::to_string(errno)}});
+}
+
 int Daemon::Impl::run() {
   if (auto st = start(); !st) {
     log::error("daemon cannot start", {{"error", st.error().str()}});
@@ -496,6 +517,11 @@ int Daemon::Impl::run() {
            : st.error().kind() == ErrorKind::kBusy  ? 4
                                                     : 1;
   }
+  // Ready only once programs are loaded, the tap thread hooks new taps and
+  // the first reconcile has run: the unit is ordered before libvirtd with
+  // Type=notify, so no autostarted VM's tap can come up unfiltered.
+  step(0);
+  notify_ready();
   log::info("daemon running", {{"pin_dir", o_.paths.pin_dir},
                                {"policy", o_.policy_path},
                                {"libvirt", o_.libvirt_uri},

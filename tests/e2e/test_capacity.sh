@@ -69,6 +69,9 @@ for cmd in check apply; do
 	refused "$cmd with 320,140 policy entries" "320140 map entries, more than the datapath holds (262144)" \
 		"$cmd" "$ZW_TMP/pol-entries.json" --inventory "$inv"
 done
+# check of the policy alone gates its own capacities too (CI without an inventory).
+refused "check without an inventory, 16,385 CIDRs" "16385 CIDRs exceed the CIDR map (16384)" \
+	check "$ZW_TMP/pol-cidrs.json"
 
 zw_assert "active generation unchanged by the refused applies ($gen0 → $(rl_active_gen))" test "$(rl_active_gen)" = "$gen0"
 maps1=$(rl_generations)

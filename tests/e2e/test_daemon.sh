@@ -30,8 +30,9 @@ DAEMON_LOG=""
 start_daemon() {
 	DAEMON_N=$((DAEMON_N + 1))
 	DAEMON_LOG=$ZW_TMP/daemon-$DAEMON_N.log
-	# nsenter execs zonewall: $! is the daemon itself.
-	nsenter --net="/run/netns/$ZW_HOSTNS" "$ZONEWALL" --pin-dir "$ZW_PIN_DIR" daemon \
+	# nsenter execs zonewall: $! is the daemon itself. NOTIFY_SOCKET as
+	# systemd sets it for Type=notify (see check_ready).
+	NOTIFY_SOCKET=${NOTIFY_SOCK:-} nsenter --net="/run/netns/$ZW_HOSTNS" "$ZONEWALL" --pin-dir "$ZW_PIN_DIR" daemon \
 		--policy "$ZW_POLICY_LAB" --no-libvirt --inventory "$ZW_TMP/inventory.json" \
 		--tap-pattern "$PATTERN" >"$DAEMON_LOG" 2>&1 &
 	DAEMON_PID=$!
@@ -207,8 +208,23 @@ expect_allow web-1 admin-1 icmp 4
 expect_allow db-1 web-1 tcp/80 4
 ((ZW_FAILED == 0)) || zw_die "the lab itself does not forward traffic; not testing zonewall on it"
 
-zw_log "(a) start the daemon"
+zw_log "(a) start the daemon (as systemd's Type=notify would: it says when it is ready)"
+NOTIFY_SOCK=$ZW_TMP/notify.sock
+"$ZW_PY" -c 'import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+s.settimeout(120)
+print(s.recv(256).decode(), flush=True)' "$NOTIFY_SOCK" >"$ZW_TMP/notify.out" 2>&1 &
+NOTIFY_PID=$!
+for ((i = 0; i < 50; i++)); do [[ -S $NOTIFY_SOCK ]] && break; sleep 0.1; done
 start_daemon
+NOTIFY_SOCK=""
+wait "$NOTIFY_PID" || true
+# Ready means enforced: every VM interface is hooked by then, so systemd
+# may start libvirtd (and autostarted VMs) right away.
+n=$(zw --json status | zw_json "d['endpoints_enforced']") || n=""
+zw_assert "daemon says READY=1 to systemd (got '$(cat "$ZW_TMP/notify.out")')" grep -qx 'READY=1' "$ZW_TMP/notify.out"
+zw_assert "at READY every endpoint is already enforced (got $n of 4)" test "$n" = 4
 wait_enforced
 status=$(zw --json status)
 problems=$(zw_json "[e['vm'] + ': ' + e['zone'] for e in d['endpoints'] if e['zone'] != e['vm'].split('-')[0] or e['attach'] != 'tc']" <<<"$status")
