@@ -170,7 +170,7 @@ ZW_SUBPROG int zw_slow(const struct zw_config *cfg, const struct zw_endpoint *ep
 	struct zw_verdict v = {};
 	struct zw_policy_key q = {};
 	struct zw_ct_entry *ct;
-	__u32 rule = ZW_RULE_NONE, src_if, dst_if, gen, ifindex;
+	__u32 rule = ZW_RULE_NONE, src_if, dst_if, gen, ifindex, ep_if;
 	__u64 now;
 	__u16 sz, dz;
 	int reason, dir = ZW_CT_ORIG, ep_is_src, from_vm;
@@ -179,6 +179,11 @@ ZW_SUBPROG int zw_slow(const struct zw_config *cfg, const struct zw_endpoint *ep
 		return ZW_R_DROP_MALFORMED;
 	gen = io->gen;
 	ifindex = io->ifindex;
+	/* The VM's side of a flow may take the fast path only if its addresses
+	 * were checked: not while none is known (its replies must meet
+	 * drop_no_address in here). */
+	ep_if = (ep->flags & (ZW_EPF_CHECK_IP | ZW_EPF_NO_ADDRS)) ==
+				(ZW_EPF_CHECK_IP | ZW_EPF_NO_ADDRS) ? 0 : io->ifindex;
 	from_vm = io->from_vm;
 	now = io->now;
 	q.gen = gen;
@@ -258,12 +263,12 @@ ZW_SUBPROG int zw_slow(const struct zw_config *cfg, const struct zw_endpoint *ep
 		ep_is_src = from_vm == (dir == ZW_CT_ORIG);
 		if (ep_is_src) {
 			sz = ep->zone;
-			src_if = ifindex;
+			src_if = ep_if;
 			dz = zw_addr_of(gen, (const struct zw_addr16 *)zw_ct_orig_daddr(&fk, ct), &dst_if);
 		} else {
 			sz = zw_addr_of(gen, (const struct zw_addr16 *)zw_ct_orig_saddr(&fk, ct), &src_if);
 			dz = ep->zone;
-			dst_if = ifindex;
+			dst_if = ep_if;
 		}
 		q.src_zone = sz;
 		q.dst_zone = dz;
@@ -295,13 +300,13 @@ ZW_SUBPROG int zw_slow(const struct zw_config *cfg, const struct zw_endpoint *ep
 	}
 	if (from_vm) {
 		sz = ep->zone;
-		src_if = ifindex;
+		src_if = ep_if;
 		dz = zw_addr_of(gen, (const struct zw_addr16 *)(p->tuple.daddr), &dst_if);
 	} else {
 		sz = zw_addr_of(gen, (const struct zw_addr16 *)(p->tuple.saddr), &src_if);
 		src_if = 0;	/* it did not come through its from-VM hook */
 		dz = ep->zone;
-		dst_if = ifindex;
+		dst_if = ep_if;
 	}
 	q.src_zone = sz;
 	q.dst_zone = dz;

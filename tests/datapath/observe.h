@@ -66,22 +66,4 @@ class Observer {
   mutable std::vector<uint64_t> last_;
 };
 
-// UDP (IPv4, or IPv6 without extension headers) with 67, 68, 546 or 547 as
-// either port: the class of known finding 3 (docs/security.md "Proof"),
-// which the differential test and the datapath fuzzer leave out until the
-// datapath is fixed.
-inline bool udp_with_dhcp_port(const std::vector<uint8_t>& f) {
-  size_t l4 = 0;
-  if (f.size() >= 34 && f[12] == 0x08 && f[13] == 0x00 && f[23] == 17)
-    l4 = 14 + (f[14] & 0x0f) * 4u;
-  else if (f.size() >= 54 && f[12] == 0x86 && f[13] == 0xdd && f[20] == 17)
-    l4 = 54;
-  if (l4 == 0 || f.size() < l4 + 4) return false;
-  for (size_t o : {l4, l4 + 2}) {
-    uint16_t port = static_cast<uint16_t>(f[o] << 8 | f[o + 1]);
-    if (port == 67 || port == 68 || port == 546 || port == 547) return true;
-  }
-  return false;
-}
-
 }  // namespace zw::test

@@ -169,7 +169,7 @@ class DiffRun {
           const std::vector<std::pair<std::string, uint32_t>>& ifs)
       : seed_(seed), rng_(seed), paths_(paths), ifs_(ifs) {}
 
-  uint64_t packets = 0, mismatches = 0, rounds = 0, applies = 0, known_hits = 0;
+  uint64_t packets = 0, mismatches = 0, rounds = 0, applies = 0;
   double apply_secs = 0;
   std::map<std::string, uint64_t> reasons_seen;
 
@@ -461,18 +461,6 @@ class DiffRun {
   // whether it passed (the datapath's answer).
   bool check(Prog prog, int iface, const Bytes& sent, const std::string& why) {
     const Bytes& frame = sent;
-    // Known finding 3 (/tmp/zw-model-findings.md, docs/security.md "Proof"):
-    // UDP with a DHCP port that reaches conntrack never finds its flow in
-    // the datapath. Until fixed, such frames are not run (ZW_DIFF_KNOWN=1
-    // runs them), so neither side's state diverges.
-    if (!known_ && test::udp_with_dhcp_port(frame)) {
-      model::Flows scratch = flows_;
-      model::Hook h = prog == Prog::kToVmTc ? model::Hook::kToVm : model::Hook::kFromVm;
-      zw_reason r = model::judge(world_, h, ifs_[iface].first, frame, scratch).reason;
-      if (r == ZW_R_PASS_NEW || r == ZW_R_PASS_CT || r == ZW_R_PASS_AUDIT ||
-          r == ZW_R_DROP_POLICY || r == ZW_R_DROP_REVOKED || r == ZW_R_DROP_CT_LIMIT)
-        return false;
-    }
     // The kernel refuses to test-run a tc program on a frame whose ethertype
     // says IPv4/IPv6 but that is shorter than the fixed IP header (EINVAL);
     // such frames run on XDP (from the VM) or are left out (to the VM).
@@ -495,15 +483,6 @@ class DiffRun {
     model::Verdict m = model::judge(world_, hook, ifs_[iface].first, frame, flows_);
     reasons_seen[engine::reason_name(m.reason)]++;
     bool same = moved == 1 && r->pass == m.pass && reason == m.reason && rule == rule_id(m.rule);
-    // Known finding 4: a VM without known addresses answers on a flow its
-    // to-VM hook created; the fast path passes it (pass_ct) without the
-    // no-address check. Neither side's state changes; counted, not failed,
-    // unless ZW_DIFF_KNOWN=1.
-    if (!same && !known_ && moved == 1 && m.reason == ZW_R_DROP_NO_ADDRESS &&
-        reason == ZW_R_PASS_CT) {
-      ++known_hits;
-      return r->pass;
-    }
     if (!same) {
       ++mismatches;
       ADD_FAILURE() << "MISMATCH seed " << seed_ << " round " << rounds << " packet " << packets
@@ -869,7 +848,6 @@ class DiffRun {
 
   uint64_t seed_;
   std::mt19937_64 rng_;
-  bool known_ = env_u64("ZW_DIFF_KNOWN", 0) != 0;
   engine::Paths paths_;
   std::vector<std::pair<std::string, uint32_t>> ifs_;
 
@@ -903,8 +881,6 @@ TEST_F(DifferentialTest, DatapathEqualsModelOnRandomPoliciesAndAdversarialFrames
       static_cast<unsigned long long>(seed), static_cast<unsigned long long>(run.packets),
       static_cast<unsigned long long>(run.rounds), static_cast<unsigned long long>(run.applies),
       run.apply_secs, secs, static_cast<unsigned long long>(run.mismatches));
-  std::printf("  known finding 4 met %llu times\n",
-              static_cast<unsigned long long>(run.known_hits));
   for (const auto& [name, n] : run.reasons_seen)
     std::printf("  %-22s %llu\n", name.c_str(), static_cast<unsigned long long>(n));
   EXPECT_TRUE(ok);

@@ -170,15 +170,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (short_ip) prog = Prog::kFromVmXdp;
   model::Hook hook = prog == Prog::kToVmTc ? model::Hook::kToVm : model::Hook::kFromVm;
   const std::string ifname = "zwf" + std::to_string(iface);
-  // Known finding 3 (docs/security.md "Proof"): UDP with a DHCP port that
-  // reaches conntrack; not run unless ZW_FUZZ_KNOWN is set.
-  if (!std::getenv("ZW_FUZZ_KNOWN") && test::udp_with_dhcp_port(frame)) {
-    model::Flows scratch = S->flows;
-    zw_reason r = model::judge(S->world, hook, ifname, frame, scratch).reason;
-    if (r == ZW_R_PASS_NEW || r == ZW_R_PASS_CT || r == ZW_R_PASS_AUDIT || r == ZW_R_DROP_POLICY ||
-        r == ZW_R_DROP_REVOKED || r == ZW_R_DROP_CT_LIMIT)
-      return -1;
-  }
   auto got = S->obs->run(S->progs[static_cast<int>(prog)].get(), prog, S->ifindex[iface], frame);
   if (!got) die("test_run: " + got.error().str());
   model::Verdict m = model::judge(S->world, hook, ifname, frame, S->flows);
