@@ -1,0 +1,309 @@
+// Control-plane benchmarks.
+//   apply-time   check, compile and apply a generated policy in process,
+//                phase by phase, with peak RSS and the map entries each
+//                apply writes (counted in the kernel by kprobes on the map
+//                update/delete paths, for this process only); then the
+//                applies after one rule and one VM changed
+//   tap-latency  the real `zonewall daemon` (static inventory, tap pattern)
+//                in a private netns: time from a new VM interface appearing
+//                to its hook (fail-closed) and to its endpoint in the live
+//                generation (enforced by zone)
+#include <net/if.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <thread>
+
+#include "common.h"
+#include "datapath/attach.h"
+#include "datapath/maps.h"
+#include "datapath/object.h"
+#include "engine/desired.h"
+#include "engine/reconcile.h"
+#include "gen.h"
+#include "inventory/static_json.h"
+#include "inventory/zones.h"
+#include "policy/compile.h"
+#include "policy/json.h"
+#include "zw_bench_count.skel.h"
+
+namespace zw::bench {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double ms_since(Clock::time_point t) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
+}
+
+long peak_rss_kb() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return ru.ru_maxrss;
+}
+
+bool write_file(const std::string& path, const std::string& text) {
+  std::ofstream f(path);
+  f << text;
+  return static_cast<bool>(f);
+}
+
+// Map writes of this process, counted in the kernel.
+class WriteCounter {
+ public:
+  bool start() {
+    skel_ = zw_bench_count__open();
+    if (!skel_) return false;
+    skel_->rodata->target_tgid = static_cast<uint32_t>(getpid());
+    return zw_bench_count__load(skel_) == 0 && zw_bench_count__attach(skel_) == 0;
+  }
+  ~WriteCounter() {
+    if (skel_) zw_bench_count__destroy(skel_);
+  }
+  uint64_t updates() const { return skel_->bss->updates; }
+  uint64_t deletes() const { return skel_->bss->deletes; }
+
+ private:
+  zw_bench_count* skel_ = nullptr;
+};
+
+int apply_time(int argc, char** argv) {
+  CLI::App app{"control plane: check, compile, apply"};
+  GenSpec s;
+  s.zones = 1000;
+  s.vms = 4000;
+  s.rules = 10000;
+  std::string pin_dir, dir;
+  app.add_option("--zones", s.zones)->capture_default_str();
+  app.add_option("--vms", s.vms)->capture_default_str();
+  app.add_option("--rules", s.rules)->capture_default_str();
+  app.add_option("--pin-dir", pin_dir)->required();
+  app.add_option("--dir", dir, "where the generated files go")->required();
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  if (unshare(CLONE_NEWNET) != 0) {
+    std::perror("unshare(CLONE_NEWNET)");
+    return 1;
+  }
+  sh("ip link set lo up && ip link add zwbA type veth peer name zwbAp && ip link set zwbA up");
+  s.real = {{0, "zwbA"}};
+  std::string pol = dir + "/apply.policy.json", inv = dir + "/apply.inventory.json";
+  if (!write_file(pol, policy_json(s)) || !write_file(inv, inventory_json(s))) {
+    std::fprintf(stderr, "apply-time: cannot write into %s\n", dir.c_str());
+    return 1;
+  }
+  datapath::install_libbpf_logger();
+  WriteCounter wc;
+  if (!wc.start()) {
+    std::fprintf(stderr, "apply-time: cannot attach the write counter (kprobes)\n");
+    return 1;
+  }
+  auto row = [&](const char* phase, double ms, const std::string& note) {
+    std::printf("control\t%d\t%d\t%d\t%s\t%.1f\t%ld\t%s\n", s.zones, s.vms, s.rules, phase, ms,
+                peak_rss_kb(), note.c_str());
+    std::fflush(stdout);
+  };
+  std::printf("control\tzones\tvms\trules\tphase\tms\tpeak_rss_kb\tnote\n");
+
+  auto t = Clock::now();
+  auto p = policy::load(pol);
+  if (!p) {
+    std::fprintf(stderr, "apply-time: %s\n", p.error().str().c_str());
+    return 1;
+  }
+  row("parse+validate policy", ms_since(t), std::to_string(p->rules.size()) + " rules");
+  t = Clock::now();
+  auto in = inventory::load_static(inv);
+  if (!in) {
+    std::fprintf(stderr, "apply-time: %s\n", in.error().str().c_str());
+    return 1;
+  }
+  auto assigned = inventory::assign_zones(*p, *in);
+  if (!assigned) {
+    std::fprintf(stderr, "apply-time: %s\n", assigned.error().str().c_str());
+    return 1;
+  }
+  row("load inventory+assign zones", ms_since(t), std::to_string(assigned->size()) + " VM interfaces");
+  t = Clock::now();
+  auto ids = policy::assign_zone_ids(*p);
+  auto rids = policy::assign_rule_ids(*p);
+  if (!rids) return 1;
+  ids.rule = *rids;
+  auto compiled = policy::compile(*p, ids);
+  if (!compiled) {
+    std::fprintf(stderr, "apply-time: %s\n", compiled.error().str().c_str());
+    return 1;
+  }
+  row("compile", ms_since(t), std::to_string(compiled->entries.size()) + " policy entries");
+
+  engine::Paths paths = engine::make_paths(pin_dir);
+  if (auto st = datapath::ensure_bpffs(pin_dir); !st) return 1;
+  int rc = 0;
+  auto do_apply = [&](const char* phase, const policy::Policy& pp, const inventory::Inventory& ii,
+                      const datapath::Object* programs) {
+    auto lock = engine::PinLock::acquire(paths.pin_dir);
+    if (!lock) return false;
+    uint64_t u0 = wc.updates(), d0 = wc.deletes();
+    auto t0 = Clock::now();
+    engine::ApplyInput ai{.policy = &pp,
+                          .inventory = &ii,
+                          .programs = programs,
+                          .policy_source = pol,
+                          .inventory_source = inv,
+                          .default_attach = "tc",
+                          .keep_hooked = {}};
+    auto rep = engine::apply(paths, ai);
+    double ms = ms_since(t0);
+    if (!rep) {
+      std::fprintf(stderr, "apply-time: %s: %s\n", phase, rep.error().str().c_str());
+      rc = 1;
+      return false;
+    }
+    row(phase, ms,
+        "generation " + std::to_string(rep->generation) + "; map entries written " +
+            std::to_string(wc.updates() - u0) + ", deleted " + std::to_string(wc.deletes() - d0) +
+            " (policy entries " + std::to_string(rep->policy_entries) + ", endpoints " +
+            std::to_string(rep->endpoints) + ")");
+    return true;
+  };
+  // The CLI's apply: loads a new program instance (verifier) every time.
+  if (!do_apply("apply (new programs, first)", *p, *in, nullptr)) goto out;
+  {
+    // The daemon's apply: programs loaded once, reused.
+    auto obj = datapath::Object::load(paths.pin_dir);
+    if (!obj) {
+      rc = 1;
+      goto out;
+    }
+    if (!do_apply("re-apply, nothing changed (loaded programs)", *p, *in, &*obj)) goto out;
+    policy::Policy p1 = *p;
+    p1.rules.front().ports.front().lo += 1;  // one rule: a different port
+    p1.rules.front().ports.front().hi += 1;
+    if (!do_apply("apply, one rule changed (loaded programs)", p1, *in, &*obj)) goto out;
+    inventory::Inventory i1 = *in;
+    auto& e = i1.endpoints.back();  // one VM: a different address
+    e.addrs.front() = *net::parse_addr("10.200.0.1");
+    if (!do_apply("apply, one VM changed (loaded programs)", p1, i1, &*obj)) goto out;
+  }
+out:
+  if (auto lock = engine::PinLock::acquire(paths.pin_dir)) (void)engine::down(paths);
+  return rc;
+}
+
+int tap_latency(int argc, char** argv) {
+  CLI::App app{"new VM interface -> hooked -> enforced, with the real daemon"};
+  GenSpec s;
+  s.zones = 10;
+  s.vms = 10;
+  s.rules = 10;
+  std::string pin_dir, dir, zonewall;
+  int trials = 10;
+  app.add_option("--zones", s.zones)->capture_default_str();
+  app.add_option("--vms", s.vms)->capture_default_str();
+  app.add_option("--rules", s.rules)->capture_default_str();
+  app.add_option("--trials", trials)->capture_default_str();
+  app.add_option("--pin-dir", pin_dir)->required();
+  app.add_option("--dir", dir)->required();
+  app.add_option("--zonewall", zonewall, "the zonewall binary")->required();
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  if (unshare(CLONE_NEWNET) != 0) {
+    std::perror("unshare(CLONE_NEWNET)");
+    return 1;
+  }
+  sh("ip link set lo up");
+  const std::string tap = "zwbt0";
+  s.real = {{0, tap}};
+  std::string pol = dir + "/tap.policy.json", inv = dir + "/tap.inventory.json";
+  if (!write_file(pol, policy_json(s)) || !write_file(inv, inventory_json(s))) return 1;
+  pid_t child = fork();
+  if (child == 0) {
+    std::string log = dir + "/tap-daemon.log";
+    FILE* f = std::fopen(log.c_str(), "w");
+    if (f) {
+      dup2(fileno(f), 1);
+      dup2(fileno(f), 2);
+    }
+    execl(zonewall.c_str(), zonewall.c_str(), "--pin-dir", pin_dir.c_str(), "daemon",
+          "--no-libvirt", "--inventory", inv.c_str(), "--policy", pol.c_str(), "--tap-pattern",
+          "zwbt*", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  engine::Paths paths = engine::make_paths(pin_dir);
+  int rc = 0;
+  std::optional<datapath::Maps> maps;
+  std::optional<datapath::ConfigView> cfg;
+  auto deadline = Clock::now() + std::chrono::seconds(60);
+  while (Clock::now() < deadline) {  // the daemon's first apply
+    if (auto m = datapath::open_pinned_maps(pin_dir); m) {
+      if (auto c = datapath::ConfigView::map(m->config.get()); c && c->active_gen() != 0) {
+        maps.emplace(std::move(*m));
+        cfg.emplace(std::move(*c));
+        break;
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  std::printf("taplat\tzones\tvms\trules\ttrial\thooked_us\tenforced_us\n");
+  if (!cfg) {
+    std::fprintf(stderr, "tap-latency: the daemon did not apply within 60 s (see %s)\n",
+                 (dir + "/tap-daemon.log").c_str());
+    rc = 1;
+  }
+  for (int i = 0; cfg && i < trials; ++i) {
+    if (!sh("ip link add " + tap + " type veth peer name " + tap + "p && ip link set " + tap +
+            " up")) {
+      rc = 1;
+      break;
+    }
+    auto t0 = Clock::now();  // `ip link add` returned: the interface exists
+    uint32_t ifx = if_nametoindex(tap.c_str());
+    double hooked = -1, enforced = -1;
+    while (ms_since(t0) < 30000 && enforced < 0) {
+      if (hooked < 0) {
+        auto id = datapath::tc_prog_id(static_cast<int>(ifx), datapath::TcHook::kIngress);
+        if (id && *id != 0) hooked = ms_since(t0) * 1000;
+      }
+      zw_endpoint_key k{cfg->active_gen(), ifx};
+      zw_endpoint ep{};
+      if (hooked >= 0 && datapath::map_lookup(maps->endpoints.get(), k, &ep))
+        enforced = ms_since(t0) * 1000;
+      else
+        std::this_thread::sleep_for(std::chrono::microseconds(50));
+    }
+    std::printf("taplat\t%d\t%d\t%d\t%d\t%.0f\t%.0f\n", s.zones, s.vms, s.rules, i, hooked,
+                enforced);
+    std::fflush(stdout);
+    if (enforced < 0) rc = 1;
+    sh("ip link del " + tap);
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));  // let the removal settle
+  }
+  kill(child, SIGTERM);
+  waitpid(child, nullptr, 0);
+  if (auto lock = engine::PinLock::acquire(paths.pin_dir)) (void)engine::down(paths);
+  return rc;
+}
+
+}  // namespace
+
+int run_control(int argc, char** argv) {
+  std::string cmd = argv[1];
+  if (cmd == "apply-time") return apply_time(argc - 1, argv + 1);
+  return tap_latency(argc - 1, argv + 1);
+}
+
+}  // namespace zw::bench
