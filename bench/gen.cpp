@@ -69,6 +69,13 @@ std::string policy_json(const GenSpec& s) {
   for (int z = 0; z < s.zones; ++z)
     zones[zone_name(z)] = {{"vms", json::array({"vm-" + zone_name(z) + "-*"})}};
   json rules = json::array();
+  if (!s.tcp_ports.empty())
+    rules.push_back({{"name", "tcp"},
+                     {"from", zone_name(0)},
+                     {"to", zone_name(1)},
+                     {"proto", "tcp"},
+                     {"ports", s.tcp_ports},
+                     {"action", "allow"}});
   for (int k = 0; k < s.rules; ++k) {
     RuleShape r = rule_shape(s, k);
     json ports = json::array();
@@ -111,11 +118,14 @@ template <typename F>
 void for_each_allowed(const GenSpec& s, F f) {
   std::vector<std::vector<int>> members(s.zones);
   for (int i = 0; i < s.vms; ++i) members[i % s.zones].push_back(i);
+  for (int a : members[0])
+    for (int b : members[1])
+      for (int port : s.tcp_ports) f(a, b, port, "tcp");
   for (int k = 0; k < s.rules; ++k) {
     RuleShape r = rule_shape(s, k);
     for (int a : members[r.from])
       for (int b : members[r.to])
-        for (int p = 0; p < s.ports_per_rule; ++p) f(a, b, r.port_lo + p);
+        for (int p = 0; p < s.ports_per_rule; ++p) f(a, b, r.port_lo + p, "udp");
   }
 }
 
@@ -123,9 +133,9 @@ std::string nft_ruleset(const GenSpec& s, const std::string& table) {
   std::string out = "table ip " + table + " {\n";
   out += "  set allowed {\n    type ipv4_addr . ipv4_addr . inet_proto . inet_service\n";
   std::string elems;
-  for_each_allowed(s, [&](int a, int b, int port) {
-    elems += (elems.empty() ? "" : ",\n      ") + vm_ipv4(a) + " . " + vm_ipv4(b) + " . udp . " +
-             std::to_string(port);
+  for_each_allowed(s, [&](int a, int b, int port, const char* proto) {
+    elems += (elems.empty() ? "" : ",\n      ") + vm_ipv4(a) + " . " + vm_ipv4(b) + " . " + proto +
+             " . " + std::to_string(port);
   });
   if (!elems.empty()) out += "    elements = { " + elems + " }\n";
   out += "  }\n  set intra {\n    type ipv4_addr . ipv4_addr\n";
@@ -134,7 +144,7 @@ std::string nft_ruleset(const GenSpec& s, const std::string& table) {
     for (int b = a % s.zones; b < s.vms; b += s.zones)
       if (a != b) intra += (intra.empty() ? "" : ", ") + vm_ipv4(a) + " . " + vm_ipv4(b);
   if (!intra.empty()) out += "    elements = { " + intra + " }\n";
-  out += "  }\n  chain fwd {\n    type filter hook forward priority filter; policy drop;\n";
+  out += "  }\n  chain forward_vms {\n    type filter hook forward priority filter; policy drop;\n";
   out += "    ct state vmap { established : accept, related : accept, invalid : drop }\n";
   out += "    ip saddr . ip daddr . meta l4proto . th dport @allowed accept\n";
   out += "    ip saddr . ip daddr @intra accept\n";
@@ -145,9 +155,9 @@ std::string nft_ruleset(const GenSpec& s, const std::string& table) {
 std::string iptables_ruleset(const GenSpec& s) {
   std::string out = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n";
   out += "-A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT\n";
-  for_each_allowed(s, [&](int a, int b, int port) {
-    out += "-A FORWARD -s " + vm_ipv4(a) + "/32 -d " + vm_ipv4(b) +
-           "/32 -p udp -m udp --dport " + std::to_string(port) + " -j ACCEPT\n";
+  for_each_allowed(s, [&](int a, int b, int port, const char* proto) {
+    out += "-A FORWARD -s " + vm_ipv4(a) + "/32 -d " + vm_ipv4(b) + "/32 -p " + proto + " -m " +
+           proto + " --dport " + std::to_string(port) + " -j ACCEPT\n";
   });
   std::vector<std::vector<int>> members(s.zones);
   for (int i = 0; i < s.vms; ++i) members[i % s.zones].push_back(i);

@@ -30,6 +30,7 @@ struct GenSpec {
   int ports_per_rule = 1;
   std::vector<RealIf> real;  // other VMs get absent interfaces "zwbx<i>"
   int src_extra_addrs = 0;   // more addresses (per family) for VM 0
+  std::vector<int> tcp_ports;  // one more rule, first: z0 -> z1 tcp these ports
 };
 
 inline constexpr uint16_t kAllowedPort = 1000;

@@ -1,11 +1,13 @@
 // Traffic tools for the packet-rate and latency benchmarks.
-//   blast      generator: BPF_PROG_TEST_RUN live frames (BPF_F_TEST_XDP_LIVE_FRAMES)
-//              of an XDP_TX program, so each frame leaves on --dev's wire
+//   blast      generator, runs --seconds and exits: AF_PACKET sendmmsg with
+//              PACKET_QDISC_BYPASS (default), or --live: BPF_PROG_TEST_RUN
+//              live frames (BPF_F_TEST_XDP_LIVE_FRAMES) of an XDP_TX program
 //   xdp-drop   attach (or --detach) the trivial XDP drop program on --dev
 //   rr-server  TCP echo of fixed-size requests
 //   rr-client  request/response round trips; prints latency percentiles
 #include <arpa/inet.h>
 #include <linux/if_link.h>
+#include <linux/if_packet.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -29,6 +31,45 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// AF_PACKET: the frame sent over and over with sendmmsg, bypassing the qdisc
+// (what trafgen does, in a process that stops by itself).
+int packet_blast(uint32_t ifindex, const test::Bytes& f, double seconds) {
+  int s = socket(AF_PACKET, SOCK_RAW, 0);
+  if (s < 0) {
+    std::perror("blast: socket(AF_PACKET)");
+    return 1;
+  }
+  int one = 1;
+  setsockopt(s, SOL_PACKET, PACKET_QDISC_BYPASS, &one, sizeof one);
+  sockaddr_ll ll{};
+  ll.sll_family = AF_PACKET;
+  ll.sll_ifindex = static_cast<int>(ifindex);
+  ll.sll_halen = 6;
+  std::memcpy(ll.sll_addr, f.data(), 6);
+  constexpr int kBatch = 256;
+  std::vector<iovec> iov(kBatch);
+  std::vector<mmsghdr> msgs(kBatch);
+  for (int i = 0; i < kBatch; ++i) {
+    iov[i] = {const_cast<uint8_t*>(f.data()), f.size()};
+    msgs[i].msg_hdr.msg_name = &ll;
+    msgs[i].msg_hdr.msg_namelen = sizeof ll;
+    msgs[i].msg_hdr.msg_iov = &iov[i];
+    msgs[i].msg_hdr.msg_iovlen = 1;
+  }
+  uint64_t sent = 0;
+  auto t0 = Clock::now();
+  auto until = t0 + std::chrono::duration<double>(seconds);
+  while (Clock::now() < until) {
+    int n = sendmmsg(s, msgs.data(), kBatch, 0);
+    if (n > 0) sent += static_cast<uint64_t>(n);
+  }
+  double el = std::chrono::duration<double>(Clock::now() - t0).count();
+  close(s);
+  std::printf("sent %llu frames of %zu bytes in %.3f s: %.0f pps\n",
+              static_cast<unsigned long long>(sent), f.size(), el, sent / el);
+  return 0;
+}
+
 int blast(int argc, char** argv) {
   CLI::App app{"live-frames generator"};
   std::string dev, src, dst, src_mac, dst_mac;
@@ -45,6 +86,8 @@ int blast(int argc, char** argv) {
   app.add_option("--size", size, "frame bytes without FCS")->capture_default_str();
   app.add_option("--seconds", seconds)->capture_default_str();
   app.add_option("--batch", batch, "frames per BPF_PROG_TEST_RUN call")->capture_default_str();
+  bool live = false;
+  app.add_flag("--live", live, "live frames instead of AF_PACKET");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -68,6 +111,7 @@ int blast(int argc, char** argv) {
     return 2;
   }
   std::memcpy(f.data(), mac->data(), 6);
+  if (!live) return packet_blast(ifindex, f, seconds);
   xdp_md ctx{};
   ctx.data_end = static_cast<uint32_t>(f.size());
   ctx.ingress_ifindex = ifindex;

@@ -29,6 +29,13 @@ test::Bytes udp_frame(const std::string& saddr, const std::string& daddr, uint16
   test::Bytes f = test::ip(saddr, daddr, 17, test::udp(sport, dport, size > hdr ? size - hdr : 0));
   auto mac = net::parse_mac(src_mac);
   if (mac) std::memcpy(f.data() + 6, mac->data(), 6);
+  if (!test::is_v6(saddr)) {  // the IPv4 header checksum: the stack checks it
+    uint32_t sum = 0;
+    for (size_t i = 14; i < 34; i += 2) sum += (f[i] << 8) | f[i + 1];
+    while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+    f[24] = static_cast<uint8_t>(~sum >> 8);
+    f[25] = static_cast<uint8_t>(~sum & 0xff);
+  }
   return f;
 }
 
@@ -88,6 +95,7 @@ int run_gen(int argc, char** argv) {
   app.add_option("--rules", s.rules)->capture_default_str();
   app.add_option("--ports-per-rule", s.ports_per_rule)->capture_default_str();
   app.add_option("--real", real, "VM:IFNAME,... interfaces that exist");
+  app.add_option("--tcp-ports", s.tcp_ports, "a first rule: z0 -> z1 tcp these ports");
   app.add_option("--out", out, "file prefix: PREFIX.policy.json, .inventory.json, .nft, .ipt")
       ->required();
   try {
