@@ -18,8 +18,8 @@
 
 #include <CLI/CLI.hpp>
 #include <chrono>
-#include <cstring>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <thread>
 
@@ -123,7 +123,8 @@ int apply_time(int argc, char** argv) {
     std::fprintf(stderr, "apply-time: %s\n", assigned.error().str().c_str());
     return 1;
   }
-  row("load inventory+assign zones", ms_since(t), std::to_string(assigned->size()) + " VM interfaces");
+  row("load inventory+assign zones", ms_since(t),
+      std::to_string(assigned->size()) + " VM interfaces");
   t = Clock::now();
   auto ids = policy::assign_zone_ids(*p);
   auto rids = policy::assign_rule_ids(*p);
@@ -320,8 +321,9 @@ int bpf_map_delete_elem(int fd, const void* key) {
 
 int bpf_map_update_batch(int fd, const void* keys, const void* values, __u32* count,
                          const struct bpf_map_batch_opts* opts) {
-  static auto f = real<int (*)(int, const void*, const void*, __u32*,
-                               const struct bpf_map_batch_opts*)>("bpf_map_update_batch");
+  static auto f =
+      real<int (*)(int, const void*, const void*, __u32*, const struct bpf_map_batch_opts*)>(
+          "bpf_map_update_batch");
   int r = f(fd, keys, values, count, opts);
   zw::bench::WriteCounter::g_updates += *count;
   return r;
@@ -329,9 +331,8 @@ int bpf_map_update_batch(int fd, const void* keys, const void* values, __u32* co
 
 int bpf_map_delete_batch(int fd, const void* keys, __u32* count,
                          const struct bpf_map_batch_opts* opts) {
-  static auto f =
-      real<int (*)(int, const void*, __u32*, const struct bpf_map_batch_opts*)>(
-          "bpf_map_delete_batch");
+  static auto f = real<int (*)(int, const void*, __u32*, const struct bpf_map_batch_opts*)>(
+      "bpf_map_delete_batch");
   int r = f(fd, keys, count, opts);
   zw::bench::WriteCounter::g_deletes += *count;
   return r;

@@ -211,8 +211,7 @@ Status measure(Ctx& x, const Config& c, Hook h, size_t ct_now) {
       zw_ct_entry e{};
       if (!datapath::map_lookup(maps->ct.get(), key, &e))
         return fail(Error::invalid("the new flow's conntrack entry is not where expected"));
-      if (auto st = datapath::map_delete(maps->ct.get(), key);
-          !st)
+      if (auto st = datapath::map_delete(maps->ct.get(), key); !st)
         return fail(std::move(st.error()));
       auto fl = test_run(floor_fd, h, x.src_ifindex, floor_f, 1);
       auto es = test_run(fd, h, x.src_ifindex, est_f, 1);
@@ -291,15 +290,16 @@ int run_cost(int argc, char** argv) {
     ct_levels = {10000};
     x.samples = std::min(x.samples, 1000);
   } else {
-    configs = {{"base", 10, 1, 10},           {"rules-1k", 1000, 1, 10},
-               {"rules-10k", 10000, 1, 10},   {"rules-16k", 16000, 1, 10},
-               {"entries-100k", 10000, 10, 10}, {"vms-1k", 10, 1, 1000},
-               {"vms-4k", 10, 1, 4000},        {"largest", 10000, 10, 4000}};
+    configs = {
+        {"base", 10, 1, 10},         {"rules-1k", 1000, 1, 10},       {"rules-10k", 10000, 1, 10},
+        {"rules-16k", 16000, 1, 10}, {"entries-100k", 10000, 10, 10}, {"vms-1k", 10, 1, 1000},
+        {"vms-4k", 10, 1, 4000},     {"largest", 10000, 10, 4000}};
     ct_levels = {10000, 100000, 250000};
     if (mode == "quick") x.samples = std::min(x.samples, 3000);
   }
   std::printf(
-      "cost\tconfig\trules\tpolicy_entries\tvms\tct_flows\thook\tfamily\tpath\tns\tfloor_ns\tratio\t"
+      "cost\tconfig\trules\tpolicy_entries\tvms\tct_flows\thook\tfamily\tpath\tns\tfloor_"
+      "ns\tratio\t"
       "note\n");
   int rc = 0;
   for (const auto& c : configs) {

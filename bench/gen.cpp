@@ -103,10 +103,9 @@ std::string inventory_json(const GenSpec& s) {
         ips.push_back(src_extra_ipv4(n));
         ips.push_back(src_extra_ipv6(n));
       }
-    vms.push_back(
-        {{"name", vm_name(s, i)},
-         {"interfaces",
-          json::array({{{"name", ifname_of(s, i)}, {"mac", vm_mac(i)}, {"ips", ips}}})}});
+    vms.push_back({{"name", vm_name(s, i)},
+                   {"interfaces",
+                    json::array({{{"name", ifname_of(s, i)}, {"mac", vm_mac(i)}, {"ips", ips}}})}});
   }
   return json{{"vms", vms}}.dump(1);
 }

@@ -28,8 +28,8 @@ struct GenSpec {
   int vms = 10;
   int rules = 10;
   int ports_per_rule = 1;
-  std::vector<RealIf> real;  // other VMs get absent interfaces "zwbx<i>"
-  int src_extra_addrs = 0;   // more addresses (per family) for VM 0
+  std::vector<RealIf> real;    // other VMs get absent interfaces "zwbx<i>"
+  int src_extra_addrs = 0;     // more addresses (per family) for VM 0
   std::vector<int> tcp_ports;  // one more rule, first: z0 -> z1 tcp these ports
 };
 
@@ -38,10 +38,10 @@ inline constexpr uint16_t kDeniedPort = 9;
 
 std::string zone_name(int z);
 std::string vm_name(const GenSpec& s, int i);
-std::string vm_ipv4(int i);                 // 10.64.0.0 + i + 1
-std::string vm_ipv6(int i);                 // fd00:b::<i+1>
-std::string vm_mac(int i);                  // 52:54:00:<i>
-std::string src_extra_ipv4(int n);          // VM 0's extra addresses
+std::string vm_ipv4(int i);         // 10.64.0.0 + i + 1
+std::string vm_ipv6(int i);         // fd00:b::<i+1>
+std::string vm_mac(int i);          // 52:54:00:<i>
+std::string src_extra_ipv4(int n);  // VM 0's extra addresses
 std::string src_extra_ipv6(int n);
 
 std::string policy_json(const GenSpec& s);

@@ -121,7 +121,8 @@ int blast(int argc, char** argv) {
   while (Clock::now() < until) {
     LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = f.data(),
                 .data_size_in = static_cast<uint32_t>(f.size()), .ctx_in = &ctx,
-                .ctx_size_in = sizeof ctx, .repeat = static_cast<int>(batch), .flags = BPF_F_TEST_XDP_LIVE_FRAMES);
+                .ctx_size_in = sizeof ctx, .repeat = static_cast<int>(batch),
+                .flags = BPF_F_TEST_XDP_LIVE_FRAMES);
     if (bpf_prog_test_run_opts(ref->xdp_tx(), &opts) != 0) {
       std::perror("blast: BPF_PROG_TEST_RUN live frames");
       return 1;

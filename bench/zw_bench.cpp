@@ -42,7 +42,8 @@ test::Bytes udp_frame(const std::string& saddr, const std::string& daddr, uint16
 Result<RunOut> test_run(int prog_fd, Hook hook, uint32_t ifindex, const test::Bytes& frame,
                         uint32_t repeat) {
   LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = frame.data(),
-              .data_size_in = static_cast<uint32_t>(frame.size()), .repeat = static_cast<int>(repeat));
+              .data_size_in = static_cast<uint32_t>(frame.size()),
+              .repeat = static_cast<int>(repeat));
   __sk_buff skb{};
   xdp_md xdp{};
   if (hook == Hook::kXdp) {
@@ -106,7 +107,8 @@ int run_gen(int argc, char** argv) {
   size_t pos = 0;
   while (pos < real.size()) {
     size_t comma = real.find(',', pos);
-    std::string item = real.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+    std::string item =
+        real.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
     size_t colon = item.find(':');
     if (colon == std::string::npos) {
       std::fprintf(stderr, "gen: --real: '%s' is not VM:IFNAME\n", item.c_str());

@@ -11,7 +11,7 @@ PKGS=(
   libgtest-dev libgmock-dev
   clang-16 libclang-rt-16-dev
   iproute2 iputils-ping ethtool netcat-openbsd socat tcpdump iperf3 util-linux
-  python3 python3-scapy python3-pytest
+  python3 python3-scapy python3-pytest python3-matplotlib time
   nftables iptables netsniff-ng
   qemu-system-x86 libvirt-daemon-driver-qemu busybox-static kmod cpio
   dpkg-dev file man-db passwd

@@ -66,6 +66,7 @@ TMP=$(mktemp -d /tmp/zw-bench-XXXXXX)
 BG_PIDS=()
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
+echo "[bench] id $ID (netns $ID-*, pins $PIN*), mode $MODE, results in $OUT" >&2
 
 cleanup() {
   set +e
