@@ -68,34 +68,54 @@ struct WriteCounter {
   static inline uint64_t g_updates = 0, g_deletes = 0;
 };
 
+// Options both subcommands share, then a private network namespace with
+// loopback up and the generated policy and inventory written under dir.
+struct Setup {
+  GenSpec spec;
+  std::string pin_dir, dir, policy, inventory;
+};
+
+void add_setup_options(CLI::App& app, Setup& x) {
+  app.add_option("--zones", x.spec.zones)->capture_default_str();
+  app.add_option("--vms", x.spec.vms)->capture_default_str();
+  app.add_option("--rules", x.spec.rules)->capture_default_str();
+  app.add_option("--pin-dir", x.pin_dir)->required();
+  app.add_option("--dir", x.dir, "where the generated files go")->required();
+}
+
+bool enter_netns_and_write(Setup& x, const std::string& ifname, const std::string& name) {
+  if (unshare(CLONE_NEWNET) != 0) {
+    std::perror("unshare(CLONE_NEWNET)");
+    return false;
+  }
+  sh("ip link set lo up");
+  x.spec.real = {{0, ifname}};
+  x.policy = x.dir + "/" + name + ".policy.json";
+  x.inventory = x.dir + "/" + name + ".inventory.json";
+  if (!write_file(x.policy, policy_json(x.spec)) ||
+      !write_file(x.inventory, inventory_json(x.spec))) {
+    std::fprintf(stderr, "%s: cannot write into %s\n", name.c_str(), x.dir.c_str());
+    return false;
+  }
+  return true;
+}
+
 int apply_time(int argc, char** argv) {
   CLI::App app{"control plane: check, compile, apply"};
-  GenSpec s;
+  Setup x;
+  GenSpec& s = x.spec;
   s.zones = 1000;
   s.vms = 4000;
   s.rules = 10000;
-  std::string pin_dir, dir;
-  app.add_option("--zones", s.zones)->capture_default_str();
-  app.add_option("--vms", s.vms)->capture_default_str();
-  app.add_option("--rules", s.rules)->capture_default_str();
-  app.add_option("--pin-dir", pin_dir)->required();
-  app.add_option("--dir", dir, "where the generated files go")->required();
+  add_setup_options(app, x);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
-  if (unshare(CLONE_NEWNET) != 0) {
-    std::perror("unshare(CLONE_NEWNET)");
-    return 1;
-  }
-  sh("ip link set lo up && ip link add zwbA type veth peer name zwbAp && ip link set zwbA up");
-  s.real = {{0, "zwbA"}};
-  std::string pol = dir + "/apply.policy.json", inv = dir + "/apply.inventory.json";
-  if (!write_file(pol, policy_json(s)) || !write_file(inv, inventory_json(s))) {
-    std::fprintf(stderr, "apply-time: cannot write into %s\n", dir.c_str());
-    return 1;
-  }
+  if (!enter_netns_and_write(x, "zwbA", "apply")) return 1;
+  sh("ip link add zwbA type veth peer name zwbAp && ip link set zwbA up");
+  const std::string &pol = x.policy, &inv = x.inventory, &pin_dir = x.pin_dir;
   datapath::install_libbpf_logger();
   WriteCounter wc;
   auto row = [&](const char* phase, double ms, const std::string& note) {
@@ -193,33 +213,24 @@ out:
 
 int tap_latency(int argc, char** argv) {
   CLI::App app{"new VM interface -> hooked -> enforced, with the real daemon"};
-  GenSpec s;
+  Setup x;
+  GenSpec& s = x.spec;
   s.zones = 10;
   s.vms = 10;
   s.rules = 10;
-  std::string pin_dir, dir, zonewall;
+  std::string zonewall;
   int trials = 10;
-  app.add_option("--zones", s.zones)->capture_default_str();
-  app.add_option("--vms", s.vms)->capture_default_str();
-  app.add_option("--rules", s.rules)->capture_default_str();
+  add_setup_options(app, x);
   app.add_option("--trials", trials)->capture_default_str();
-  app.add_option("--pin-dir", pin_dir)->required();
-  app.add_option("--dir", dir)->required();
   app.add_option("--zonewall", zonewall, "the zonewall binary")->required();
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
-  if (unshare(CLONE_NEWNET) != 0) {
-    std::perror("unshare(CLONE_NEWNET)");
-    return 1;
-  }
-  sh("ip link set lo up");
   const std::string tap = "zwbt0";
-  s.real = {{0, tap}};
-  std::string pol = dir + "/tap.policy.json", inv = dir + "/tap.inventory.json";
-  if (!write_file(pol, policy_json(s)) || !write_file(inv, inventory_json(s))) return 1;
+  if (!enter_netns_and_write(x, tap, "tap")) return 1;
+  const std::string &pol = x.policy, &inv = x.inventory, &pin_dir = x.pin_dir, &dir = x.dir;
   pid_t child = fork();
   if (child == 0) {
     std::string log = dir + "/tap-daemon.log";

@@ -75,7 +75,8 @@ cleanup() {
   for n in "$NS_H" "$NS_A" "$NS_B"; do ip netns del "$n" 2>/dev/null; done
   rm -rf "$PIN" "$PIN"-* /run/zonewall-zw-bench-$$* "$TMP"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 in_ns() { local n=$1; shift; nsenter --net="/run/netns/$n" "$@"; }
 in_h() { in_ns "$NS_H" "$@"; }
