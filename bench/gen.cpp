@@ -87,8 +87,10 @@ std::string policy_json(const GenSpec& s) {
                      {"ports", ports},
                      {"action", "allow"}});
   }
+  json defaults = {{"intra_zone", "allow"}, {"inter_zone", "deny"}};
+  if (s.max_flows) defaults["max_flows"] = s.max_flows;
   json p = {{"version", 1},
-            {"defaults", {{"intra_zone", "allow"}, {"inter_zone", "deny"}}},
+            {"defaults", defaults},
             {"zones", zones},
             {"rules", rules}};
   return p.dump(1);

@@ -31,6 +31,7 @@ struct GenSpec {
   std::vector<RealIf> real;    // other VMs get absent interfaces "zwbx<i>"
   int src_extra_addrs = 0;     // more addresses (per family) for VM 0
   std::vector<int> tcp_ports;  // one more rule, first: z0 -> z1 tcp these ports
+  uint32_t max_flows = 0;      // defaults.max_flows (per-VM conntrack limit); 0: unset
 };
 
 inline constexpr uint16_t kAllowedPort = 1000;
