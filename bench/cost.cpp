@@ -212,10 +212,21 @@ Status measure(Ctx& x, const Config& c, Hook h, size_t ct_now) {
       if (!r) return fail(std::move(r.error()));
       if (!passes(h, r->retval)) return fail(Error::invalid("new flow not passed"));
       s_new.push_back(r->ns);
+      // The entry is under the tuple or its reverse (the datapath may key
+      // flows canonically, either direction first).
       zw_ct_key key = ct_key_of(v6, -1, sport, kAllowedPort);
       zw_ct_entry e{};
-      if (!datapath::map_lookup(maps->ct.get(), key, &e))
-        return fail(Error::invalid("the new flow's conntrack entry is not where expected"));
+      if (!datapath::map_lookup(maps->ct.get(), key, &e)) {
+        zw_ct_key rev{};
+        std::memcpy(rev.saddr, key.daddr, 16);
+        std::memcpy(rev.daddr, key.saddr, 16);
+        rev.sport = key.dport;
+        rev.dport = key.sport;
+        rev.proto = key.proto;
+        key = rev;
+        if (!datapath::map_lookup(maps->ct.get(), key, &e))
+          return fail(Error::invalid("the new flow's conntrack entry is not where expected"));
+      }
       if (auto st = datapath::map_delete(maps->ct.get(), key); !st)
         return fail(std::move(st.error()));
       if (e.flags & ZW_CTF_OWNED) usage->uncharge(e.owner);  // as the sweep does
