@@ -72,7 +72,7 @@ cleanup() {
   set +e
   for p in "${BG_PIDS[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
   if [ -d "$PIN" ]; then in_h "$ZONEWALL" --pin-dir "$PIN" down >/dev/null 2>&1; fi
-  for n in "$NS_H" "$NS_A" "$NS_B"; do ip netns del "$n" 2>/dev/null; done
+  for n in "$NS_H" "$NS_A" "$NS_B" "$ID-c"; do ip netns del "$n" 2>/dev/null; done
   rm -rf "$PIN" "$PIN"-* /run/zonewall-zw-bench-$$* "$TMP"
 }
 trap cleanup EXIT
@@ -290,7 +290,7 @@ if [[ ,$ONLY, == *,control,* ]]; then
       rc=$?
       set -e
       read -r secs rss < <(tail -1 "$TMP/time")
-      msg=$(grep -v '^Command exited' "$TMP/cli.err" | grep -iv warning | head -1 | tr '\t' ' ' | cut -c1-160)
+      msg=$(grep -v '^Command exited' "$TMP/cli.err" | grep -iv warning | head -1 | tr '\t' ' ' | cut -c1-160 || true)
       printf 'cli\t%s\t%s\t%s\t%s\t%s\t%s\n' $cmd "$vms" $rc "$secs" "$rss" "$msg" >> "$OUT/cli.tsv"
     done
     nsenter --net="/run/netns/$ID-c" "$ZONEWALL" --pin-dir "$PIN-cli" down >/dev/null 2>&1 || true
