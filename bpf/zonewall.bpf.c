@@ -277,13 +277,15 @@ ZW_SUBPROG int zw_slow(const struct zw_config *cfg, const struct zw_endpoint *ep
 		zw_judge(cfg, &q, &v);
 		rule = v.rule_id;
 		if (v.action == ZW_ACT_ALLOW || (v.flags & ZW_VF_AUDIT)) {
-			ct->gen = gen;
-			ct->rule_id = v.rule_id;
-			ct->src_if = src_if;
-			ct->dst_if = dst_if;
-			ct->flags = (ct->flags &
-				     (ZW_CTF_OWNED | ZW_CTF_SWAPPED | ZW_CTF_FIN | ZW_CTF_RST)) |
-				    (v.action == ZW_ACT_ALLOW ? 0 : ZW_CTF_AUDIT);
+			if (!zw_dry()) {
+				ct->gen = gen;
+				ct->rule_id = v.rule_id;
+				ct->src_if = src_if;
+				ct->dst_if = dst_if;
+				ct->flags = (ct->flags &
+					     (ZW_CTF_OWNED | ZW_CTF_SWAPPED | ZW_CTF_FIN | ZW_CTF_RST)) |
+					    (v.action == ZW_ACT_ALLOW ? 0 : ZW_CTF_AUDIT);
+			}
 			reason = v.action == ZW_ACT_ALLOW ? ZW_R_PASS_CT : ZW_R_PASS_AUDIT;
 			goto out;
 		}
@@ -416,7 +418,7 @@ int zw_from_vm_xdp(struct xdp_md *ctx)
 	};
 
 	x.len = x.data_end - x.data;
-	return zw_handle(&x) ? XDP_PASS : XDP_DROP;
+	return zw_ret(zw_handle(&x), XDP_PASS, XDP_DROP);
 }
 
 static __always_inline int zw_tc(struct __sk_buff *skb, int hook)
@@ -430,11 +432,13 @@ static __always_inline int zw_tc(struct __sk_buff *skb, int hook)
 		.vlan = skb->vlan_present,
 	};
 
+	if (zw_verdict_mode() && skb->cb[0])
+		x.ifindex = skb->cb[0];	/* test run on a synthetic ifindex */
 	if ((__u32)(skb->data_end - skb->data) < want)
 		bpf_skb_pull_data(skb, want);
 	x.data = (void *)(long)skb->data;
 	x.data_end = (void *)(long)skb->data_end;
-	return zw_handle(&x) ? TC_ACT_OK : TC_ACT_SHOT;
+	return zw_ret(zw_handle(&x), TC_ACT_OK, TC_ACT_SHOT);
 }
 
 SEC("tc")

@@ -8,6 +8,7 @@
 #define ZW_BPF_CONNTRACK_H
 
 #include "lib/maps.h"
+#include "lib/runmode.h"
 
 enum zw_ct_dir {
 	ZW_CT_ORIG = 0,
@@ -41,6 +42,8 @@ static __always_inline void zw_ct_delete(const struct zw_ct_key *k, const struct
 	__u32 owner = e->owner;
 	__u8 flags = e->flags;
 
+	if (zw_dry())
+		return;
 	if (bpf_map_delete_elem(&zw_ct, k) == 0 && (flags & ZW_CTF_OWNED))
 		zw_ct_charge(owner, -1);
 }
@@ -86,7 +89,7 @@ zw_ct_lookup(const struct zw_ct_key *t, struct zw_ct_key *key, int *dir, __u64 n
 		zw_ct_delete(key, e);
 		return NULL;
 	}
-	if (now - e->last_seen_ns > ZW_CT_REFRESH_NS)
+	if (!zw_dry() && now - e->last_seen_ns > ZW_CT_REFRESH_NS)
 		e->last_seen_ns = now;
 	return e;
 }
@@ -104,7 +107,7 @@ static __always_inline void zw_ct_tcp_state(struct zw_ct_entry *e, __u8 tcp_flag
 		f |= ZW_CTF_RST;
 	else if (tcp_flags & 0x01)
 		f |= ZW_CTF_FIN;
-	if (f != e->flags)
+	if (f != e->flags && !zw_dry())
 		e->flags = f;
 }
 
@@ -147,6 +150,8 @@ ZW_SUBPROG int zw_ct_create(const struct zw_ct_key *k, struct zw_ct_entry *e, __
 		return ZW_R_DROP_CT_LIMIT;
 	if (u->flows >= limit)
 		return ZW_R_DROP_CT_LIMIT;
+	if (zw_dry())
+		return ZW_OK;	/* the limit judged, nothing tracked */
 	e->flags |= ZW_CTF_OWNED;
 	err = bpf_map_update_elem(&zw_ct, k, e, BPF_NOEXIST);
 	if (err == 0) {

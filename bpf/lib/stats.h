@@ -5,6 +5,7 @@
 #define ZW_BPF_STATS_H
 
 #include "lib/maps.h"
+#include "lib/runmode.h"
 
 enum zw_hook {
 	ZW_HOOK_FROM_VM = 0,	/* what the VM sends: tc ingress / XDP */
@@ -22,14 +23,20 @@ static __always_inline void zw_count(struct zw_counter *c, __u32 len)
 	c->bytes += len;
 }
 
-/* Returns 1 to pass, 0 to drop. */
+/* Returns 1 to pass, 0 to drop; ZW_RUN_VERDICT: the encoded verdict
+ * (entry points hand it out through zw_ret). ZW_RUN_DRY counts nothing. */
 static __always_inline int zw_account(int reason, __u32 rule_id, __s64 ep_id, int hook,
 				      __u32 len, __u64 now)
 {
 	__u32 r = reason;
-	struct zw_counter *c = bpf_map_lookup_elem(&zw_st_reason, &r);
+	struct zw_counter *c;
 	int pass = zw_reason_passes(reason);
 
+	if (zw_verdict_mode() && zw_dry())
+		return ZW_VERDICT_ENCODE(rule_id, reason);
+	if (zw_dry())
+		return pass;
+	c = bpf_map_lookup_elem(&zw_st_reason, &r);
 	if (c)
 		zw_count(c, len);
 	if (rule_id != ZW_RULE_NONE) {
@@ -52,7 +59,18 @@ static __always_inline int zw_account(int reason, __u32 rule_id, __s64 ep_id, in
 				zw_count(pass ? &es->to_vm_pass : &es->to_vm_drop, len);
 		}
 	}
+	if (zw_verdict_mode())
+		return ZW_VERDICT_ENCODE(rule_id, reason);
 	return pass;
+}
+
+/* The program's return for an accounted packet: the action, or in
+ * ZW_RUN_VERDICT the encoded verdict as is. */
+static __always_inline int zw_ret(int accounted, int pass_act, int drop_act)
+{
+	if (zw_verdict_mode())
+		return accounted;
+	return accounted ? pass_act : drop_act;
 }
 
 #endif

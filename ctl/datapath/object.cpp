@@ -71,13 +71,15 @@ void SkelDeleter::operator()(zonewall_bpf* s) const { zonewall_bpf__destroy(s); 
 
 void install_libbpf_logger() { libbpf_set_print(libbpf_print); }
 
-Result<Object> Object::load(const std::string& pin_dir) {
-  if (auto st = ensure_bpffs(pin_dir); !st) return fail(std::move(st.error()));
+Result<Object> Object::load(const std::string& pin_dir, const LoadOptions& opts) {
+  if (opts.create_maps || opts.pin_progs)
+    if (auto st = ensure_bpffs(pin_dir); !st) return fail(std::move(st.error()));
   std::error_code ec;
-  for (const char* sub : {"/progs", "/links"}) {
-    std::filesystem::create_directories(pin_dir + sub, ec);
-    if (ec) return fail(Error(ErrorKind::kSystem, "create " + pin_dir + sub, ec.value()));
-  }
+  if (opts.pin_progs)
+    for (const char* sub : {"/progs", "/links"}) {
+      std::filesystem::create_directories(pin_dir + sub, ec);
+      if (ec) return fail(Error(ErrorKind::kSystem, "create " + pin_dir + sub, ec.value()));
+    }
 
   Object obj(zonewall_bpf__open());
   if (!obj.skel_) return fail(Error::sys("open BPF skeleton"));
@@ -89,9 +91,13 @@ Result<Object> Object::load(const std::string& pin_dir) {
   static_assert(std::size(maps) == std::size(kMapNames));
   for (size_t i = 0; i < std::size(maps); ++i) {
     std::string path = pin_dir + "/" + kMapNames[i];
+    if (!opts.create_maps && !std::filesystem::exists(path, ec))
+      return fail(Error(ErrorKind::kNotFound,
+                        "no zonewall maps pinned at " + path + " (nothing applied?)", ENOENT));
     if (bpf_map__set_pin_path(maps[i], path.c_str()) != 0)
       return fail(Error::sys("set pin path " + path));
   }
+  obj.skel_->rodata->zw_cfg_run_mode = opts.run_mode;
   take_warnings();
   if (int err = zonewall_bpf__load(obj.skel_.get()); err != 0) {
     std::string log = take_warnings();
@@ -99,6 +105,7 @@ Result<Object> Object::load(const std::string& pin_dir) {
         Error(ErrorKind::kSystem, "load BPF programs (libbpf/verifier log follows)\n" + log, -err));
   }
   for (Prog p : kAllProgs) {
+    if (!opts.pin_progs) break;
     std::string path = pin_dir + "/progs/" + prog_name(p);
     ::unlink(path.c_str());
     if (bpf_program__pin(prog_of(obj.skel_.get(), p), path.c_str()) != 0)

@@ -3,6 +3,7 @@
 // skeleton is destroyed with the object; what is pinned stays.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -20,12 +21,21 @@ struct SkelDeleter {
   void operator()(zonewall_bpf* s) const;
 };
 
+// How an instance is loaded. The default is production: run mode 0, maps
+// created on first use, programs pinned. The `trace`/`test` variant is
+// {ZW_RUN_DRY | ZW_RUN_VERDICT, pin_progs = false}: same code, same maps,
+// never replacing the pinned production programs.
+struct LoadOptions {
+  uint32_t run_mode = 0;    // ZW_RUN_* (rodata zw_cfg_run_mode)
+  bool pin_progs = true;    // pin under pin_dir/progs/ (replacing older pins)
+  bool create_maps = true;  // false: every map must already be pinned (kNotFound)
+};
+
 class Object {
  public:
   // Loads a new instance of the programs against the maps pinned under
-  // pin_dir (creating and pinning them the first time), and pins the
-  // programs under pin_dir/progs/ (replacing older pins).
-  static Result<Object> load(const std::string& pin_dir);
+  // pin_dir (creating and pinning them the first time unless told not to).
+  static Result<Object> load(const std::string& pin_dir, const LoadOptions& opts = {});
 
   int prog_fd(Prog p) const;
   Result<Maps> maps() const;  // duplicated fds, independent of this object

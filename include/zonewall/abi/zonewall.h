@@ -262,6 +262,19 @@ struct zw_config {
 	__u64 pad1[3];
 };
 
+/* ---- run modes: load-time knob zw_cfg_run_mode (rodata), production 0 ----
+ * A variant loaded for BPF_PROG_TEST_RUN only (`trace`, `test`), never
+ * attached and never pinned over the production programs. */
+#define ZW_RUN_DRY		0x01	/* no side effects: no conntrack create/update/
+					 * delete, no counters, no events */
+#define ZW_RUN_VERDICT		0x02	/* return ZW_VERDICT_ENCODE(rule, reason)
+					 * instead of pass/drop; the tc programs take
+					 * the interface from __sk_buff.cb[0] when it
+					 * is not 0 (synthetic ifindexes) */
+#define ZW_VERDICT_ENCODE(rule, reason)	(((__u32)(rule) << 8) | ((__u32)(reason) & 0xff))
+#define ZW_VERDICT_RULE(rv)		((__u32)(rv) >> 8)
+#define ZW_VERDICT_REASON(rv)		((__u32)(rv) & 0xff)
+
 /* ---- reasons: why a packet left the way it did (single exit) ---- */
 enum zw_reason {
 	ZW_R_PASS_NEW = 0,	/* new flow allowed by policy */
@@ -332,5 +345,6 @@ ZW_STATIC_ASSERT(sizeof(struct zw_zpair_key) == 8, "zw_zpair_key layout");
 ZW_STATIC_ASSERT(sizeof(struct zw_ct_usage) == 8, "zw_ct_usage layout");
 ZW_STATIC_ASSERT(sizeof(struct zw_config) == 64, "zw_config layout");
 ZW_STATIC_ASSERT(sizeof(struct zw_ep_stats) == 64, "zw_ep_stats layout");
+ZW_STATIC_ASSERT(ZW_R_MAX <= 256, "reasons fit the verdict encoding");
 
 #endif /* ZONEWALL_ABI_ZONEWALL_H */
