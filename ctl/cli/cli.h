@@ -13,6 +13,8 @@ enum Exit : int {
   kBusy = 4,         // another state-changing command holds the lock
   kNotFound = 5,     // nothing applied under this pin dir
   kDenied = 6,       // the daemon refused the caller (control socket credentials)
+  kVerdictDeny = 7,  // trace: the packet would be dropped; test: an expectation failed
+  kChanges = 8,      // plan: applying the policy would change something
 };
 
 int run(int argc, char** argv);
