@@ -1,4 +1,4 @@
-// Subcommands: check, apply, status, stats, down, trace (each with --json).
+// Subcommands: check, apply, status, stats, down, trace, test (each with --json).
 #include "cli/cli.h"
 
 #include <unistd.h>
@@ -16,6 +16,7 @@
 #include "daemon/daemon.h"
 #include "datapath/object.h"
 #include "engine/desired.h"
+#include "engine/expect.h"
 #include "engine/inspect.h"
 #include "engine/reconcile.h"
 #include "engine/state.h"
@@ -371,6 +372,41 @@ int cmd_trace(const Globals& g, const TraceFlags& f) {
   return (*t)["verdict"] == "allow" ? kOk : kVerdictDeny;
 }
 
+// Policy tests: the policy compiled into a private pin dir, every
+// expectation run through the real program; no interface is touched.
+int cmd_test(const Globals& g, const std::string& policy_path, const std::string& ex_path,
+             const std::string& inv_path, const std::string& libvirt) {
+  auto p = policy::load(policy_path);
+  if (!p) return report(g, p.error());
+  std::string where = ex_path;
+  if (where.empty()) {
+    auto d = engine::default_expectations(policy_path);
+    if (!d)
+      return report(g, Error::invalid("test: " + policy_path +
+                                      " is a file: give --expectations FILE|DIR (a policy "
+                                      "directory's default is its tests/ subdirectory)"));
+    where = *d;
+  }
+  auto ex = engine::load_expectations(where);
+  if (!ex) return report(g, ex.error());
+  inventory::Inventory inv;
+  if (!inv_path.empty() || !libvirt.empty()) {
+    auto gathered = inventory::gather(libvirt, inv_path);
+    if (!gathered) return report(g, gathered.error());
+    for (const auto& w : gathered->warnings) log::warn(w);
+    inv = std::move(gathered->inventory);
+  } else {
+    inv = engine::synthetic_inventory(*ex);
+  }
+  auto r = engine::run_expectations(*p, absolute(policy_path), inv, *ex);
+  if (!r) return report(g, r.error());
+  if (g.json_out)
+    print_json(*r);
+  else
+    std::cout << engine::format_test_results(*r);
+  return (*r)["ok"].get<bool>() ? kOk : kVerdictDeny;
+}
+
 // Daemon options: the configuration file, then the flags given on the
 // command line over it.
 struct DaemonFlags {
@@ -485,6 +521,18 @@ int run(int argc, char** argv) {
   auto* stats = app.add_subcommand("stats", "counters by reason, rule and VM interface");
   auto* down = app.add_subcommand("down", "detach everything and remove pins and state");
 
+  std::string ex_path;
+  auto* test = app.add_subcommand(
+      "test",
+      "check a policy's expectations through the real datapath program in a private pin dir "
+      "(no interface touched); exit 0 all pass, 7 any failed");
+  test->add_option("POLICY", policy_path, "policy file or directory")->required();
+  test->add_option("--expectations", ex_path,
+                   "expectations file or directory of *.json (default: POLICY/tests/)");
+  test->add_option("--inventory", inv_path,
+                   "static inventory (default: one made-up VM per name in the expectations)");
+  test->add_option("--libvirt", libvirt, "take VMs from libvirt at this URI");
+
   TraceFlags tf;
   auto* trace = app.add_subcommand(
       "trace",
@@ -526,6 +574,7 @@ int run(int argc, char** argv) {
   datapath::install_libbpf_logger();
 
   if (*check) return cmd_check(g, policy_path, inv_path, libvirt);
+  if (*test) return cmd_test(g, policy_path, ex_path, inv_path, libvirt);
   // Every other command finds the datapath where the configuration puts it
   // (a --pin-dir on the command line names another instance: its state dir
   // is derived from it unless --state-dir is given too).

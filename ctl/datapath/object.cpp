@@ -75,6 +75,10 @@ Result<Object> Object::load(const std::string& pin_dir, const LoadOptions& opts)
   if (opts.create_maps || opts.pin_progs)
     if (auto st = ensure_bpffs(pin_dir); !st) return fail(std::move(st.error()));
   std::error_code ec;
+  if (opts.create_maps) {
+    std::filesystem::create_directories(pin_dir, ec);
+    if (ec) return fail(Error(ErrorKind::kSystem, "create " + pin_dir, ec.value()));
+  }
   if (opts.pin_progs)
     for (const char* sub : {"/progs", "/links"}) {
       std::filesystem::create_directories(pin_dir + sub, ec);

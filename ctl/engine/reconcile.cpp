@@ -204,7 +204,7 @@ Result<ApplyReport> apply(const Paths& paths, const ApplyInput& in) {
   int from_xdp = obj->prog_fd(dp::Prog::kFromVmXdp);
   int to_tc = obj->prog_fd(dp::Prog::kToVmTc);
   for (const auto& e : desired->endpoints) {
-    if (e.ifindex == 0) continue;
+    if (e.ifindex == 0 || !in.attach) continue;
     int ifx = static_cast<int>(e.ifindex);
     auto made = dp::ensure_clsact(ifx);
     Status st = made ? Status{} : fail(std::move(made.error()));

@@ -33,6 +33,9 @@ struct ApplyInput {
   // Sweep expired conntrack entries after the flip (the CLI; the daemon
   // sweeps on its own schedule instead).
   bool sweep_conntrack = true;
+  // false: write the maps only, hook nothing (`zonewall test` fills a
+  // private pin dir for synthetic interfaces).
+  bool attach = true;
 };
 
 struct ApplyReport {
