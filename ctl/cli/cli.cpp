@@ -1,4 +1,4 @@
-// Subcommands: check, apply, status, stats, down, trace, test (each with --json).
+// Subcommands: check, apply, status, stats, down, trace, test, plan (each with --json).
 #include "cli/cli.h"
 
 #include <unistd.h>
@@ -18,6 +18,7 @@
 #include "engine/desired.h"
 #include "engine/expect.h"
 #include "engine/inspect.h"
+#include "engine/plan.h"
 #include "engine/reconcile.h"
 #include "engine/state.h"
 #include "engine/trace.h"
@@ -407,6 +408,29 @@ int cmd_test(const Globals& g, const std::string& policy_path, const std::string
   return (*r)["ok"].get<bool>() ? kOk : kVerdictDeny;
 }
 
+// Read-only: compares what applying would write with the live state and
+// maps; takes no lock and changes nothing.
+int cmd_plan(const Globals& g, const std::string& policy_path, const std::string& inv_path,
+             const std::string& libvirt) {
+  auto p = policy::load(policy_path);
+  if (!p) return report(g, p.error());
+  std::optional<inventory::Gathered> inv;
+  if (!inv_path.empty() || !libvirt.empty()) {
+    auto gathered = inventory::gather(libvirt, inv_path);
+    if (!gathered) return report(g, gathered.error());
+    for (const auto& w : gathered->warnings) log::warn(w);
+    inv = std::move(*gathered);
+  }
+  auto paths = engine::make_paths(g.pin_dir, g.state_dir);
+  auto pl = engine::plan(paths, *p, absolute(policy_path), inv ? &inv->inventory : nullptr);
+  if (!pl) return report(g, pl.error());
+  if (g.json_out)
+    print_json(*pl);
+  else
+    std::cout << engine::format_plan(*pl);
+  return (*pl)["changes"].get<bool>() ? kChanges : kOk;
+}
+
 // Daemon options: the configuration file, then the flags given on the
 // command line over it.
 struct DaemonFlags {
@@ -521,6 +545,14 @@ int run(int argc, char** argv) {
   auto* stats = app.add_subcommand("stats", "counters by reason, rule and VM interface");
   auto* down = app.add_subcommand("down", "detach everything and remove pins and state");
 
+  auto* plan = app.add_subcommand(
+      "plan",
+      "what applying a policy would change (zones, rules, VM zones, established flows cut), "
+      "touching nothing; exit 0 no changes, 8 changes");
+  plan->add_option("POLICY", policy_path, "policy file or directory")->required();
+  plan->add_option("--inventory", inv_path, "static inventory (default: the VMs as last applied)");
+  plan->add_option("--libvirt", libvirt, "take VMs from libvirt at this URI");
+
   std::string ex_path;
   auto* test = app.add_subcommand(
       "test",
@@ -586,6 +618,7 @@ int run(int argc, char** argv) {
   }
   if (*apply) return cmd_apply(g, policy_path, inv_path, libvirt, attach);
   if (*trace) return cmd_trace(g, tf);
+  if (*plan) return cmd_plan(g, policy_path, inv_path, libvirt);
   if (*dmn) {
     if (g.verbose == 0) log::set_level(level_named(cfg->log_level));
     auto dopt = daemon_options(g, *cfg, df);

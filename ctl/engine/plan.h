@@ -1,0 +1,40 @@
+// `zonewall plan`: what applying a policy would change against what is live
+// (state.json + pinned maps), without touching anything: zones, defaults,
+// rules (by name, with the old and new match/action), VM interfaces added,
+// removed or moving zone, and the established flows of the live conntrack
+// table the new policy would cut (each judged with policy::evaluate, the
+// control plane's oracle, as the datapath re-judges them after the flip).
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "engine/state.h"
+#include "inventory/endpoint.h"
+#include "policy/model.h"
+#include "util/result.h"
+
+namespace zw::engine {
+
+// Rules by name: {"added": [...], "removed": [...], "changed": [{"name",
+// "match"?: {"from","to"}, "action"?: {...}, "position"?: {...}}]}.
+// Position changes are reported only when the first-match order of the rules
+// present in both changes.
+nlohmann::json diff_rules(const std::vector<RuleInfo>& before, const std::vector<RuleInfo>& after);
+
+// Endpoints by identity (EndpointState::key): {"added", "removed",
+// "zone_changes": [{"vm", "ifname", "from", "to"}]}.
+nlohmann::json diff_endpoints(const std::vector<EndpointState>& before,
+                              const std::vector<EndpointState>& after);
+
+// `inventory` null: the endpoints as last applied (state.json).
+Result<nlohmann::json> plan(const Paths& paths, const policy::Policy& p,
+                            const std::string& policy_source,
+                            const inventory::Inventory* inventory);
+
+std::string format_plan(const nlohmann::json& plan);
+
+}  // namespace zw::engine
