@@ -19,27 +19,6 @@ using nlohmann::json;
 
 namespace {
 
-struct Live {
-  State state;
-  dp::Maps maps;
-  uint32_t gen = 0;
-};
-
-Result<Live> open_live(const Paths& paths) {
-  auto st = read_state(paths);
-  if (!st) return fail(std::move(st.error()));
-  auto maps = dp::open_pinned_maps(paths.pin_dir);
-  if (!maps) {
-    if (maps.error().kind() == ErrorKind::kNotFound)
-      return fail(Error(ErrorKind::kNotFound, "nothing applied under " + paths.pin_dir));
-    return fail(std::move(maps.error()));
-  }
-  auto cfg = dp::ConfigView::map(maps->config.get());
-  if (!cfg) return fail(std::move(cfg.error()));
-  Live l{st->value_or(State{}), std::move(*maps), cfg->active_gen()};
-  return l;
-}
-
 template <typename K>
 size_t count_gen(int fd, uint32_t gen) {
   auto keys = dp::map_keys<K>(fd);
@@ -56,6 +35,21 @@ void add(zw_counter& a, const zw_counter& b) {
   a.bytes += b.bytes;
 }
 }  // namespace
+
+Result<Live> open_live(const Paths& paths) {
+  auto st = read_state(paths);
+  if (!st) return fail(std::move(st.error()));
+  auto maps = dp::open_pinned_maps(paths.pin_dir);
+  if (!maps) {
+    if (maps.error().kind() == ErrorKind::kNotFound)
+      return fail(Error(ErrorKind::kNotFound, "nothing applied under " + paths.pin_dir));
+    return fail(std::move(maps.error()));
+  }
+  auto cfg = dp::ConfigView::map(maps->config.get());
+  if (!cfg) return fail(std::move(cfg.error()));
+  Live l{st->value_or(State{}), std::move(*maps), cfg->active_gen()};
+  return l;
+}
 
 const char* reason_name(int reason) { return dp::reason_name(reason); }
 

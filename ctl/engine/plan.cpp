@@ -14,6 +14,7 @@
 
 #include "datapath/maps.h"
 #include "engine/desired.h"
+#include "engine/inspect.h"
 #include "policy/compile.h"
 #include "zonewall/abi/zonewall.h"
 
@@ -190,21 +191,14 @@ json diff_endpoints(const std::vector<EndpointState>& before,
 
 Result<json> plan(const Paths& paths, const policy::Policy& p, const std::string& policy_source,
                   const inventory::Inventory* inventory) {
-  auto st = read_state(paths);
-  if (!st) return fail(std::move(st.error()));
-  if (!*st)
+  auto lv = open_live(paths);
+  if (!lv) return fail(std::move(lv.error()));
+  if (lv->state.generation == 0)
     return fail(Error(ErrorKind::kNotFound, "nothing applied under " + paths.pin_dir + " (no " +
                                                 paths.state_file() + ")"));
-  const State& live = **st;
-  auto maps = dp::open_pinned_maps(paths.pin_dir);
-  if (!maps) {
-    if (maps.error().kind() == ErrorKind::kNotFound)
-      return fail(Error(ErrorKind::kNotFound, "nothing applied under " + paths.pin_dir));
-    return fail(std::move(maps.error()));
-  }
-  auto cfg = dp::ConfigView::map(maps->config.get());
-  if (!cfg) return fail(std::move(cfg.error()));
-  const uint32_t gen = cfg->active_gen();
+  const State& live = lv->state;
+  const dp::Maps* maps = &lv->maps;
+  const uint32_t gen = lv->gen;
 
   inventory::Inventory from_state;
   if (!inventory) {
