@@ -90,8 +90,8 @@ std::string rule_name(uint32_t id, const std::map<uint32_t, std::string>& names)
 
 std::string action_str(policy::Action a) { return a == policy::Action::kAllow ? "allow" : "deny"; }
 
-// What the live maps answer, as zw_zone_of and zw_judge in bpf/lib/policy.h
-// do: a flow the live policy already denies (re-judged on its next packet)
+// What the live maps answer, as zw_addr_of and zw_judge in bpf/lib/policy.h
+// do (without the zone-pair summary, which only skips lookups that miss): a flow the live policy already denies (re-judged on its next packet)
 // is not one the new policy cuts.
 uint16_t live_zone_of(const dp::Maps& m, uint32_t gen, const net::Addr& a) {
   zw_addr_key ak{.gen = gen, .addr = {}};
@@ -121,10 +121,12 @@ zw_verdict live_judge(const dp::Maps& m, uint32_t gen, uint16_t sz, uint16_t dz,
   if (ported && (hit(sz, dz, proto, ZW_KIND_PORT, port) ||
                  hit(sz, dz, proto, ZW_KIND_BLOCK, port >> ZW_BLOCK_SHIFT)))
     return v;
-  if (hit(sz, dz, proto, ZW_KIND_PROTO, 0) || hit(sz, dz, ZW_PROTO_ANY, ZW_KIND_PROTO, 0) ||
-      hit(0, 0, 0, ZW_KIND_DEFAULT, sz == dz ? 0 : 1))
+  if (hit(sz, dz, proto, ZW_KIND_PROTO, 0) || hit(sz, dz, ZW_PROTO_ANY, ZW_KIND_PROTO, 0))
     return v;
-  return zw_verdict{ZW_RULE_NONE, ZW_ACT_DENY, 0, 0};
+  // The defaults live in the config, per generation parity.
+  zw_config cfg{};
+  if (!dp::map_lookup(m.config.get(), uint32_t{0}, &cfg)) return zw_verdict{};  // deny
+  return cfg.dflt[gen & 1][sz == dz ? 0 : 1];
 }
 
 }  // namespace
