@@ -160,6 +160,9 @@ struct zw_slow_io {
 	__u32 from_vm;
 	__u32 no_flow;	/* the fast path looked: the packet has no flow */
 	__u32 rule;	/* out */
+	__u16 src_zone;	/* out: the flow's zones, ZW_ZONE_NONE if not judged */
+	__u16 dst_zone;	/* out */
+	__u32 vflags;	/* out: ZW_VF_* of the deciding verdict */
 	__u32 pad0;
 };
 
@@ -172,7 +175,7 @@ ZW_SUBPROG int zw_slow(const struct zw_config *cfg, const struct zw_endpoint *ep
 	struct zw_ct_entry *ct;
 	__u32 rule = ZW_RULE_NONE, src_if, dst_if, gen, ifindex, ep_if;
 	__u64 now;
-	__u16 sz, dz;
+	__u16 sz = ZW_ZONE_NONE, dz = ZW_ZONE_NONE;
 	int reason, dir = ZW_CT_ORIG, ep_is_src, from_vm;
 
 	if (!cfg || !ep || !p || !io)
@@ -216,6 +219,8 @@ ZW_SUBPROG int zw_slow(const struct zw_config *cfg, const struct zw_endpoint *ep
 		ct = zw_ct_lookup(&p->inner, &fk, &dir, now);
 		if (ct) {
 			rule = ct->rule_id;
+			sz = ct->src_zone;
+			dz = ct->dst_zone;
 			reason = ZW_R_PASS_RELATED;
 		} else {
 			reason = ZW_R_DROP_ICMP_UNRELATED;
@@ -253,6 +258,8 @@ ZW_SUBPROG int zw_slow(const struct zw_config *cfg, const struct zw_endpoint *ep
 			/* Checked above; not on the flow's own interface (a VIP
 			 * moved, an address of another VM): the slow way. */
 			rule = ct->rule_id;
+			sz = ct->src_zone;
+			dz = ct->dst_zone;
 			reason = (ct->flags & ZW_CTF_AUDIT) ? ZW_R_PASS_AUDIT : ZW_R_PASS_CT;
 			goto out;
 		}
@@ -282,6 +289,8 @@ ZW_SUBPROG int zw_slow(const struct zw_config *cfg, const struct zw_endpoint *ep
 				ct->rule_id = v.rule_id;
 				ct->src_if = src_if;
 				ct->dst_if = dst_if;
+				ct->src_zone = sz;
+				ct->dst_zone = dz;
 				ct->flags = (ct->flags &
 					     (ZW_CTF_OWNED | ZW_CTF_SWAPPED | ZW_CTF_FIN | ZW_CTF_RST)) |
 					    (v.action == ZW_ACT_ALLOW ? 0 : ZW_CTF_AUDIT);
@@ -327,6 +336,8 @@ ZW_SUBPROG int zw_slow(const struct zw_config *cfg, const struct zw_endpoint *ep
 			.owner = ep->id,
 			.src_if = src_if,
 			.dst_if = dst_if,
+			.src_zone = sz,
+			.dst_zone = dz,
 		};
 
 		if (zw_ct_canon(&p->tuple, &fk))
@@ -339,6 +350,9 @@ ZW_SUBPROG int zw_slow(const struct zw_config *cfg, const struct zw_endpoint *ep
 	}
 out:
 	io->rule = rule;
+	io->src_zone = sz;
+	io->dst_zone = dz;
+	io->vflags = v.flags;
 	return reason;
 }
 
@@ -390,6 +404,8 @@ static __always_inline int zw_handle(struct zw_ctx *x)
 			if (p.tuple.proto == IPPROTO_TCP && (p.tcp_flags & 0x07))
 				zw_ct_tcp_state(ct, p.tcp_flags);
 			rule = ct->rule_id;
+			io.src_zone = ct->src_zone;
+			io.dst_zone = ct->dst_zone;
 			reason = (ct->flags & ZW_CTF_AUDIT) ? ZW_R_PASS_AUDIT : ZW_R_PASS_CT;
 			goto out;
 		}
@@ -402,8 +418,13 @@ static __always_inline int zw_handle(struct zw_ctx *x)
 	io.from_vm = from_vm;
 	reason = zw_slow(cfg, ep, &p, &io);
 	rule = io.rule;
-out:
-	return zw_account(reason, rule, ep_id, x->hook, x->len, now);
+out:;
+	struct zw_acct a = {
+		.pkt = &p, .ifindex = x->ifindex, .gen = gen,
+		.src_zone = io.src_zone, .dst_zone = io.dst_zone, .vflags = io.vflags,
+	};
+
+	return zw_account(reason, rule, ep_id, x->hook, x->len, now, &a);
 }
 
 SEC("xdp")

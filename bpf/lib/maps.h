@@ -101,4 +101,33 @@ struct {
 	__type(value, struct zw_ep_stats);
 } zw_st_ep SEC(".maps");
 
+/* One more hash lookup per counted packet: zone ids go up to 65,000, so a
+ * pair-indexed array would not fit; the pairs that carry traffic are few. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, ZW_MAX_ZP_STATS);
+	__type(key, struct zw_zp_stats_key);
+	__type(value, struct zw_zp_stats);
+} zw_st_zpair SEC(".maps");
+
+/* Flow and deny events (struct zw_event); one consumer at a time. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, ZW_EV_RINGBUF_BYTES);
+} zw_events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, ZW_EV_SLOTS);
+	__type(key, __u32);
+	__type(value, struct zw_ev_bucket);
+} zw_ev_bucket SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, ZW_EV_SLOTS);
+	__type(key, __u32);
+	__type(value, struct zw_ev_stats);
+} zw_st_ev SEC(".maps");
+
 #endif

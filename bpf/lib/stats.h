@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* The single accounting exit: every packet is counted once by reason, by
- * the rule that decided it (if any) and by endpoint, in per-CPU arrays. */
+ * the rule that decided it (if any), by endpoint and by zone pair, in per-CPU
+ * maps; denials and new flows become events (lib/events.h). */
 #ifndef ZW_BPF_STATS_H
 #define ZW_BPF_STATS_H
 
 #include "lib/maps.h"
 #include "lib/runmode.h"
+#include "lib/events.h"
 
 enum zw_hook {
 	ZW_HOOK_FROM_VM = 0,	/* what the VM sends: tc ingress / XDP */
@@ -23,10 +25,34 @@ static __always_inline void zw_count(struct zw_counter *c, __u32 len)
 	c->bytes += len;
 }
 
+/* Packets of a flow whose zones are known count on the flow's zone pair. */
+static __always_inline void zw_count_zpair(const struct zw_acct *a, int reason, int pass,
+					   __u32 len)
+{
+	struct zw_zp_stats_key k = { .src_zone = a->src_zone, .dst_zone = a->dst_zone };
+	struct zw_zp_stats *zs;
+
+	if (!a->src_zone || !a->dst_zone)
+		return;
+	zs = bpf_map_lookup_elem(&zw_st_zpair, &k);
+	if (!zs) {
+		struct zw_zp_stats zero = {};
+
+		bpf_map_update_elem(&zw_st_zpair, &k, &zero, BPF_NOEXIST);
+		zs = bpf_map_lookup_elem(&zw_st_zpair, &k);
+		if (!zs)
+			return;	/* ZW_MAX_ZP_STATS reached */
+	}
+	if (reason == ZW_R_PASS_AUDIT)
+		zw_count(&zs->audit, len);
+	else
+		zw_count(pass ? &zs->pass : &zs->drop, len);
+}
+
 /* Returns 1 to pass, 0 to drop; ZW_RUN_VERDICT: the encoded verdict
  * (entry points hand it out through zw_ret). ZW_RUN_DRY counts nothing. */
 static __always_inline int zw_account(int reason, __u32 rule_id, __s64 ep_id, int hook,
-				      __u32 len, __u64 now)
+				      __u32 len, __u64 now, const struct zw_acct *a)
 {
 	__u32 r = reason;
 	struct zw_counter *c;
@@ -59,6 +85,10 @@ static __always_inline int zw_account(int reason, __u32 rule_id, __s64 ep_id, in
 				zw_count(pass ? &es->to_vm_pass : &es->to_vm_drop, len);
 		}
 	}
+	zw_count_zpair(a, reason, pass, len);
+	if (zw_ev_wanted(reason, a->vflags))
+		zw_emit(reason, rule_id, ep_id >= 0 && ep_id < ZW_MAX_ENDPOINTS ? ep_id : ZW_EV_SLOT_NONE,
+			hook, len, now, a);
 	if (zw_verdict_mode())
 		return ZW_VERDICT_ENCODE(rule_id, reason);
 	return pass;

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -281,6 +282,37 @@ int cmd_status(const Globals& g) {
   return kOk;
 }
 
+// Zone pairs, events and datapath CPU cost (the observability part of stats).
+void print_stats_extra(const json& s) {
+  std::printf("\n%-14s %-14s %12s %12s %12s\n", "SRC ZONE", "DST ZONE", "PASS", "DROP", "AUDIT");
+  for (const auto& z : s["zone_pairs"])
+    std::printf("%-14s %-14s %12lu %12lu %12lu\n", z["src_zone"].get<std::string>().c_str(),
+                z["dst_zone"].get<std::string>().c_str(), z["pass"]["packets"].get<uint64_t>(),
+                z["drop"]["packets"].get<uint64_t>(), z["audit"]["packets"].get<uint64_t>());
+  const json& ev = s["events"];
+  std::printf("\nevents: %lu emitted, %lu suppressed (rate limit), %lu lost (ring buffer full)\n",
+              ev["emitted"].get<uint64_t>(), ev["suppressed"].get<uint64_t>(),
+              ev["lost"].get<uint64_t>());
+  const json& cpu = s["cpu"];
+  std::printf("\ndatapath CPU: %.6f s over %lu runs%s\n", cpu["cpu_seconds"].get<double>(),
+              cpu["run_count"].get<uint64_t>(),
+              cpu["stats_enabled"].get<bool>() ? ""
+                                               : " (BPF run-time statistics are off: run the "
+                                                 "daemon, or sysctl kernel.bpf_stats_enabled=1)");
+  for (const auto& p : cpu["programs"])
+    std::printf("  %-16s %12lu runs %10s ns/packet\n", p["program"].get<std::string>().c_str(),
+                p["run_count"].get<uint64_t>(),
+                p["ns_per_packet"].is_number()
+                    ? std::to_string(std::lround(p["ns_per_packet"].get<double>())).c_str()
+                    : "-");
+  std::printf("%-16s %-15s %14s %10s %10s\n", "VM", "INTERFACE", "CPU S (EST.)", "EVENTS",
+              "SUPPRESSED");
+  for (const auto& e : s["endpoints"])
+    std::printf("%-16s %-15s %14.6f %10lu %10lu\n", e["vm"].get<std::string>().c_str(),
+                e["ifname"].get<std::string>().c_str(), e["cpu_seconds_estimated"].get<double>(),
+                e["events"]["emitted"].get<uint64_t>(), e["events"]["suppressed"].get<uint64_t>());
+}
+
 int cmd_stats(const Globals& g) {
   auto got = read_only(g, "stats");
   if (auto* rc = std::get_if<int>(&got)) return *rc;
@@ -309,6 +341,7 @@ int cmd_stats(const Globals& g) {
         e["ifname"].get<std::string>().c_str(), e["from_vm_pass"]["packets"].get<uint64_t>(),
         e["from_vm_drop"]["packets"].get<uint64_t>(), e["to_vm_pass"]["packets"].get<uint64_t>(),
         e["to_vm_drop"]["packets"].get<uint64_t>());
+  print_stats_extra(s);
   std::printf("\n%zu tracked flows\n", s["conntrack_entries"].get<size_t>());
   return kOk;
 }

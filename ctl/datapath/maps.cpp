@@ -29,8 +29,10 @@ Result<UniqueFd> open_pin(const std::string& path) {
 
 Result<Maps> open_pinned_maps(const std::string& pin_dir) {
   Maps m;
-  UniqueFd* slots[] = {&m.config,    &m.endpoints, &m.addrs, &m.cidrs, &m.policy,   &m.ct,
-                       &m.st_reason, &m.st_rule,   &m.st_ep, &m.pairs, &m.ct_count, &m.zpairs};
+  UniqueFd* slots[] = {&m.config,    &m.endpoints, &m.addrs,    &m.cidrs,     &m.policy,
+                       &m.ct,        &m.st_reason, &m.st_rule,  &m.st_ep,     &m.pairs,
+                       &m.ct_count,  &m.zpairs,    &m.st_zpair, &m.events,    &m.ev_bucket,
+                       &m.st_ev};
   static_assert(std::size(kMapNames) == std::size(slots));
   for (size_t i = 0; i < std::size(slots); ++i) {
     auto fd = open_pin(pin_dir + "/" + kMapNames[i]);
@@ -119,6 +121,11 @@ void CtUsageView::uncharge(uint32_t id) {
   uint32_t cur = n.load(std::memory_order_relaxed);
   while (cur != 0 && !n.compare_exchange_weak(cur, cur - 1, std::memory_order_relaxed)) {
   }
+}
+
+void ConfigView::set_event_rate(uint32_t per_second, uint32_t burst) {
+  std::atomic_ref<uint32_t>(cfg_->ev_rate).store(per_second, std::memory_order_relaxed);
+  std::atomic_ref<uint32_t>(cfg_->ev_burst).store(burst, std::memory_order_relaxed);
 }
 
 }  // namespace zw::datapath

@@ -19,13 +19,15 @@ namespace zw::datapath {
 
 // Names of the maps as pinned under the pin directory (= their BPF names).
 inline constexpr const char* kMapNames[] = {
-    "zw_config",    "zw_endpoints", "zw_addrs", "zw_cidrs", "zw_policy",   "zw_ct",
-    "zw_st_reason", "zw_st_rule",   "zw_st_ep", "zw_pairs", "zw_ct_count", "zw_zpairs",
+    "zw_config",    "zw_endpoints", "zw_addrs",    "zw_cidrs",  "zw_policy",    "zw_ct",
+    "zw_st_reason", "zw_st_rule",   "zw_st_ep",    "zw_pairs",  "zw_ct_count",  "zw_zpairs",
+    "zw_st_zpair",  "zw_events",    "zw_ev_bucket", "zw_st_ev",
 };
 
 struct Maps {
   UniqueFd config, endpoints, addrs, cidrs, policy, ct, st_reason, st_rule, st_ep, pairs, ct_count,
       zpairs;
+  UniqueFd st_zpair, events, ev_bucket, st_ev;
 };
 
 // Opens the maps pinned under pin_dir (kNotFound if nothing is pinned).
@@ -73,6 +75,22 @@ Result<std::vector<K>> map_keys(int fd) {
   return out;
 }
 
+// Per-CPU hash: every (key, value summed over CPUs).
+template <MapKey K, typename V, typename Add>
+Result<std::vector<std::pair<K, V>>> percpu_hash_sum(int fd, Add add) {
+  auto keys = map_keys<K>(fd);
+  if (!keys) return fail(std::move(keys.error()));
+  std::vector<std::pair<K, V>> out;
+  std::vector<V> per(possible_cpus());
+  for (const K& k : *keys) {
+    if (bpf_map_lookup_elem(fd, &k, per.data()) != 0) continue;  // deleted meanwhile
+    V acc{};
+    for (const V& v : per) add(acc, v);
+    out.emplace_back(k, acc);
+  }
+  return out;
+}
+
 // Per-CPU array element summed over CPUs with `add(acc, one)`.
 template <typename V, typename Add>
 Result<V> percpu_sum(int fd, uint32_t key, Add add) {
@@ -98,6 +116,8 @@ class ConfigView {
   // The defaults' verdicts of generation `gen` (its parity slot), before
   // its flip; the flip's release store publishes them.
   void set_defaults(uint32_t gen, const zw_verdict& intra, const zw_verdict& inter);
+  // Event rate limit per endpoint (events/s, bucket depth); 0 = default.
+  void set_event_rate(uint32_t per_second, uint32_t burst);
 
  private:
   explicit ConfigView(zw_config* cfg, size_t len) : cfg_(cfg), len_(len) {}

@@ -91,7 +91,9 @@ Result<Object> Object::load(const std::string& pin_dir, const LoadOptions& opts)
       obj.skel_->maps.zw_config,    obj.skel_->maps.zw_endpoints, obj.skel_->maps.zw_addrs,
       obj.skel_->maps.zw_cidrs,     obj.skel_->maps.zw_policy,    obj.skel_->maps.zw_ct,
       obj.skel_->maps.zw_st_reason, obj.skel_->maps.zw_st_rule,   obj.skel_->maps.zw_st_ep,
-      obj.skel_->maps.zw_pairs,     obj.skel_->maps.zw_ct_count,  obj.skel_->maps.zw_zpairs};
+      obj.skel_->maps.zw_pairs,     obj.skel_->maps.zw_ct_count,  obj.skel_->maps.zw_zpairs,
+      obj.skel_->maps.zw_st_zpair,  obj.skel_->maps.zw_events,    obj.skel_->maps.zw_ev_bucket,
+      obj.skel_->maps.zw_st_ev};
   static_assert(std::size(maps) == std::size(kMapNames));
   for (size_t i = 0; i < std::size(maps); ++i) {
     std::string path = pin_dir + "/" + kMapNames[i];
@@ -135,8 +137,13 @@ Result<Maps> Object::maps() const {
   m.pairs = dup(skel_->maps.zw_pairs);
   m.ct_count = dup(skel_->maps.zw_ct_count);
   m.zpairs = dup(skel_->maps.zw_zpairs);
+  m.st_zpair = dup(skel_->maps.zw_st_zpair);
+  m.events = dup(skel_->maps.zw_events);
+  m.ev_bucket = dup(skel_->maps.zw_ev_bucket);
+  m.st_ev = dup(skel_->maps.zw_st_ev);
   if (!m.config || !m.endpoints || !m.addrs || !m.cidrs || !m.policy || !m.ct || !m.st_reason ||
-      !m.st_rule || !m.st_ep || !m.pairs || !m.ct_count || !m.zpairs)
+      !m.st_rule || !m.st_ep || !m.pairs || !m.ct_count || !m.zpairs || !m.st_zpair || !m.events ||
+      !m.ev_bucket || !m.st_ev)
     return fail(Error::sys("dup map fd"));
   return m;
 }

@@ -4,9 +4,12 @@
 #include <net/if.h>
 #include <time.h>
 
+#include <algorithm>
 #include <set>
+#include <tuple>
 
 #include "datapath/attach.h"
+#include "datapath/events.h"
 #include "datapath/maps.h"
 #include "datapath/object.h"
 #include "datapath/reasons.h"
@@ -33,6 +36,58 @@ json counter(const zw_counter& c) { return {{"packets", c.packets}, {"bytes", c.
 void add(zw_counter& a, const zw_counter& b) {
   a.packets += b.packets;
   a.bytes += b.bytes;
+}
+
+void add_ev(zw_ev_stats& a, const zw_ev_stats& b) {
+  a.emitted += b.emitted;
+  a.suppressed += b.suppressed;
+  a.lost += b.lost;
+}
+
+json ev_json(const zw_ev_stats& s) {
+  return {{"emitted", s.emitted}, {"suppressed", s.suppressed}, {"lost", s.lost}};
+}
+
+std::string zone_name(const State& s, uint16_t id) {
+  if (id == ZW_ZONE_WORLD) return "world";
+  if (id == ZW_ZONE_UNZONED) return "unzoned";
+  for (const auto& [name, zid] : s.zones)
+    if (zid == id) return name;
+  return "zone#" + std::to_string(id);  // a zone of an older policy
+}
+
+// The kernel's run-time statistics of the pinned programs: exact totals
+// while statistics are enabled; average cost per packet of each hook.
+json program_cost(const Paths& paths) {
+  json progs = json::array();
+  uint64_t total_ns = 0, total_runs = 0;
+  for (dp::Prog p : {dp::Prog::kFromVmTc, dp::Prog::kFromVmXdp, dp::Prog::kToVmTc}) {
+    auto fd = dp::open_pinned_prog(paths.pin_dir, p);
+    if (!fd) continue;
+    auto rs = dp::prog_run_stats(fd->get());
+    if (!rs) continue;
+    total_ns += rs->run_time_ns;
+    total_runs += rs->run_cnt;
+    progs.push_back(
+        {{"program", dp::prog_name(p)},
+         {"id", rs->id},
+         {"run_count", rs->run_cnt},
+         {"run_time_ns", rs->run_time_ns},
+         {"ns_per_packet",
+          rs->run_cnt ? json(double(rs->run_time_ns) / double(rs->run_cnt)) : json(nullptr)}});
+  }
+  return {{"stats_enabled", dp::run_time_stats_enabled()},
+          {"programs", progs},
+          {"run_count", total_runs},
+          {"run_time_ns", total_ns},
+          {"cpu_seconds", double(total_ns) / 1e9}};
+}
+
+// Average ns per packet of a program in `cost`, or 0 if it never ran timed.
+double ns_per_packet(const json& cost, const char* prog) {
+  for (const auto& p : cost["programs"])
+    if (p["program"] == prog && p["ns_per_packet"].is_number()) return p["ns_per_packet"];
+  return 0;
 }
 }  // namespace
 
@@ -183,6 +238,8 @@ Result<json> stats(const Paths& paths) {
   json eps = json::array();
   auto usage = conntrack_usage(live->maps);
   if (!usage) return fail(std::move(usage.error()));
+  json cost = program_cost(paths);
+  zw_ev_stats ev_total{};
   for (const auto& e : live->state.endpoints) {
     zw_endpoint ev{};
     bool in_map = e.ifindex && dp::map_lookup(live->maps.endpoints.get(),
@@ -196,6 +253,16 @@ Result<json> stats(const Paths& paths) {
                                             add(a.to_vm_drop, b.to_vm_drop);
                                           });
     if (!es) return fail(std::move(es.error()));
+    auto evs = dp::percpu_sum<zw_ev_stats>(live->maps.st_ev.get(), e.id, add_ev);
+    if (!evs) return fail(std::move(evs.error()));
+    add_ev(ev_total, *evs);
+    // Estimated: the hook program's average cost per packet times this
+    // interface's packets on that hook (see docs/observability.md).
+    uint64_t from_pk = es->from_vm_pass.packets + es->from_vm_drop.packets;
+    uint64_t to_pk = es->to_vm_pass.packets + es->to_vm_drop.packets;
+    double from_ns =
+        from_pk * ns_per_packet(cost, e.attach == "xdp" ? "zw_from_vm_xdp" : "zw_from_vm_tc");
+    double to_ns = to_pk * ns_per_packet(cost, "zw_to_vm_tc");
     eps.push_back({{"vm", e.vm_name},
                    {"ifname", e.ifname},
                    {"zone", e.zone},
@@ -204,12 +271,44 @@ Result<json> stats(const Paths& paths) {
                    {"to_vm_pass", counter(es->to_vm_pass)},
                    {"to_vm_drop", counter(es->to_vm_drop)},
                    {"tracked_flows", flows == usage->end() ? 0u : flows->second},
-                   {"max_flows", in_map ? json(ev.ct_limit) : json(nullptr)}});
+                   {"max_flows", in_map ? json(ev.ct_limit) : json(nullptr)},
+                   {"events", ev_json(*evs)},
+                   {"cpu_seconds_estimated", (from_ns + to_ns) / 1e9}});
   }
+  auto unowned = dp::percpu_sum<zw_ev_stats>(live->maps.st_ev.get(), ZW_EV_SLOT_NONE, add_ev);
+  if (!unowned) return fail(std::move(unowned.error()));
+  add_ev(ev_total, *unowned);
+  auto zp = dp::percpu_hash_sum<zw_zp_stats_key, zw_zp_stats>(
+      live->maps.st_zpair.get(), [](zw_zp_stats& a, const zw_zp_stats& b) {
+        add(a.pass, b.pass);
+        add(a.drop, b.drop);
+        add(a.audit, b.audit);
+      });
+  if (!zp) return fail(std::move(zp.error()));
+  std::sort(zp->begin(), zp->end(), [](const auto& a, const auto& b) {
+    return std::tie(a.first.src_zone, a.first.dst_zone) <
+           std::tie(b.first.src_zone, b.first.dst_zone);
+  });
+  json pairs = json::array();
+  for (const auto& [k, v] : *zp)
+    pairs.push_back({{"src_zone", zone_name(live->state, k.src_zone)},
+                     {"dst_zone", zone_name(live->state, k.dst_zone)},
+                     {"pass", counter(v.pass)},
+                     {"drop", counter(v.drop)},
+                     {"audit", counter(v.audit)}});
   size_t ct = 0;
   if (auto keys = dp::map_keys<zw_ct_key>(live->maps.ct.get())) ct = keys->size();
-  return json{{"active_generation", live->gen}, {"reasons", reasons}, {"rules", rules},
-              {"never_matched", never},         {"endpoints", eps},   {"conntrack_entries", ct}};
+  json events = ev_json(ev_total);
+  events["unowned"] = ev_json(*unowned);
+  return json{{"active_generation", live->gen},
+              {"reasons", reasons},
+              {"rules", rules},
+              {"never_matched", never},
+              {"zone_pairs", pairs},
+              {"endpoints", eps},
+              {"events", events},
+              {"cpu", cost},
+              {"conntrack_entries", ct}};
 }
 
 }  // namespace zw::engine

@@ -41,15 +41,37 @@ struct Verd {
 
 uint8_t act(Action a) { return a == Action::kAllow ? ZW_ACT_ALLOW : ZW_ACT_DENY; }
 
-Verd rule_verdict(uint32_t id, Action a, bool rule_audit, bool zone_audit) {
-  uint8_t flags = (a == Action::kDeny && (rule_audit || zone_audit)) ? ZW_VF_AUDIT : 0;
+// What the two zones of a pair ask for: audit mode, and which decisions
+// become events. Default-constructed: two zones without settings.
+struct PairMode {
+  bool audit = false;
+  bool log_deny = true;
+  bool log_new = false;
+  auto operator<=>(const PairMode&) const = default;
+};
+
+PairMode zone_mode(const Zone* z) {
+  if (!z) return {};
+  return {z->mode == ZoneMode::kAudit, z->log_deny, z->log_new_flows};
+}
+
+// Either zone in audit audits; either zone silencing denies silences them;
+// either zone asking for new flows gets them.
+PairMode pair_mode(const PairMode& s, const PairMode& d) {
+  return {s.audit || d.audit, s.log_deny && d.log_deny, s.log_new || d.log_new};
+}
+
+Verd rule_verdict(uint32_t id, Action a, bool rule_audit, std::optional<bool> rule_log,
+                  const PairMode& m) {
+  uint8_t flags = (a == Action::kDeny && (rule_audit || m.audit)) ? ZW_VF_AUDIT : 0;
+  if (rule_log.value_or(a == Action::kDeny ? m.log_deny : m.log_new)) flags |= ZW_VF_LOG;
   return {id, act(a), flags};
 }
 
-Verd default_verdict(const Defaults& d, bool intra, bool zone_audit) {
+Verd default_verdict(const Defaults& d, bool intra, const PairMode& m) {
   Action a = intra ? d.intra_zone : d.inter_zone;
   uint32_t id = intra ? ZW_RULE_DEFAULT_INTRA : ZW_RULE_DEFAULT_INTER;
-  return rule_verdict(id, a, false, zone_audit);
+  return rule_verdict(id, a, false, std::nullopt, m);
 }
 
 // A rule resolved to zone indexes and port/type intervals.
@@ -63,6 +85,7 @@ struct CRule {
   uint32_t id = 0;
   Action action = Action::kDeny;
   bool audit = false;
+  std::optional<bool> log;
 };
 
 // One entry of an encoding, without zones: stamped onto every pair using it.
@@ -117,7 +140,7 @@ class Compiler {
       zone_index_[name] = static_cast<uint32_t>(zone_ids_.size());
       zone_ids_.push_back(id);
       auto z = p.zones.find(name);
-      zone_audit_.push_back(z != p.zones.end() && z->second.mode == ZoneMode::kAudit);
+      zone_mode_.push_back(zone_mode(z != p.zones.end() ? &z->second : nullptr));
     }
     for (const auto& r : p.rules) rules_.push_back(resolve(r, ids));
   }
@@ -159,7 +182,7 @@ class Compiler {
       uint32_t star_list = intern(truncated(star_to));
       for (uint32_t d = 0; d < nz; ++d) {
         uint32_t list = per_d[d].empty() ? star_list : intern(truncated(merged(star_to, per_d[d])));
-        uint32_t enc = encoding(list, s == d, zone_audit_[s] || zone_audit_[d]);
+        uint32_t enc = encoding(list, s == d, pair_mode(zone_mode_[s], zone_mode_[d]));
         if (encodings_[enc].empty()) continue;
         pairs.push_back({s, d, enc});
         total += encodings_[enc].size();
@@ -178,9 +201,7 @@ class Compiler {
       e.key.kind = ZW_KIND_DEFAULT;
       e.key.port = port;
       bool intra = port == 0;
-      e.value = Verd{intra ? uint32_t{ZW_RULE_DEFAULT_INTRA} : uint32_t{ZW_RULE_DEFAULT_INTER},
-                     act(intra ? p_.defaults.intra_zone : p_.defaults.inter_zone), 0}
-                    .raw();
+      e.value = default_verdict(p_.defaults, intra, PairMode{}).raw();
       c.entries.push_back(e);
     }
     for (const auto& pr : pairs) {
@@ -224,6 +245,7 @@ class Compiler {
     c.id = it != ids.rule.end() ? it->second : 0;
     c.action = r.action;
     c.audit = r.audit;
+    c.log = r.log;
     return c;
   }
 
@@ -252,40 +274,41 @@ class Compiler {
     return it->second;
   }
 
-  uint32_t encoding(uint32_t list, bool intra, bool audit) {
-    auto key = std::make_tuple(list, intra, audit);
+  uint32_t encoding(uint32_t list, bool intra, const PairMode& mode) {
+    auto key = std::make_tuple(list, intra, mode);
     if (auto it = enc_cache_.find(key); it != enc_cache_.end()) return it->second;
     uint32_t id = static_cast<uint32_t>(encodings_.size());
-    encodings_.push_back(encode(*list_store_[list], intra, audit));
+    encodings_.push_back(encode(*list_store_[list], intra, mode));
     enc_cache_.emplace(key, id);
     return id;
   }
 
   // The entries one (src, dst) pair needs, given the rules that apply to it
   // in order (already cut after the first protocol-less rule).
-  std::vector<Enc> encode(const std::vector<uint32_t>& list, bool intra, bool audit) const {
+  std::vector<Enc> encode(const std::vector<uint32_t>& list, bool intra,
+                          const PairMode& mode) const {
     std::vector<Enc> out;
-    const Verd base = default_verdict(p_.defaults, intra, false);  // the DEFAULT entry
-    Verd fany = default_verdict(p_.defaults, intra, audit);
+    const Verd base = default_verdict(p_.defaults, intra, PairMode{});  // the DEFAULT entry
+    Verd fany = default_verdict(p_.defaults, intra, mode);
     std::set<uint8_t> protos;
     for (auto r : list) {
       const CRule& cr = rules_[r];
       if (cr.proto) {
         protos.insert(*cr.proto);
       } else {
-        fany = rule_verdict(cr.id, cr.action, cr.audit, audit);
+        fany = rule_verdict(cr.id, cr.action, cr.audit, cr.log, mode);
         break;  // rules after it never decide
       }
     }
     if (fany != base) out.push_back({ZW_KIND_PROTO, ZW_PROTO_ANY, 0, fany});
-    for (auto proto : protos) encode_proto(list, proto, audit, fany, out);
+    for (auto proto : protos) encode_proto(list, proto, mode, fany, out);
     return out;
   }
 
   // f_P as merged intervals over [0, domain_max(P)]: the first applicable
   // rule covering each point, `fallthrough` where none does.
-  std::vector<Interval> intervals(const std::vector<uint32_t>& list, uint8_t proto, bool audit,
-                                  const Verd& fallthrough) const {
+  std::vector<Interval> intervals(const std::vector<uint32_t>& list, uint8_t proto,
+                                  const PairMode& mode, const Verd& fallthrough) const {
     const uint32_t max = domain_max(proto);
     struct Event {
       uint32_t at;
@@ -313,7 +336,7 @@ class Compiler {
     auto verdict = [&]() {
       if (active.empty()) return fallthrough;
       const CRule& cr = rules_[list[*active.begin()]];
-      return rule_verdict(cr.id, cr.action, cr.audit, audit);
+      return rule_verdict(cr.id, cr.action, cr.audit, cr.log, mode);
     };
     uint32_t at = 0;
     std::size_t i = 0;
@@ -338,9 +361,9 @@ class Compiler {
     return out;
   }
 
-  void encode_proto(const std::vector<uint32_t>& list, uint8_t proto, bool audit,
+  void encode_proto(const std::vector<uint32_t>& list, uint8_t proto, const PairMode& mode,
                     const Verd& fallthrough, std::vector<Enc>& out) const {
-    std::vector<Interval> f = intervals(list, proto, audit, fallthrough);
+    std::vector<Interval> f = intervals(list, proto, mode, fallthrough);
     std::vector<std::pair<Verd, uint32_t>> counts;
     for (const auto& iv : f) add_count(counts, iv.v, iv.hi - iv.lo + 1);
     const Verd bg = majority(counts, fallthrough);
@@ -373,11 +396,11 @@ class Compiler {
   const Policy& p_;
   std::map<std::string, uint32_t> zone_index_;
   std::vector<uint16_t> zone_ids_;
-  std::vector<bool> zone_audit_;
+  std::vector<PairMode> zone_mode_;
   std::vector<CRule> rules_;
   std::unordered_map<std::vector<uint32_t>, uint32_t, VecHash> lists_;
   std::vector<const std::vector<uint32_t>*> list_store_;
-  std::map<std::tuple<uint32_t, bool, bool>, uint32_t> enc_cache_;
+  std::map<std::tuple<uint32_t, bool, PairMode>, uint32_t> enc_cache_;
   std::vector<std::vector<Enc>> encodings_;
 };
 
@@ -431,11 +454,11 @@ zw_verdict evaluate(const Policy& p, const Ids& ids, uint16_t src_zone, uint16_t
     if (id == src_zone) src = name;
     if (id == dst_zone) dst = name;
   }
-  auto audit_zone = [&](std::string_view n) {
+  auto mode_of = [&](std::string_view n) {
     auto it = p.zones.find(std::string(n));
-    return it != p.zones.end() && it->second.mode == ZoneMode::kAudit;
+    return zone_mode(it != p.zones.end() ? &it->second : nullptr);
   };
-  const bool zone_audit = audit_zone(src) || audit_zone(dst);
+  const PairMode mode = pair_mode(mode_of(src), mode_of(dst));
   auto in = [](const std::vector<std::string>& zones, std::string_view z) {
     for (const auto& n : zones)
       if (n == kZoneAny || (!z.empty() && n == z)) return true;
@@ -455,9 +478,10 @@ zw_verdict evaluate(const Policy& p, const Ids& ids, uint16_t src_zone, uint16_t
       if (std::find(r.icmp_types.begin(), r.icmp_types.end(), port) == r.icmp_types.end()) continue;
     }
     auto it = ids.rule.find(r.name);
-    return rule_verdict(it != ids.rule.end() ? it->second : 0, r.action, r.audit, zone_audit).raw();
+    return rule_verdict(it != ids.rule.end() ? it->second : 0, r.action, r.audit, r.log, mode)
+        .raw();
   }
-  return default_verdict(p.defaults, src_zone == dst_zone, zone_audit).raw();
+  return default_verdict(p.defaults, src_zone == dst_zone, mode).raw();
 }
 
 zw_verdict lookup(const Compiled& c, uint16_t src_zone, uint16_t dst_zone, uint8_t proto,

@@ -190,7 +190,7 @@ class FileParser {
 
   void zone_body(const json& zv, const std::string& zptr, RawZone& rz) {
     w_.check_fields(zv, zptr,
-                    {"vms", "uuids", "cidrs", "mode", "hygiene", "max_flows", "description"});
+                    {"vms", "uuids", "cidrs", "mode", "hygiene", "max_flows", "log", "description"});
     Zone& z = rz.zone;
     bool has_vms = string_list(zv, "vms", zptr, [&](const std::string& s, const std::string& p) {
       if (s.empty()) {
@@ -247,6 +247,17 @@ class FileParser {
                  "a conntrack limit applies to VM zones, not to external addresses");
     }
     if (zv.contains("description")) w_.expect_string(zv["description"], zptr + "/description");
+    if (zv.contains("log")) zone_log(zv["log"], zptr + "/log", z);
+  }
+
+  // "log": {"deny": bool, "new_flows": bool}
+  void zone_log(const json& v, const std::string& ptr, Zone& z) {
+    if (!w_.expect_object(v, ptr)) return;
+    w_.check_fields(v, ptr, {"deny", "new_flows"});
+    if (v.contains("deny") && w_.expect_bool(v["deny"], ptr + "/deny"))
+      z.log_deny = v["deny"].get<bool>();
+    if (v.contains("new_flows") && w_.expect_bool(v["new_flows"], ptr + "/new_flows"))
+      z.log_new_flows = v["new_flows"].get<bool>();
   }
 
   std::optional<uint32_t> max_flows(const json& v, const std::string& ptr) {
@@ -322,9 +333,9 @@ class FileParser {
   }
 
   void rule(const json& r, const std::string& rptr) {
-    w_.check_fields(
-        r, rptr,
-        {"name", "description", "from", "to", "proto", "ports", "icmp_types", "action", "audit"});
+    w_.check_fields(r, rptr,
+                    {"name", "description", "from", "to", "proto", "ports", "icmp_types", "action",
+                     "audit", "log"});
     RawRule rr;
     Rule& rule = rr.rule;
     rule.origin = {f_.file, rptr};
@@ -362,6 +373,8 @@ class FileParser {
       if (rule.audit && rule.action == Action::kAllow && r.contains("action"))
         w_.error(rptr + "/audit", "audit applies to deny rules only (an allow already passes)");
     }
+    if (r.contains("log") && w_.expect_bool(r["log"], rptr + "/log"))
+      rule.log = r["log"].get<bool>();
     f_.rules.push_back(std::move(rr));
   }
 

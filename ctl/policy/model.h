@@ -60,6 +60,11 @@ struct Zone {
   ZoneMode mode = ZoneMode::kEnforce;
   HygieneOverride hygiene;
   std::optional<uint32_t> max_flows;  // conntrack limit per VM interface; unset = defaults
+  // Events for traffic from and to this zone's members: a zone turning
+  // deny events off silences them for every pair it is in; one turning
+  // new-flow events on reports them for every pair it is in.
+  bool log_deny = true;
+  bool log_new_flows = false;
   Origin origin;
 };
 
@@ -76,7 +81,8 @@ struct Rule {
   std::vector<PortRange> ports;     // tcp/udp/sctp only; empty = all ports
   std::vector<uint8_t> icmp_types;  // icmp/icmpv6 only; empty = all types
   Action action = Action::kDeny;
-  bool audit = false;  // a deny that only records
+  bool audit = false;       // a deny that only records
+  std::optional<bool> log;  // events for what this rule decides; unset: the zones'
   Origin origin;
 };
 

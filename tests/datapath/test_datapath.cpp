@@ -15,10 +15,12 @@
 #include <string>
 
 #include "datapath/attach.h"
+#include "datapath/events.h"
 #include "datapath/maps.h"
 #include "datapath/object.h"
 #include "datapath/test_run.h"
 #include "engine/conntrack.h"
+#include "engine/flows.h"
 #include "engine/inspect.h"
 #include "engine/reconcile.h"
 #include "engine/state.h"
@@ -1001,6 +1003,280 @@ TEST_F(DatapathTest, StatusReportsEveryEndpointEnforced) {
   ASSERT_TRUE(st.has_value()) << st.error().str();
   EXPECT_EQ((*st)["endpoints"].size(), 3u);
   EXPECT_EQ((*st)["endpoints_enforced"].get<size_t>(), 3u) << st->dump(2);
+}
+
+// ---- events, zone pairs -----------------------------------------------
+
+// Web asks for new-flow events; db silences denies; rules override both.
+const char* kLogPolicy = R"({
+  "version": 1,
+  "zones": {
+    "web": {"vms": ["web-*"], "log": {"new_flows": true}},
+    "db": {"vms": ["db-*"], "log": {"deny": false}}
+  },
+  "rules": [
+    {"name": "web-db-pg", "from": "web", "to": "db", "proto": "tcp", "ports": [5432], "action": "allow"},
+    {"name": "web-db-dns", "from": "web", "to": "db", "proto": "udp", "ports": [53], "action": "allow", "log": false},
+    {"name": "db-web-deny", "from": "db", "to": "web", "action": "deny", "log": true}
+  ]
+})";
+
+class EventsTest : public DatapathTest {
+ protected:
+  // Everything waiting in the ring buffer, oldest first.
+  static std::vector<zw_event> drain() {
+    std::vector<zw_event> out;
+    auto maps = datapath::open_pinned_maps(paths_.pin_dir);
+    EXPECT_TRUE(maps.has_value());
+    if (!maps) return out;
+    auto r = datapath::EventReader::open(maps->events.get(),
+                                         [&](const zw_event& e) { out.push_back(e); });
+    EXPECT_TRUE(r.has_value()) << (r ? "" : r.error().str());
+    if (r) {
+      EXPECT_TRUE(r->poll(0).has_value());
+    }
+    return out;
+  }
+  static void set_rate(uint32_t rate, uint32_t burst) {
+    auto maps = datapath::open_pinned_maps(paths_.pin_dir);
+    ASSERT_TRUE(maps.has_value());
+    auto cfg = datapath::ConfigView::map(maps->config.get());
+    ASSERT_TRUE(cfg.has_value());
+    cfg->set_event_rate(rate, burst);
+  }
+  // Fills an endpoint's bucket with exactly `tokens` events now.
+  static void fill_bucket(uint32_t ep_id, uint64_t tokens) {
+    auto maps = datapath::open_pinned_maps(paths_.pin_dir);
+    ASSERT_TRUE(maps.has_value());
+    timespec ts{};
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    zw_ev_bucket b{tokens * 1000000000ull, uint64_t(ts.tv_sec) * 1000000000ull + ts.tv_nsec};
+    ASSERT_TRUE(datapath::map_update(maps->ev_bucket.get(), ep_id, b).has_value());
+  }
+  static engine::State state() {
+    auto st = engine::read_state(paths_);
+    EXPECT_TRUE(st && *st);
+    return st && *st ? **st : engine::State{};
+  }
+  static uint32_t ep_id(const std::string& ifname) {
+    for (const auto& e : state().endpoints)
+      if (e.ifname == ifname) return e.id;
+    ADD_FAILURE() << "no endpoint " << ifname;
+    return 0;
+  }
+  static nlohmann::json ev_stats(const std::string& ifname) {
+    auto st = engine::stats(paths_);
+    EXPECT_TRUE(st.has_value());
+    for (const auto& e : (*st)["endpoints"])
+      if (e["ifname"] == ifname) return e["events"];
+    return {};
+  }
+  void SetUp() override {
+    DatapathTest::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
+    set_rate(ZW_EV_RATE_MAX, ZW_EV_RATE_MAX);
+    drain();
+  }
+  void TearDown() override {
+    set_rate(0, 0);
+    drain();
+    auto back = apply_text(kPolicy);
+    EXPECT_TRUE(back.has_value()) << back.error().str();
+  }
+};
+
+TEST_F(EventsTest, DeniedPacketEventCarriesEverything) {
+  auto frame = test::ip("10.1.0.1", "10.1.0.2", kTcp, test::tcp(45000, 5433));
+  EXPECT_OUTCOME(from_vm("zwdA", frame), false, "drop_policy", "default:inter_zone");
+  auto evs = drain();
+  ASSERT_EQ(evs.size(), 1u);
+  const zw_event& e = evs[0];
+  engine::State st = state();
+  EXPECT_EQ(e.reason, ZW_R_DROP_POLICY);
+  EXPECT_EQ(e.rule_id, uint32_t{ZW_RULE_DEFAULT_INTER});
+  EXPECT_EQ(e.hook, 0);
+  EXPECT_EQ(e.ifindex, ifs_.at("zwdA").ifindex);
+  EXPECT_EQ(e.ep_id, ep_id("zwdA"));
+  EXPECT_EQ(e.src_zone, st.zones.at("web"));
+  EXPECT_EQ(e.dst_zone, st.zones.at("db"));
+  EXPECT_EQ(e.proto, kTcp);
+  EXPECT_EQ(ntohs(e.sport), 45000);
+  EXPECT_EQ(ntohs(e.dport), 5433);
+  EXPECT_EQ(e.len, frame.size());
+  EXPECT_EQ(e.gen, st.generation);
+  EXPECT_EQ(net::Addr{std::to_array(e.saddr)}.str(), "10.1.0.1");
+  EXPECT_EQ(net::Addr{std::to_array(e.daddr)}.str(), "10.1.0.2");
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  uint64_t now = uint64_t(ts.tv_sec) * 1000000000ull + ts.tv_nsec;
+  EXPECT_LE(e.ts_ns, now);
+  EXPECT_GT(e.ts_ns, now - 5000000000ull);
+  // Named from state.json.
+  auto j = engine::event_json(e, engine::flow_names(st), engine::monotonic_to_realtime_ns());
+  EXPECT_EQ(j["verdict"], "deny");
+  EXPECT_EQ(j["reason"], "drop_policy");
+  EXPECT_EQ(j["rule"], "default:inter_zone");
+  EXPECT_EQ(j["vm"], "web-1");
+  EXPECT_EQ(j["src"]["vm"], "web-1");
+  EXPECT_EQ(j["src"]["zone"], "web");
+  EXPECT_EQ(j["dst"]["vm"], "db-1");
+  EXPECT_EQ(j["dst"]["zone"], "db");
+  EXPECT_EQ(j["dst"]["port"], 5433);
+  EXPECT_EQ(j["proto"], "tcp");
+  // IPv6 and ICMP: the type travels; an allowed new flow is silent by default.
+  EXPECT_OUTCOME(from_vm("zwdA", test::ip("fd00::1", "fd00::2", kIcmp6, test::icmp(129, 0, 9))),
+                 false, "drop_policy", "default:inter_zone");
+  EXPECT_OUTCOME(from_vm("zwdA", test::ip("10.1.0.1", "10.1.0.2", kTcp, test::tcp(45001, 5432))),
+                 true, "pass_new", "web-db-pg");
+  evs = drain();
+  ASSERT_EQ(evs.size(), 1u);
+  EXPECT_EQ(net::Addr{std::to_array(evs[0].daddr)}.str(), "fd00::2");
+  EXPECT_EQ(evs[0].proto, kIcmp6);
+  EXPECT_EQ(evs[0].icmp_type, 129);
+}
+
+TEST_F(EventsTest, NonPolicyDropsAreReported) {
+  // A spoofed source and a TCP packet without a flow: no rule, still events.
+  EXPECT_OUTCOME(from_vm("zwdA", test::ip("10.1.0.77", "10.1.0.2", kTcp, test::tcp(45100, 5432))),
+                 false, "drop_spoof_ip", "");
+  EXPECT_OUTCOME(
+      from_vm("zwdA", test::ip("10.1.0.1", "10.1.0.2", kTcp, test::tcp(45101, 5432, 0x10))), false,
+      "drop_tcp_no_syn", "");
+  auto evs = drain();
+  ASSERT_EQ(evs.size(), 2u);
+  EXPECT_EQ(evs[0].reason, ZW_R_DROP_SPOOF_IP);
+  EXPECT_EQ(evs[0].rule_id, uint32_t{ZW_RULE_NONE});
+  EXPECT_EQ(evs[1].reason, ZW_R_DROP_TCP_NO_SYN);
+}
+
+TEST_F(EventsTest, LogSwitchesPerRuleAndZone) {
+  auto rep = apply_text(kLogPolicy);
+  ASSERT_TRUE(rep.has_value()) << rep.error().str();
+  drain();
+  engine::State st = state();
+  // web asks for new flows: reported.
+  EXPECT_OUTCOME(from_vm("zwdA", test::ip("10.1.0.1", "10.1.0.2", kTcp, test::tcp(46000, 5432))),
+                 true, "pass_new", "web-db-pg");
+  // ... and reported once: the flow's further packets are not.
+  EXPECT_OUTCOME(to_vm("zwdB", test::ip("10.1.0.1", "10.1.0.2", kTcp, test::tcp(46000, 5432))),
+                 true, "pass_ct", "web-db-pg");
+  // The rule silences it.
+  EXPECT_OUTCOME(from_vm("zwdA", test::ip("10.1.0.1", "10.1.0.2", kUdp, test::udp(46001, 53))),
+                 true, "pass_new", "web-db-dns");
+  // db silences denies from and to it: web -> db default deny is quiet.
+  EXPECT_OUTCOME(from_vm("zwdA", test::ip("10.1.0.1", "10.1.0.2", kTcp, test::tcp(46002, 22))),
+                 false, "drop_policy", "default:inter_zone");
+  // The rule asks for its denies although db does not.
+  EXPECT_OUTCOME(from_vm("zwdB", test::ip("10.1.0.2", "10.1.0.1", kTcp, test::tcp(46003, 80))),
+                 false, "drop_policy", "db-web-deny");
+  auto evs = drain();
+  ASSERT_EQ(evs.size(), 2u);
+  EXPECT_EQ(evs[0].reason, ZW_R_PASS_NEW);
+  EXPECT_EQ(evs[0].rule_id, st.rule_ids.at("web-db-pg"));
+  EXPECT_EQ(ntohs(evs[0].dport), 5432);
+  EXPECT_EQ(evs[1].reason, ZW_R_DROP_POLICY);
+  EXPECT_EQ(evs[1].rule_id, st.rule_ids.at("db-web-deny"));
+  EXPECT_EQ(evs[1].ep_id, ep_id("zwdB"));
+  auto j = engine::event_json(evs[0], engine::flow_names(st), 0);
+  EXPECT_EQ(j["verdict"], "allow");
+  EXPECT_EQ(j["rule"], "web-db-pg");
+}
+
+TEST_F(EventsTest, AuditShowsAsAudit) {
+  auto rep = apply_text(kAuditPolicy);
+  ASSERT_TRUE(rep.has_value()) << rep.error().str();
+  drain();
+  EXPECT_OUTCOME(from_vm("zwdA", test::ip("10.1.0.1", "10.1.0.2", kTcp, test::tcp(47000, 3306))),
+                 true, "pass_audit", "default:inter_zone");
+  // The audited flow's reply is not a new event.
+  EXPECT_OUTCOME(
+      from_vm("zwdB", test::ip("10.1.0.2", "10.1.0.1", kTcp, test::tcp(3306, 47000, 0x12))), true,
+      "pass_audit", "default:inter_zone");
+  auto evs = drain();
+  ASSERT_EQ(evs.size(), 1u);
+  EXPECT_EQ(evs[0].reason, ZW_R_PASS_AUDIT);
+  auto j = engine::event_json(evs[0], engine::flow_names(state()), 0);
+  EXPECT_EQ(j["verdict"], "audit");
+  EXPECT_EQ(j["reason"], "pass_audit");
+  // Audit traffic counts as audit on its zone pair.
+  auto st = engine::stats(paths_);
+  ASSERT_TRUE(st.has_value());
+  bool found = false;
+  for (const auto& zp : (*st)["zone_pairs"])
+    if (zp["src_zone"] == "web" && zp["dst_zone"] == "db") {
+      found = true;
+      EXPECT_GE(zp["audit"]["packets"].get<uint64_t>(), 2u);
+    }
+  EXPECT_TRUE(found) << (*st)["zone_pairs"].dump();
+}
+
+TEST_F(EventsTest, RateLimitPerEndpointCountsSuppressed) {
+  set_rate(1, 5);
+  uint32_t a = ep_id("zwdA"), b = ep_id("zwdB");
+  fill_bucket(a, 5);
+  fill_bucket(b, 5);
+  auto before_a = ev_stats("zwdA"), before_b = ev_stats("zwdB");
+  auto fd = datapath::open_pinned_prog(paths_.pin_dir, Prog::kFromVmTc);
+  ASSERT_TRUE(fd.has_value());
+  // web-1 floods 40 denied packets; the bucket lets 5 (6 if a second passes) through.
+  for (uint16_t i = 0; i < 40; ++i) {
+    auto r = datapath::test_run(
+        fd->get(), Prog::kFromVmTc, ifs_.at("zwdA").ifindex,
+        with_vm_mac("zwdA", test::ip("10.1.0.1", "10.1.0.2", kTcp, test::tcp(48000 + i, 1))));
+    ASSERT_TRUE(r.has_value());
+    ASSERT_FALSE(r->pass);
+  }
+  // db-1's own denies still get through: its bucket is its own.
+  EXPECT_OUTCOME(from_vm("zwdB", test::ip("10.1.0.2", "10.1.0.1", kTcp, test::tcp(48100, 80))),
+                 false, "drop_policy", "db-web-deny");
+  auto evs = drain();
+  size_t from_a = 0, from_b = 0;
+  for (const auto& e : evs) {
+    from_a += e.ep_id == a;
+    from_b += e.ep_id == b;
+  }
+  EXPECT_GE(from_a, 5u);
+  EXPECT_LE(from_a, 6u);
+  EXPECT_EQ(from_b, 1u);
+  auto after_a = ev_stats("zwdA"), after_b = ev_stats("zwdB");
+  uint64_t emitted = after_a["emitted"].get<uint64_t>() - before_a["emitted"].get<uint64_t>();
+  uint64_t suppressed =
+      after_a["suppressed"].get<uint64_t>() - before_a["suppressed"].get<uint64_t>();
+  EXPECT_EQ(emitted, from_a);
+  EXPECT_EQ(suppressed, 40u - from_a);
+  EXPECT_EQ(after_b["suppressed"], before_b["suppressed"]);
+  EXPECT_EQ(after_a["lost"], before_a["lost"]);
+}
+
+TEST_F(EventsTest, ZonePairCounters) {
+  auto pair_of = [](const std::string& s, const std::string& d) {
+    auto st = engine::stats(paths_);
+    EXPECT_TRUE(st.has_value());
+    for (const auto& zp : (*st)["zone_pairs"])
+      if (zp["src_zone"] == s && zp["dst_zone"] == d) return zp;
+    return nlohmann::json{{"pass", {{"packets", 0}, {"bytes", 0}}},
+                          {"drop", {{"packets", 0}, {"bytes", 0}}},
+                          {"audit", {{"packets", 0}, {"bytes", 0}}}};
+  };
+  auto n = [](const nlohmann::json& zp, const char* k) { return zp[k]["packets"].get<uint64_t>(); };
+  auto wd0 = pair_of("web", "db"), dw0 = pair_of("db", "web");
+  auto syn = test::ip("10.1.0.1", "10.1.0.2", kTcp, test::tcp(49500, 5432));
+  auto synack = test::ip("10.1.0.2", "10.1.0.1", kTcp, test::tcp(5432, 49500, 0x12));
+  EXPECT_OUTCOME(from_vm("zwdA", syn), true, "pass_new", "web-db-pg");
+  EXPECT_OUTCOME(to_vm("zwdB", syn), true, "pass_ct", "web-db-pg");
+  EXPECT_OUTCOME(from_vm("zwdB", synack), true, "pass_ct", "web-db-pg");
+  EXPECT_OUTCOME(from_vm("zwdA", test::ip("10.1.0.1", "10.1.0.2", kTcp, test::tcp(49501, 1))),
+                 false, "drop_policy", "default:inter_zone");
+  EXPECT_OUTCOME(from_vm("zwdB", test::ip("10.1.0.2", "10.1.0.1", kTcp, test::tcp(49502, 80))),
+                 false, "drop_policy", "db-web-deny");
+  auto wd1 = pair_of("web", "db"), dw1 = pair_of("db", "web");
+  // Replies count on their flow's pair (web -> db), not on db -> web.
+  EXPECT_EQ(n(wd1, "pass") - n(wd0, "pass"), 3u);
+  EXPECT_EQ(n(wd1, "drop") - n(wd0, "drop"), 1u);
+  EXPECT_EQ(n(dw1, "pass") - n(dw0, "pass"), 0u);
+  EXPECT_EQ(n(dw1, "drop") - n(dw0, "drop"), 1u);
+  EXPECT_EQ(wd1["pass"]["bytes"].get<uint64_t>() - wd0["pass"]["bytes"].get<uint64_t>(),
+            2 * syn.size() + synack.size());
 }
 
 }  // namespace

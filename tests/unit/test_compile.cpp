@@ -65,13 +65,22 @@ bool same(const zw_verdict& a, const zw_verdict& b) {
 std::string show(const zw_verdict& v) {
   return "{rule " + std::to_string(v.rule_id) + ", " +
          (v.action == ZW_ACT_ALLOW ? "allow" : "deny") + (v.flags & ZW_VF_AUDIT ? ", audit" : "") +
-         "}";
+         (v.flags & ZW_VF_LOG ? ", log" : "") + "}";
 }
 
+// A verdict with the default event switches (denies logged, new flows not)
+// plus `flags`.
 zw_verdict V(uint32_t rule, uint8_t action, uint8_t flags = 0) {
   zw_verdict v{};
   v.rule_id = rule;
   v.action = action;
+  v.flags = flags | (action == ZW_ACT_DENY ? ZW_VF_LOG : 0);
+  return v;
+}
+
+// Exactly these flags.
+zw_verdict Vx(uint32_t rule, uint8_t action, uint8_t flags) {
+  zw_verdict v = V(rule, action);
   v.flags = flags;
   return v;
 }
@@ -207,7 +216,6 @@ TEST(Compile, DefaultEntries) {
     EXPECT_EQ(e.key.src_zone, 0);
     EXPECT_EQ(e.key.dst_zone, 0);
     EXPECT_EQ(e.key.proto, 0);
-    EXPECT_EQ(e.value.flags, 0);
     if (e.key.port == 0) {
       EXPECT_VERDICT(e.value, V(ZW_RULE_DEFAULT_INTRA, ZW_ACT_DENY));
     } else {
@@ -375,8 +383,51 @@ TEST(Compile, AuditFlags) {
   EXPECT_TRUE(any_entry);
   for (const auto& e : b.c.entries)
     if (e.key.kind == ZW_KIND_DEFAULT) {
-      EXPECT_EQ(e.value.flags, 0);
+      EXPECT_EQ(e.value.flags & ZW_VF_AUDIT, 0);
     }
+}
+
+TEST(Compile, LogSwitchesPerZoneAndRule) {
+  auto b = build_json(R"({"version": 1,
+    "zones": {"quiet": {"vms": ["q-*"], "log": {"deny": false}},
+              "loud": {"vms": ["l-*"], "log": {"new_flows": true}},
+              "aud": {"vms": ["a-*"], "mode": "audit"},
+              "plain": {"vms": ["p-*"]}},
+    "rules": [
+      {"name": "web", "from": "*", "to": "plain", "proto": "tcp", "ports": [80], "action": "allow"},
+      {"name": "noisy", "from": "*", "to": "plain", "proto": "udp", "ports": [137], "action": "deny", "log": false},
+      {"name": "watched", "from": "plain", "to": "plain", "proto": "tcp", "ports": [22], "action": "allow", "log": true},
+      {"name": "smb", "from": "*", "to": "*", "proto": "tcp", "ports": [445], "action": "deny"}
+    ]})");
+  check_well_formed(b.c);
+  const uint8_t L = ZW_VF_LOG, A = ZW_VF_AUDIT;
+  // Defaults: denies logged, new flows not.
+  EXPECT_VERDICT(b.look("plain", "plain", kTcp, 445), Vx(b.r("smb"), ZW_ACT_DENY, L));
+  EXPECT_VERDICT(b.look("plain", "plain", kTcp, 80), Vx(b.r("web"), ZW_ACT_ALLOW, 0));
+  EXPECT_VERDICT(b.look("world", "plain", kTcp, 1), Vx(ZW_RULE_DEFAULT_INTER, ZW_ACT_DENY, L));
+  // A zone silencing denies silences them from and to it.
+  EXPECT_VERDICT(b.look("quiet", "plain", kTcp, 445), Vx(b.r("smb"), ZW_ACT_DENY, 0));
+  EXPECT_VERDICT(b.look("plain", "quiet", kTcp, 1), Vx(ZW_RULE_DEFAULT_INTER, ZW_ACT_DENY, 0));
+  EXPECT_VERDICT(b.look("quiet", "plain", kTcp, 80), Vx(b.r("web"), ZW_ACT_ALLOW, 0));
+  // A zone asking for new flows gets them from and to it; denies stay on.
+  EXPECT_VERDICT(b.look("loud", "plain", kTcp, 80), Vx(b.r("web"), ZW_ACT_ALLOW, L));
+  EXPECT_VERDICT(b.look("loud", "loud", kTcp, 9), Vx(ZW_RULE_DEFAULT_INTRA, ZW_ACT_ALLOW, L));
+  EXPECT_VERDICT(b.look("loud", "plain", kTcp, 445), Vx(b.r("smb"), ZW_ACT_DENY, L));
+  // Both: each switch as its zone says.
+  EXPECT_VERDICT(b.look("loud", "quiet", kTcp, 445), Vx(b.r("smb"), ZW_ACT_DENY, 0));
+  // The rule's own switch wins over the zones'.
+  EXPECT_VERDICT(b.look("loud", "plain", kUdp, 137), Vx(b.r("noisy"), ZW_ACT_DENY, 0));
+  EXPECT_VERDICT(b.look("plain", "plain", kTcp, 22), Vx(b.r("watched"), ZW_ACT_ALLOW, L));
+  // Audit denies are denies for logging.
+  EXPECT_VERDICT(b.look("aud", "plain", kTcp, 445), Vx(b.r("smb"), ZW_ACT_DENY, A | L));
+  EXPECT_VERDICT(b.look("quiet", "aud", kTcp, 445), Vx(b.r("smb"), ZW_ACT_DENY, A));
+  // The oracle agrees everywhere.
+  for (const char* s : {"quiet", "loud", "aud", "plain", "world", "unzoned"})
+    for (const char* d : {"quiet", "loud", "aud", "plain", "world", "unzoned"})
+      for (uint8_t proto : {kTcp, kUdp, kIcmp, kGre})
+        for (uint16_t port : {0, 1, 22, 80, 137, 445, 8080})
+          EXPECT_VERDICT(b.look(s, d, proto, port), b.eval(s, d, proto, port))
+              << s << "->" << d << " proto " << int(proto) << " port " << port;
 }
 
 TEST(Compile, AuditZoneWithAllowDefaultsNeedsNoEntries) {

@@ -32,6 +32,8 @@
 #define ZW_MAX_PAIRS		16384	/* allowed address pairs (VIPs), per VM interface and address */
 #define ZW_MAX_POLICY		262144	/* compiled policy entries */
 #define ZW_MAX_ZPAIRS		65536	/* zone pairs that have rules */
+#define ZW_MAX_ZP_STATS		8192	/* zone pairs with counters (not per gen) */
+#define ZW_EV_RINGBUF_BYTES	(1 << 20)	/* flow/deny event ring buffer */
 #define ZW_MAX_RULES		16384	/* rule ids, counters array size (all gens) */
 #define ZW_MAX_ZONES		65000	/* zone ids fit in __u16 */
 #define ZW_MAX_CT		1048576	/* tracked flows, all VMs (not per gen) */
@@ -100,7 +102,8 @@ enum zw_action {
 };
 
 #define ZW_VF_AUDIT		0x01	/* a deny that passes: zone/rule in audit mode */
-#define ZW_VF_LOG		0x02	/* emit an event (observability) */
+#define ZW_VF_LOG		0x02	/* emit an event: a deny (or audit) for a deny
+				 * verdict, a new flow for an allow verdict */
 
 struct zw_verdict {
 	__u32 rule_id;		/* host: index into zw_st_rule */
@@ -210,6 +213,9 @@ struct zw_ct_entry {
 	 * when the flow was created in this generation, so it is not again. */
 	__u32 src_if;		/* host */
 	__u32 dst_if;		/* host */
+	__u16 src_zone;		/* host: zones of the original direction, */
+	__u16 dst_zone;		/* for the zone-pair counters of its packets */
+	__u32 pad1;
 };
 
 /* Flows charged to one endpoint (index: endpoint id); BPF_F_MMAPABLE so the
@@ -259,7 +265,9 @@ struct zw_config {
 	 * generation (two live generations never share a parity). All zero
 	 * (never written) denies. */
 	struct zw_verdict dflt[2][2];
-	__u64 pad1[3];
+	__u32 ev_rate;		/* host: events/s per endpoint, 0 = ZW_EV_RATE_DEFAULT */
+	__u32 ev_burst;		/* host: bucket depth, 0 = ZW_EV_BURST_DEFAULT */
+	__u64 pad1[2];
 };
 
 /* ---- run modes: load-time knob zw_cfg_run_mode (rodata), production 0 ----
@@ -331,6 +339,65 @@ struct zw_ep_stats {
 	struct zw_counter to_vm_drop;
 };
 
+/* ---- zone pairs: packets per (source zone, destination zone) of the flow
+ * (replies count on their flow's pair), per CPU ---- */
+struct zw_zp_stats_key {
+	__u16 src_zone;		/* host */
+	__u16 dst_zone;		/* host */
+};
+
+struct zw_zp_stats {
+	struct zw_counter pass;
+	struct zw_counter drop;
+	struct zw_counter audit;	/* passed only because of audit mode */
+};
+
+/* ---- events: denied packets and new flows, through the zw_events ring
+ * buffer, rate-limited per endpoint by a token bucket ---- */
+#define ZW_EV_RATE_DEFAULT	100	/* events per second per endpoint */
+#define ZW_EV_BURST_DEFAULT	200
+#define ZW_EV_RATE_MAX		1000000
+#define ZW_EV_SLOT_NONE		ZW_MAX_ENDPOINTS	/* packets of no endpoint */
+#define ZW_EV_SLOTS		(ZW_MAX_ENDPOINTS + 1)
+
+#define ZW_EVF_ARP		0x01	/* ARP: saddr is the sender (IPv4-mapped) */
+
+struct zw_event {
+	__u64 ts_ns;		/* host, bpf_ktime_get_ns (CLOCK_MONOTONIC) */
+	__u8 saddr[16];		/* net, IPv4-mapped for IPv4; zero if not IP */
+	__u8 daddr[16];		/* net */
+	__u16 sport;		/* net; ICMP echo: identifier */
+	__u16 dport;		/* net; ICMP echo: identifier */
+	__u32 ifindex;		/* host: the interface the hook runs on */
+	__u32 ep_id;		/* host: zw_st_ep index, ZW_EV_SLOT_NONE if none */
+	__u32 rule_id;		/* host: ZW_RULE_NONE when no rule decided */
+	__u32 len;		/* host: packet length */
+	__u32 gen;		/* host: active generation, 0 if none */
+	__u16 src_zone;		/* host: ZW_ZONE_NONE when not judged */
+	__u16 dst_zone;		/* host */
+	__u8 proto;		/* IP protocol */
+	__u8 hook;		/* enum zw_hook (bpf/lib/stats.h) */
+	__u8 reason;		/* enum zw_reason */
+	__u8 icmp_type;		/* ICMP/ICMPv6 type when proto is one */
+	__u8 flags;		/* ZW_EVF_* */
+	__u8 pad0[7];
+};
+
+/* Token bucket per endpoint slot (shared by all CPUs: concurrent refills
+ * may race, which only ever costs or gains a token). */
+struct zw_ev_bucket {
+	__u64 tokens;		/* host: events * 1e9 */
+	__u64 last_ns;		/* host, bpf_ktime_get_ns of the last refill */
+};
+
+/* Per endpoint slot, per CPU. */
+struct zw_ev_stats {
+	__u64 emitted;		/* written to the ring buffer */
+	__u64 suppressed;	/* over the endpoint's rate */
+	__u64 lost;		/* ring buffer full (reader too slow) */
+	__u64 pad0;
+};
+
 ZW_STATIC_ASSERT(sizeof(struct zw_policy_key) == 16, "zw_policy_key layout");
 ZW_STATIC_ASSERT(sizeof(struct zw_verdict) == 8, "zw_verdict layout");
 ZW_STATIC_ASSERT(sizeof(struct zw_endpoint_key) == 8, "zw_endpoint_key layout");
@@ -340,11 +407,16 @@ ZW_STATIC_ASSERT(sizeof(struct zw_addr_info) == 8, "zw_addr_info layout");
 ZW_STATIC_ASSERT(sizeof(struct zw_pair_key) == 24, "zw_pair_key layout");
 ZW_STATIC_ASSERT(sizeof(struct zw_cidr_key) == 24, "zw_cidr_key layout");
 ZW_STATIC_ASSERT(sizeof(struct zw_ct_key) == 40, "zw_ct_key layout");
-ZW_STATIC_ASSERT(sizeof(struct zw_ct_entry) == 40, "zw_ct_entry layout");
+ZW_STATIC_ASSERT(sizeof(struct zw_ct_entry) == 48, "zw_ct_entry layout");
 ZW_STATIC_ASSERT(sizeof(struct zw_zpair_key) == 8, "zw_zpair_key layout");
 ZW_STATIC_ASSERT(sizeof(struct zw_ct_usage) == 8, "zw_ct_usage layout");
 ZW_STATIC_ASSERT(sizeof(struct zw_config) == 64, "zw_config layout");
 ZW_STATIC_ASSERT(sizeof(struct zw_ep_stats) == 64, "zw_ep_stats layout");
 ZW_STATIC_ASSERT(ZW_R_MAX <= 256, "reasons fit the verdict encoding");
+ZW_STATIC_ASSERT(sizeof(struct zw_zp_stats_key) == 4, "zw_zp_stats_key layout");
+ZW_STATIC_ASSERT(sizeof(struct zw_zp_stats) == 48, "zw_zp_stats layout");
+ZW_STATIC_ASSERT(sizeof(struct zw_event) == 80, "zw_event layout");
+ZW_STATIC_ASSERT(sizeof(struct zw_ev_bucket) == 16, "zw_ev_bucket layout");
+ZW_STATIC_ASSERT(sizeof(struct zw_ev_stats) == 32, "zw_ev_stats layout");
 
 #endif /* ZONEWALL_ABI_ZONEWALL_H */

@@ -1,0 +1,127 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* Flow and deny events: one struct zw_event per denied packet and per new
+ * flow (as the verdict's ZW_VF_LOG asks), written to the zw_events ring
+ * buffer from the accounting exit. A token bucket per endpoint keeps one
+ * noisy VM from drowning the others or the reader; what it holds back is
+ * counted as suppressed, what a full ring buffer refuses as lost. */
+#ifndef ZW_BPF_EVENTS_H
+#define ZW_BPF_EVENTS_H
+
+#include "lib/compiler.h"
+#include "lib/maps.h"
+#include "lib/parse.h"
+
+#define ZW_EV_TOKEN		1000000000ULL	/* one event, in bucket units */
+#define ZW_EV_MAX_IDLE_NS	(10ULL * 1000000000ULL)	/* refill cap: no overflow */
+
+/* What the accounting exit knows about a packet besides its counters. */
+struct zw_acct {
+	const struct zw_pkt *pkt;
+	__u32 ifindex;
+	__u32 gen;
+	__u16 src_zone;		/* ZW_ZONE_NONE when not judged */
+	__u16 dst_zone;
+	__u8 vflags;		/* ZW_VF_* of the deciding verdict, 0 if none */
+};
+
+/* Policy decisions are reported as the verdict says (ZW_VF_LOG: denies and
+ * audits for a deny verdict, new flows for an allow); every other drop
+ * (malformed, spoofed, no endpoint, ...) always is. */
+static __always_inline int zw_ev_wanted(int reason, __u8 vflags)
+{
+	switch (reason) {
+	case ZW_R_PASS_NEW:
+	case ZW_R_PASS_AUDIT:
+	case ZW_R_DROP_POLICY:
+	case ZW_R_DROP_REVOKED:
+		return vflags & ZW_VF_LOG;
+	default:
+		return reason >= ZW_R_FIRST_DROP;
+	}
+}
+
+/* Takes one token from the slot's bucket; 0 when it is empty. */
+static __always_inline int zw_ev_take(__u32 slot, __u64 now)
+{
+	__u32 zero = 0;
+	struct zw_config *cfg = bpf_map_lookup_elem(&zw_config, &zero);
+	struct zw_ev_bucket *b = bpf_map_lookup_elem(&zw_ev_bucket, &slot);
+	__u64 rate = ZW_EV_RATE_DEFAULT, burst = ZW_EV_BURST_DEFAULT;
+	__u64 last, elapsed = 0, tokens;
+
+	if (!b)
+		return 0;
+	if (cfg) {
+		__u32 r = ZW_READ_ONCE(cfg->ev_rate), d = ZW_READ_ONCE(cfg->ev_burst);
+
+		if (r)
+			rate = r;
+		if (d)
+			burst = d;
+	}
+	if (rate > ZW_EV_RATE_MAX)
+		rate = ZW_EV_RATE_MAX;
+	if (burst > ZW_EV_RATE_MAX)
+		burst = ZW_EV_RATE_MAX;
+	last = b->last_ns;
+	if (now > last)
+		elapsed = now - last;
+	if (elapsed > ZW_EV_MAX_IDLE_NS)
+		elapsed = ZW_EV_MAX_IDLE_NS;
+	tokens = b->tokens + elapsed * rate;
+	if (tokens > burst * ZW_EV_TOKEN)
+		tokens = burst * ZW_EV_TOKEN;
+	b->last_ns = now;
+	if (tokens < ZW_EV_TOKEN) {
+		b->tokens = tokens;
+		return 0;
+	}
+	b->tokens = tokens - ZW_EV_TOKEN;
+	return 1;
+}
+
+static __always_inline void zw_emit(int reason, __u32 rule_id, __u32 slot, int hook, __u32 len,
+				    __u64 now, const struct zw_acct *a)
+{
+	const struct zw_pkt *p = a->pkt;
+	struct zw_ev_stats *st = bpf_map_lookup_elem(&zw_st_ev, &slot);
+	struct zw_event *e;
+
+	if (!st)
+		return;
+	if (!zw_ev_take(slot, now)) {
+		st->suppressed++;
+		return;
+	}
+	e = bpf_ringbuf_reserve(&zw_events, sizeof(*e), 0);
+	if (!e) {
+		st->lost++;
+		return;
+	}
+	__builtin_memset(e, 0, sizeof(*e));
+	e->ts_ns = now;
+	if (p->l3 == ZW_L3_ARP) {
+		zw_map_v4(e->saddr, p->arp_spa);
+		e->flags = ZW_EVF_ARP;
+	} else {
+		zw_copy16(e->saddr, p->tuple.saddr);
+		zw_copy16(e->daddr, p->tuple.daddr);
+		e->sport = p->tuple.sport;
+		e->dport = p->tuple.dport;
+		e->proto = p->tuple.proto;
+		e->icmp_type = p->icmp_type;
+	}
+	e->ifindex = a->ifindex;
+	e->ep_id = slot;
+	e->rule_id = rule_id;
+	e->len = len;
+	e->gen = a->gen;
+	e->src_zone = a->src_zone;
+	e->dst_zone = a->dst_zone;
+	e->hook = hook;
+	e->reason = reason;
+	bpf_ringbuf_submit(e, 0);
+	st->emitted++;
+}
+
+#endif
