@@ -15,9 +15,12 @@
 #include "config/config.h"
 #include "daemon/control.h"
 #include "daemon/daemon.h"
+#include "datapath/events.h"
+#include "datapath/maps.h"
 #include "datapath/object.h"
 #include "engine/desired.h"
 #include "engine/expect.h"
+#include "engine/flows.h"
 #include "engine/inspect.h"
 #include "engine/plan.h"
 #include "engine/reconcile.h"
@@ -346,6 +349,61 @@ int cmd_stats(const Globals& g) {
   return kOk;
 }
 
+// `flows`: from the running daemon (the ring buffer's reader: recent events,
+// then with --follow every new one), or without a daemon straight from the
+// pinned ring buffer, which takes each event from any other reader.
+int cmd_flows(const Globals& g, bool follow, size_t limit) {
+  auto paths = engine::make_paths(g.pin_dir, g.state_dir);
+  auto print = [&](const json& ev) {
+    std::cout << (g.json_out ? ev.dump() : engine::event_text(ev)) << "\n" << std::flush;
+  };
+  bool first = true;
+  std::optional<int> rc;
+  auto via = daemon::stream(daemon::control_socket_path(paths.state_dir),
+                            {{"cmd", "flows"}, {"limit", limit}, {"follow", follow}},
+                            [&](const json& line) {
+                              if (!first) {
+                                print(line);
+                                return true;
+                              }
+                              first = false;
+                              if (!line.value("ok", false)) {
+                                rc = report_response(g, line);
+                                return false;
+                              }
+                              for (const auto& ev : line["events"]) print(ev);
+                              return follow;
+                            });
+  if (!via) return report(g, via.error());
+  if (*via) return rc.value_or(kOk);
+
+  auto maps = datapath::open_pinned_maps(paths.pin_dir);
+  if (!maps) {
+    if (maps.error().kind() == ErrorKind::kNotFound)
+      return report(g, Error(ErrorKind::kNotFound, "nothing applied under " + paths.pin_dir));
+    return report(g, maps.error());
+  }
+  engine::FlowNames names;
+  auto load_names = [&] {
+    if (auto st = engine::read_state(paths); st)
+      names = engine::flow_names(st->value_or(engine::State{}));
+  };
+  load_names();
+  const int64_t offset = engine::monotonic_to_realtime_ns();
+  auto reader = datapath::EventReader::open(
+      maps->events.get(), [&](const zw_event& e) { print(engine::event_json(e, names, offset)); });
+  if (!reader) return report(g, reader.error());
+  if (!follow) {
+    auto n = reader->poll(0);
+    return n ? kOk : report(g, n.error());
+  }
+  for (int i = 0;; ++i) {
+    auto n = reader->poll(500);
+    if (!n) return report(g, n.error());
+    if (i % 4 == 3) load_names();  // VMs come and go
+  }
+}
+
 int cmd_down(const Globals& g) {
   auto paths = engine::make_paths(g.pin_dir, g.state_dir);
   if (auto st = datapath::ensure_bpffs(paths.pin_dir); !st) return report(g, st.error());
@@ -471,6 +529,9 @@ struct DaemonFlags {
   std::string policy_path, libvirt_uri, inventory_path, attach_mode;
   bool no_libvirt_set = false;
   std::vector<std::string> tap_patterns;
+  std::string metrics_listen, flow_log;
+  uint32_t event_rate = 0, event_burst = 0;
+  bool no_bpf_stats = false;
   int resync_seconds = 30;
 };
 
@@ -500,13 +561,11 @@ Result<daemon::Options> daemon_options(const Globals& g, const config::Config& c
   }
   o.policy_path = absolute(o.policy_path);
   o.inventory_path = absolute(o.inventory_path);
-  // Settings whose feature this build does not have: accepted, said so.
-  if (!c.metrics_listen.empty())
-    log::warn("config: /metrics/listen is not served by this build; ignored",
-              {{"file", c.source}, {"listen", c.metrics_listen}});
-  if (!c.flow_log.empty())
-    log::warn("config: /flow_log is not written by this build; ignored",
-              {{"file", c.source}, {"destination", c.flow_log}});
+  o.metrics_listen = f.metrics_listen.empty() ? c.metrics_listen : f.metrics_listen;
+  o.flow_log = f.flow_log.empty() ? c.flow_log : absolute(f.flow_log);
+  o.event_rate = f.event_rate;
+  o.event_burst = f.event_burst;
+  o.bpf_stats = !f.no_bpf_stats;
   return o;
 }
 
@@ -572,6 +631,23 @@ int run(int argc, char** argv) {
   df.resync =
       dmn->add_option("--resync", df.resync_seconds, "full reconcile every N seconds (default 30)")
           ->check(CLI::Range(1, 86400));
+
+  dmn->add_option("--metrics", df.metrics_listen,
+                  "serve Prometheus metrics at ADDRESS:PORT (e.g. 127.0.0.1:9464)");
+  dmn->add_option("--flow-log", df.flow_log, "append flow/deny events as JSON lines to FILE");
+  dmn->add_option("--event-rate", df.event_rate, "events per second per VM interface (default 100)")
+      ->check(CLI::Range(1, ZW_EV_RATE_MAX));
+  dmn->add_option("--event-burst", df.event_burst,
+                  "event bucket depth per VM interface (default 200)")
+      ->check(CLI::Range(1, ZW_EV_RATE_MAX));
+  dmn->add_flag("--no-bpf-stats", df.no_bpf_stats,
+                "do not keep the kernel's BPF run-time statistics on (no CPU cost figures)");
+
+  bool flows_follow = false;
+  size_t flows_limit = 1000;
+  auto* flows = app.add_subcommand("flows", "flow and deny events: time, VMs, zones, rule, reason");
+  flows->add_flag("-f,--follow", flows_follow, "keep printing new events");
+  flows->add_option("-n,--limit", flows_limit, "recent events from the daemon (default 1000)");
 
   auto* status =
       app.add_subcommand("status", "VMs, zones, interfaces and whether each is enforced");
@@ -658,6 +734,7 @@ int run(int argc, char** argv) {
     if (!dopt) return report(g, dopt.error());
     return daemon::run(*dopt);
   }
+  if (*flows) return cmd_flows(g, flows_follow, flows_limit);
   if (*status) return cmd_status(g);
   if (*stats) return cmd_stats(g);
   if (*down) return cmd_down(g);

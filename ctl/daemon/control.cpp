@@ -184,4 +184,42 @@ Result<std::optional<json>> call(const std::string& path, const json& request,
   }
 }
 
+Result<bool> stream(const std::string& path, const json& request,
+                    const std::function<bool(const json&)>& on_line) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0 || !S_ISSOCK(st.st_mode)) return false;
+  auto a = address(path);
+  if (!a) return fail(std::move(a.error()));
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd) return fail(Error::sys("control socket"));
+  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&*a), sizeof *a) != 0) {
+    if (errno == ECONNREFUSED || errno == ENOENT) return false;
+    return fail(Error::sys("connect " + path));
+  }
+  if (auto w = write_all(fd.get(), request.dump() + "\n"); !w) return fail(std::move(w.error()));
+  std::string buf;
+  char chunk[8192];
+  for (;;) {
+    ssize_t r = ::read(fd.get(), chunk, sizeof chunk);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return fail(Error::sys("control socket: read"));
+    }
+    if (r == 0) return true;
+    buf.append(chunk, static_cast<size_t>(r));
+    size_t nl;
+    while ((nl = buf.find('\n')) != std::string::npos) {
+      std::string line = buf.substr(0, nl);
+      buf.erase(0, nl + 1);
+      json j;
+      try {
+        j = json::parse(line);
+      } catch (const json::exception& e) {
+        return fail(Error(ErrorKind::kSystem, "daemon at " + path + ": bad line: " + e.what()));
+      }
+      if (!on_line(j)) return true;
+    }
+  }
+}
+
 }  // namespace zw::daemon

@@ -7,6 +7,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -67,5 +68,11 @@ Status write_response(int client_fd, const nlohmann::json& response);
 // or nobody accepts); otherwise the daemon's response.
 Result<std::optional<nlohmann::json>> call(const std::string& path, const nlohmann::json& request,
                                            std::chrono::milliseconds timeout);
+
+// Client side of a streaming request (`flows --follow`): every JSON line
+// the daemon sends goes to `on_line` until it returns false or the daemon
+// hangs up. False when no daemon listens at `path`.
+Result<bool> stream(const std::string& path, const nlohmann::json& request,
+                    const std::function<bool(const nlohmann::json&)>& on_line);
 
 }  // namespace zw::daemon

@@ -24,10 +24,13 @@
 #include <thread>
 
 #include "daemon/control.h"
+#include "daemon/metrics.h"
 #include "datapath/attach.h"
+#include "datapath/events.h"
 #include "datapath/maps.h"
 #include "datapath/object.h"
 #include "engine/conntrack.h"
+#include "engine/flows.h"
 #include "engine/inspect.h"
 #include "engine/reconcile.h"
 #include "inventory/libvirt.h"
@@ -107,6 +110,14 @@ struct Daemon::Impl {
   bool awaiting_lease_ = false;  // a VM on a libvirt network has no address yet
   Clock::time_point next_lease_look_ = Clock::now();
   static constexpr std::chrono::seconds kLeasePoll{2};
+  // Observability (events, run-time statistics, metrics).
+  Status start_observability();
+  json handle_flows(const json& req);
+  std::unique_ptr<engine::FlowCollector> flows_;
+  UniqueFd bpf_stats_fd_;
+  std::unique_ptr<MetricsServer> metrics_;
+  std::mutex apply_mu_;  // guards apply_info_ (the metrics thread reads it)
+  ApplyInfo apply_info_;
 };
 
 Status Daemon::Impl::load_policy(const std::string& path) {
@@ -139,6 +150,7 @@ Status Daemon::Impl::start() {
   auto progs = dp::Object::load(o_.paths.pin_dir);
   if (!progs) return fail(std::move(progs.error()));
   progs_.emplace(std::move(*progs));
+  if (auto st = start_observability(); !st) return st;
 
   sigset_t mask;
   sigemptyset(&mask);
@@ -336,6 +348,13 @@ Result<std::optional<engine::ApplyReport>> Daemon::Impl::reconcile(const char* w
   applied_fp_ = fp;
   ++applies_;
   {
+    std::lock_guard lk(apply_mu_);
+    apply_info_.applies = applies_;
+    apply_info_.last_duration_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    apply_info_.last_unix_seconds =
+        std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  }
+  {
     std::lock_guard lk(link_mu_);
     known_ifnames_.clear();
     for (const auto& e : inv.endpoints)
@@ -425,6 +444,7 @@ json Daemon::Impl::handle(const json& req) {
     if (!r) return {{"ok", false}, {"exit", 1}, {"errors", {r.error().str()}}};
     return {{"ok", true}, {"result", *r}};
   }
+  if (cmd == "flows") return handle_flows(req);
   if (cmd == "apply" || cmd == "reload") return handle_apply(req);
   return {{"ok", false}, {"exit", 2}, {"errors", {"unknown command '" + cmd + "'"}}};
 }
@@ -486,6 +506,10 @@ void Daemon::Impl::on_control() {
         resp = {{"ok", false}, {"exit", kExitDenied}, {"errors", {*why}}};
       } else {
         resp = handle(*req);
+        if (flows_ && resp.value("follow", false)) {  // `flows --follow`: keep streaming
+          if (write_response(c.get(), resp)) flows_->follow(std::move(c));
+          continue;
+        }
       }
     }
     (void)write_response(c.get(), resp);
@@ -508,6 +532,57 @@ static void notify_ready() {
   socklen_t len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + std::strlen(path));
   if (::sendto(fd.get(), msg, sizeof msg - 1, 0, reinterpret_cast<sockaddr*>(&sa), len) < 0)
     log::warn("sd_notify READY=1 failed", {{"errno", std::to_string(errno)}});
+}
+
+Status Daemon::Impl::start_observability() {
+  auto maps = progs_->maps();
+  if (!maps) return fail(std::move(maps.error()));
+  if (o_.event_rate || o_.event_burst) {
+    auto cfg = dp::ConfigView::map(maps->config.get());
+    if (!cfg) return fail(std::move(cfg.error()));
+    cfg->set_event_rate(o_.event_rate, o_.event_burst);
+  }
+  flows_ = std::make_unique<engine::FlowCollector>(engine::FlowCollector::Options{
+      .paths = o_.paths, .keep = o_.flows_kept, .flow_log = o_.flow_log});
+  if (auto st = flows_->start(maps->events.get()); !st) return st;
+  if (o_.bpf_stats) {
+    auto fd = dp::enable_run_time_stats();
+    if (!fd)
+      log::warn("BPF run-time statistics unavailable; datapath CPU cost not measured",
+                {{"error", fd.error().str()}});
+    else
+      bpf_stats_fd_ = std::move(*fd);
+  }
+  if (!o_.metrics_listen.empty()) {
+    auto m = MetricsServer::start(o_.metrics_listen, [this]() -> Result<std::string> {
+      auto st = engine::stats(o_.paths);
+      if (!st) return fail(std::move(st.error()));
+      auto status = engine::status(o_.paths);
+      if (!status) return fail(std::move(status.error()));
+      ApplyInfo info;
+      {
+        std::lock_guard lk(apply_mu_);
+        info = apply_info_;
+      }
+      return render_metrics(*st, *status, info);
+    });
+    if (!m) return fail(std::move(m.error()));
+    metrics_ = std::move(*m);
+    log::info("metrics served",
+              {{"listen", o_.metrics_listen}, {"port", std::to_string(metrics_->port())}});
+  }
+  return {};
+}
+
+// {"cmd": "flows", "limit": N, "follow": bool}: the recent events; with
+// follow the connection then streams every later event.
+json Daemon::Impl::handle_flows(const json& req) {
+  size_t limit = o_.flows_kept;
+  if (req.contains("limit") && req["limit"].is_number_unsigned())
+    limit = req["limit"].get<size_t>();
+  json events = json::array();
+  for (auto& e : flows_->recent(limit)) events.push_back(std::move(e));
+  return {{"ok", true}, {"events", events}, {"follow", req.value("follow", false)}};
 }
 
 int Daemon::Impl::run() {

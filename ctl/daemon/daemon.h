@@ -30,6 +30,13 @@ struct Options {
   int resync_seconds = 30;                            // full reconcile even without events
   bool libvirt_lease_addrs = true;
   Access access;  // control socket: who may read, who may apply
+  // Observability: the daemon is the event ring buffer's reader.
+  std::string metrics_listen;  // ADDRESS:PORT for Prometheus, "" = off
+  std::string flow_log;        // append events as JSON lines, "" = off
+  uint32_t event_rate = 0;     // events/s per VM interface, 0 = datapath default
+  uint32_t event_burst = 0;    // bucket depth, 0 = datapath default
+  bool bpf_stats = true;       // keep the kernel's BPF run-time statistics on
+  size_t flows_kept = 1000;    // recent events served to `zonewall flows`
 };
 
 class Daemon {

@@ -172,7 +172,9 @@ FlowCollector::FlowCollector(Options o) : o_(std::move(o)) {}
 FlowCollector::~FlowCollector() { stop(); }
 
 Status FlowCollector::start(int events_map_fd) {
-  if (!o_.flow_log.empty()) {
+  if (o_.flow_log == "stderr") {
+    log_ = stderr;
+  } else if (!o_.flow_log.empty()) {
     log_ = std::fopen(o_.flow_log.c_str(), "ae");
     if (!log_) return fail(Error::sys("open flow log " + o_.flow_log));
   }
@@ -190,7 +192,7 @@ void FlowCollector::stop() {
   stop_ = true;
   if (thread_.joinable()) thread_.join();
   if (log_) {
-    std::fclose(log_);
+    if (log_ != stderr) std::fclose(log_);
     log_ = nullptr;
   }
 }
