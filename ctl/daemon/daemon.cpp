@@ -114,7 +114,7 @@ struct Daemon::Impl {
   Status start_observability();
   json handle_flows(const json& req);
   std::unique_ptr<engine::FlowCollector> flows_;
-  UniqueFd bpf_stats_fd_;
+  dp::RunTimeStats bpf_stats_;
   std::unique_ptr<MetricsServer> metrics_;
   std::mutex apply_mu_;  // guards apply_info_ (the metrics thread reads it)
   ApplyInfo apply_info_;
@@ -150,7 +150,6 @@ Status Daemon::Impl::start() {
   auto progs = dp::Object::load(o_.paths.pin_dir);
   if (!progs) return fail(std::move(progs.error()));
   progs_.emplace(std::move(*progs));
-  if (auto st = start_observability(); !st) return st;
 
   sigset_t mask;
   sigemptyset(&mask);
@@ -160,6 +159,8 @@ Status Daemon::Impl::start() {
   if (!sigfd_) return fail(Error::sys("signalfd"));
   evfd_.reset(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
   if (!evfd_) return fail(Error::sys("eventfd"));
+  // Threads started from here on inherit the blocked signals.
+  if (auto st = start_observability(); !st) return st;
 
   std::error_code ec;
   std::filesystem::create_directories(o_.paths.state_dir, ec);
@@ -551,7 +552,7 @@ Status Daemon::Impl::start_observability() {
       log::warn("BPF run-time statistics unavailable; datapath CPU cost not measured",
                 {{"error", fd.error().str()}});
     else
-      bpf_stats_fd_ = std::move(*fd);
+      bpf_stats_ = std::move(*fd);
   }
   if (!o_.metrics_listen.empty()) {
     auto m = MetricsServer::start(o_.metrics_listen, [this]() -> Result<std::string> {

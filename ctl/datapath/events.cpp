@@ -5,6 +5,7 @@
 #include <bpf/libbpf.h>
 #include <fcntl.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -65,13 +66,32 @@ Result<ProgRunStats> prog_run_stats(int prog_fd) {
   return ProgRunStats{info.id, info.run_time_ns, info.run_cnt};
 }
 
-Result<UniqueFd> enable_run_time_stats() {
+namespace {
+std::atomic<int> g_held{0};  // run-time stats fds this process holds
+}
+
+RunTimeStats::~RunTimeStats() {
+  if (fd_) --g_held;
+}
+
+RunTimeStats& RunTimeStats::operator=(RunTimeStats&& o) noexcept {
+  if (this != &o) {
+    if (fd_) --g_held;
+    fd_ = std::move(o.fd_);
+  }
+  return *this;
+}
+
+Result<RunTimeStats> enable_run_time_stats() {
   int fd = bpf_enable_stats(BPF_STATS_RUN_TIME);
   if (fd < 0) return fail(Error::sys("bpf_enable_stats(BPF_STATS_RUN_TIME)"));
-  return UniqueFd(fd);
+  ++g_held;
+  return RunTimeStats(UniqueFd(fd));
 }
 
 bool run_time_stats_enabled() {
+  // The sysctl reads back only what was written to it, not the fds held.
+  if (g_held.load() > 0) return true;
   FILE* f = std::fopen("/proc/sys/kernel/bpf_stats_enabled", "r");
   if (!f) return false;
   int v = 0;

@@ -44,10 +44,23 @@ struct ProgRunStats {
 Result<ProgRunStats> prog_run_stats(int prog_fd);
 
 // BPF_ENABLE_STATS(BPF_STATS_RUN_TIME): the kernel times every program run
-// for as long as the returned fd stays open.
-Result<UniqueFd> enable_run_time_stats();
-// Whether the kernel is timing program runs now (kernel.bpf_stats_enabled
-// reads 1 while anyone holds such an fd or the sysctl is set).
+// for as long as the returned handle lives.
+class RunTimeStats {
+ public:
+  RunTimeStats() = default;
+  RunTimeStats(RunTimeStats&&) noexcept = default;
+  RunTimeStats& operator=(RunTimeStats&& o) noexcept;
+  ~RunTimeStats();
+
+ private:
+  friend Result<RunTimeStats> enable_run_time_stats();
+  explicit RunTimeStats(UniqueFd fd) : fd_(std::move(fd)) {}
+  UniqueFd fd_;
+};
+Result<RunTimeStats> enable_run_time_stats();
+// Whether program runs are being timed, as far as this process can tell:
+// it holds a RunTimeStats, or kernel.bpf_stats_enabled was set to 1 (an fd
+// another process holds does not show in the sysctl).
 bool run_time_stats_enabled();
 
 }  // namespace zw::datapath
