@@ -158,12 +158,12 @@ struct zw_slow_io {
 	__u32 gen;
 	__u32 ifindex;
 	__u32 from_vm;
-	__u32 no_flow;	/* the fast path looked: the packet has no flow */
+	__u16 no_flow;	/* the fast path looked: the packet has no flow */
+	__u8 vflags;	/* out: ZW_VF_* of the deciding verdict */
+	__u8 pad0;
 	__u32 rule;	/* out */
 	__u16 src_zone;	/* out: the flow's zones, ZW_ZONE_NONE if not judged */
 	__u16 dst_zone;	/* out */
-	__u32 vflags;	/* out: ZW_VF_* of the deciding verdict */
-	__u32 pad0;
 };
 
 ZW_SUBPROG int zw_slow(const struct zw_config *cfg, const struct zw_endpoint *ep,

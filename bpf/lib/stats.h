@@ -25,6 +25,8 @@ static __always_inline void zw_count(struct zw_counter *c, __u32 len)
 	c->bytes += len;
 }
 
+static const volatile struct zw_zp_stats zw_zp_zero;
+
 /* Packets of a flow whose zones are known count on the flow's zone pair. */
 static __always_inline void zw_count_zpair(const struct zw_acct *a, int reason, int pass,
 					   __u32 len)
@@ -36,9 +38,8 @@ static __always_inline void zw_count_zpair(const struct zw_acct *a, int reason, 
 		return;
 	zs = bpf_map_lookup_elem(&zw_st_zpair, &k);
 	if (!zs) {
-		struct zw_zp_stats zero = {};
-
-		bpf_map_update_elem(&zw_st_zpair, &k, &zero, BPF_NOEXIST);
+		/* From .rodata, not the stack: the combined stack is tight. */
+		bpf_map_update_elem(&zw_st_zpair, &k, (const void *)&zw_zp_zero, BPF_NOEXIST);
 		zs = bpf_map_lookup_elem(&zw_st_zpair, &k);
 		if (!zs)
 			return;	/* ZW_MAX_ZP_STATS reached */
