@@ -563,7 +563,7 @@ Result<daemon::Options> daemon_options(const Globals& g, const config::Config& c
   o.inventory_path = absolute(o.inventory_path);
   o.metrics_listen = f.metrics_listen.empty() ? c.metrics_listen : f.metrics_listen;
   o.flow_log = f.flow_log.empty() ? c.flow_log : absolute(f.flow_log);
-  o.event_rate = f.event_rate;
+  o.event_rate = f.event_rate ? f.event_rate : c.flow_log_rate;
   o.event_burst = f.event_burst;
   o.bpf_stats = !f.no_bpf_stats;
   return o;

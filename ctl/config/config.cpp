@@ -149,8 +149,8 @@ class Parser {
       }
       if (f.contains("rate")) {
         const json& v = f["rate"];
-        if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() > kMaxFlowRate)
-          w_.error("/flow_log/rate", "expected events per second from 0 to " +
+        if (!v.is_number_integer() || v.get<int64_t>() < 1 || v.get<int64_t>() > kMaxFlowRate)
+          w_.error("/flow_log/rate", "expected events per second per VM interface from 1 to " +
                                          std::to_string(kMaxFlowRate) + ", got " +
                                          jsondoc::show(v));
         else

@@ -41,7 +41,7 @@ struct Config {
   int resync_seconds = 30;
   std::string metrics_listen;  // "" = off
   std::string flow_log;        // "" = off; "stderr" or an absolute file path
-  unsigned flow_log_rate = 1000;
+  unsigned flow_log_rate = 100;  // events/s per VM interface (datapath limit)
   std::string fail_mode = "closed";
   std::optional<Group> read_group;
   std::optional<Group> apply_group;

@@ -35,10 +35,15 @@ METRICS=127.0.0.1:$PORT
 FLOW_LOG=$ZW_TMP/flow-log.jsonl
 DAEMON_LOG=$ZW_TMP/daemon.log
 ip -n "$ZW_HOSTNS" link set lo up
-nsenter --net="/run/netns/$ZW_HOSTNS" "$ZONEWALL" --pin-dir "$ZW_PIN_DIR" daemon \
+# Metrics address, flow log and event rate from the configuration file (as
+# the package's /etc/zonewall/zonewall.json sets them), the burst by flag.
+cat >"$ZW_TMP/zonewall.json" <<EOF
+{"metrics": {"listen": "$METRICS"}, "flow_log": {"destination": "$FLOW_LOG", "rate": 1000}}
+EOF
+nsenter --net="/run/netns/$ZW_HOSTNS" "$ZONEWALL" --config "$ZW_TMP/zonewall.json" \
+	--pin-dir "$ZW_PIN_DIR" daemon \
 	--policy "$POLICY" --no-libvirt --inventory "$ZW_TMP/inventory.json" --tap-pattern 'zwnotap*' \
-	--metrics "$METRICS" --flow-log "$FLOW_LOG" --event-rate 1000 --event-burst 1000 \
-	>"$DAEMON_LOG" 2>&1 &
+	--event-burst 1000 >"$DAEMON_LOG" 2>&1 &
 DAEMON_PID=$!
 ZW_BG_PIDS+=("$DAEMON_PID")
 

@@ -102,6 +102,9 @@ TEST(Config, ErrorsNameFileAndPointer) {
   EXPECT_EQ(error_of(R"({"flow_log": {"destination": "syslog"}})"),
             "zw.json: /flow_log/destination: \"syslog\": expected \"stderr\", an absolute file "
             "path, or null (off)");
+  EXPECT_EQ(error_of(R"({"flow_log": {"rate": 0}})"),
+            "zw.json: /flow_log/rate: expected events per second per VM interface from 1 to "
+            "1000000, got 0");
   EXPECT_EQ(error_of(R"({"fail_mode": "open"})"),
             "zw.json: /fail_mode: \"open\" is not supported by this build: the datapath always "
             "fails closed");
