@@ -22,6 +22,7 @@
 #include <optional>
 #include <set>
 #include <thread>
+#include <unordered_map>
 
 #include "daemon/control.h"
 #include "daemon/metrics.h"
@@ -97,11 +98,15 @@ struct Daemon::Impl {
   bool stop_ = false;
   Clock::time_point next_resync_ = Clock::now();
   Clock::time_point next_libvirt_try_ = Clock::now();
-  std::mutex link_mu_;                             // guards the three below
+  std::mutex link_mu_;                             // guards the four below
   std::set<std::string> known_ifnames_;            // interfaces of the last inventory
+  std::set<uint32_t> known_ifindexes_;             // ... and their indexes at that apply
   std::vector<inventory::LinkEvent> link_events_;  // from the tap thread
   bool link_overrun_ = false;
   std::thread tap_thread_;
+  // The tap thread's own ifindex -> name table: a rename shows as a changed
+  // name here (netlink reports only the new one).
+  std::unordered_map<uint32_t, std::string> link_names_;
   UniqueFd tap_stop_, tap_evfd_;
   uint64_t policy_serial_ = 0;  // bumped on every successful load
   std::string applied_fp_;      // fingerprint of the last applied input
@@ -174,8 +179,10 @@ Status Daemon::Impl::start() {
   // Taps that appeared while no daemon ran: hook them now (re-hooking one
   // that is already enforced is an atomic replace of the same program).
   if (auto now = inventory::list_links(); now) {
-    for (const auto& l : *now)
+    for (const auto& l : *now) {
+      link_names_[l.ifindex] = l.ifname;
       if (is_tap(l.ifname)) pre_attach(l);
+    }
   } else {
     log::warn("cannot list links", {{"error", now.error().str()}});
   }
@@ -228,7 +235,17 @@ void Daemon::Impl::tap_loop() {
     if (!fds[0].revents) continue;
     std::vector<inventory::LinkEvent> got;
     auto r = links_->drain([&](const inventory::LinkEvent& ev) {
-      if (ev.kind == inventory::LinkEvent::Kind::kAdded && is_tap(ev.ifname)) pre_attach(ev);
+      using K = inventory::LinkEvent::Kind;
+      if (ev.kind == K::kRemoved) {
+        link_names_.erase(ev.ifindex);
+      } else {
+        // New, or renamed to a name we hook (an interface created under a
+        // temporary name, a tap renamed back): hooked before anything else.
+        auto [it, fresh] = link_names_.try_emplace(ev.ifindex, ev.ifname);
+        bool renamed = !fresh && it->second != ev.ifname;
+        it->second = ev.ifname;
+        if ((ev.kind == K::kAdded || fresh || renamed) && is_tap(ev.ifname)) pre_attach(ev);
+      }
       got.push_back(ev);
     });
     {
@@ -358,8 +375,12 @@ Result<std::optional<engine::ApplyReport>> Daemon::Impl::reconcile(const char* w
   {
     std::lock_guard lk(link_mu_);
     known_ifnames_.clear();
-    for (const auto& e : inv.endpoints)
-      if (!e.ifname.empty()) known_ifnames_.insert(e.ifname);
+    known_ifindexes_.clear();
+    for (const auto& e : inv.endpoints) {
+      if (e.ifname.empty()) continue;
+      known_ifnames_.insert(e.ifname);
+      if (unsigned ifx = if_nametoindex(e.ifname.c_str())) known_ifindexes_.insert(ifx);
+    }
   }
   log::info("reconciled", {{"why", why},
                            {"generation", std::to_string(rep->generation)},
@@ -415,8 +436,16 @@ void Daemon::Impl::on_links() {
     log::warn("netlink overrun: events lost, resyncing");
     dirty_ = true;
   }
-  for (const auto& ev : evs)
-    if (is_tap(ev.ifname)) dirty_ = true;
+  // A VM's interface renamed away (its new name may match nothing) or
+  // removed is as much a change as a tap appearing.
+  for (const auto& ev : evs) {
+    bool managed;
+    {
+      std::lock_guard lk(link_mu_);
+      managed = known_ifindexes_.count(ev.ifindex) > 0;
+    }
+    if (managed || is_tap(ev.ifname)) dirty_ = true;
+  }
 }
 
 void Daemon::Impl::on_signal() {
@@ -460,8 +489,10 @@ json Daemon::Impl::handle_apply(const json& req) {
       return {{"ok", false}, {"exit", 2}, {"errors", {"apply: request names no policy"}}};
     path = req["policy"].get<std::string>();
   }
-  if (auto st = load_policy(path); !st)
-    return {{"ok", false}, {"exit", 3}, {"errors", {st.error().str()}}};
+  if (auto st = load_policy(path); !st) {
+    int exit = st.error().kind() == ErrorKind::kBusy ? 4 : 3;  // busy: a directory being written
+    return {{"ok", false}, {"exit", exit}, {"errors", {st.error().str()}}};
+  }
   if (req.contains("inventory") && req["inventory"].is_string())
     o_.inventory_path = req["inventory"];
   auto rep = reconcile("control request", true);

@@ -209,7 +209,15 @@ Result<ApplyReport> apply(const Paths& paths, const ApplyInput& in) {
     auto made = dp::ensure_clsact(ifx);
     Status st = made ? Status{} : fail(std::move(made.error()));
     if (st && *made) created[e.ep.ifname] = true;
-    if (!managed_before.count(e.ifindex)) {
+    // Already hooked though not ours in the state (the daemon hooked a new
+    // tap, or a renamed interface kept failing closed): a rollback must
+    // leave it dropping, not take its hooks off.
+    auto hooked_now = [&](dp::TcHook h) {
+      auto id = dp::tc_prog_id(ifx, h);
+      return id && *id != 0;
+    };
+    if (!managed_before.count(e.ifindex) && !hooked_now(dp::TcHook::kIngress) &&
+        !hooked_now(dp::TcHook::kEgress)) {
       EndpointState f;
       f.ifindex = e.ifindex;
       f.created_clsact = created[e.ep.ifname];
@@ -278,15 +286,20 @@ Result<ApplyReport> apply(const Paths& paths, const ApplyInput& in) {
     s.endpoints.push_back(std::move(es));
   }
 
-  // Interfaces that left the inventory (or changed index) lose their hooks.
+  // Interfaces that left the inventory (or changed index) lose their hooks,
+  // except (fail closed: their hooks, without an endpoint, drop everything)
+  // one that still exists under a tap pattern, and one renamed away from
+  // the name its VM claimed: still plugged into that VM, now claimed by
+  // nobody. Renamed back, it is the VM's again at the next apply.
   if (*prev) {
     for (const auto& e : (*prev)->endpoints) {
       if (e.ifindex == 0 || live.count(e.ifindex)) continue;
       char name[IF_NAMESIZE] = {};
       if (if_indextoname(e.ifindex, name) != nullptr &&
-          std::any_of(in.keep_hooked.begin(), in.keep_hooked.end(),
-                      [&](const std::string& g) { return fnmatch(g.c_str(), name, 0) == 0; })) {
-        ++rep.fail_closed;  // no endpoint any more: its hooks drop everything
+          (e.ifname != name ||
+           std::any_of(in.keep_hooked.begin(), in.keep_hooked.end(),
+                       [&](const std::string& g) { return fnmatch(g.c_str(), name, 0) == 0; }))) {
+        ++rep.fail_closed;
         continue;
       }
       if (auto st = detach_endpoint(paths, e); !st)

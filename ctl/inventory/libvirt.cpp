@@ -915,8 +915,15 @@ Result<std::optional<std::vector<Endpoint>>> read_domain(virDomainPtr dom, const
               {{"uri", o.uri}, {"domain", name}});
     return std::optional(std::move(*eps));
   }
-  if (virDomainIsActive(dom) == 1)
+  if (virDomainIsActive(dom) == 1) {
     add_queried_addresses(dom, o, who + ": domain '" + name + "'", *eps, warnings);
+  } else {
+    // A stopped domain owns no interface, even when its config names one
+    // (<target dev='…'/> kept in the inactive XML; a tap that outlives the
+    // VM): its addresses stay zoned, but an interface of that name is not
+    // the VM's and gets no endpoint (hooked, it drops).
+    for (auto& ep : *eps) ep.ifname.clear();
+  }
   return std::optional(std::move(*eps));
 }
 

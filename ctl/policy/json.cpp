@@ -2,6 +2,8 @@
 // directory's files and the checks that span files (names, CIDRs, UUIDs, refs).
 #include "policy/json.h"
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <filesystem>
 #include <optional>
@@ -532,47 +534,115 @@ Result<Policy> parse(const std::string& text, const std::string& file) {
   return merge(std::move(frags), std::move(errors));
 }
 
-Result<Policy> load(const std::string& path) {
-  std::error_code ec;
-  auto st = fs::status(path, ec);
-  if (ec && ec != std::errc::no_such_file_or_directory) return fail(Error::sys(path, ec.value()));
-  if (!fs::exists(st)) return fail(Error::invalid(path + ": no such file or directory"));
+namespace {
 
-  std::vector<std::string> files;
-  if (fs::is_directory(st)) {
-    std::vector<fs::path> found;
-    for (fs::directory_iterator it(path, ec), end; !ec && it != end; it.increment(ec)) {
-      const auto& name = it->path().filename().string();
-      // Hidden files are editor and VCS droppings, not policy.
-      if (name.empty() || name[0] == '.' || it->path().extension() != ".json") continue;
-      std::error_code fec;
-      if (!it->is_regular_file(fec)) continue;
-      found.push_back(it->path());
-    }
-    if (ec) return fail(Error::sys(path, ec.value()));
-    if (found.empty()) return fail(Error::invalid(path + ": no *.json files in this directory"));
-    std::sort(found.begin(), found.end(),
-              [](const fs::path& a, const fs::path& b) { return a.filename() < b.filename(); });
-    for (const auto& f : found) files.push_back(f.string());
-  } else {
-    files.push_back(path);
+// What one read of a policy path saw: the directory (its own inode and
+// times change when an entry is added, removed or renamed) and, per file,
+// its identity, size and times. Two equal stamps around a read mean the
+// files read are one state of the path, not a mixture of two.
+struct FileStamp {
+  std::string path;
+  dev_t dev = 0;
+  ino_t ino = 0;
+  off_t size = 0;
+  int64_t mtime_ns = 0;
+  int64_t ctime_ns = 0;
+  bool operator==(const FileStamp&) const = default;
+};
+
+struct PathStamp {
+  bool is_dir = false;
+  FileStamp self;                // the directory, or the single file
+  std::vector<FileStamp> files;  // the *.json files to read, in file-name order
+  bool operator==(const PathStamp&) const = default;
+};
+
+int64_t ns_of(const timespec& t) { return int64_t{t.tv_sec} * 1000000000 + t.tv_nsec; }
+
+Result<FileStamp> stamp_file(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT) return fail(Error::invalid(path + ": no such file or directory"));
+    return fail(Error::sys(path));
   }
+  return FileStamp{path, st.st_dev, st.st_ino, st.st_size, ns_of(st.st_mtim), ns_of(st.st_ctim)};
+}
 
-  std::vector<std::string> errors;
-  std::vector<Fragment> frags;
-  for (const auto& file : files) {
-    auto text = jsondoc::read_file(file);
-    if (!text) {
-      if (text.error().kind() == ErrorKind::kSystem) return fail(std::move(text.error()));
-      errors.push_back(text.error().message());
-      Fragment f;
-      f.file = file;
-      frags.push_back(std::move(f));
+Result<PathStamp> stamp_path(const std::string& path) {
+  PathStamp ps;
+  auto self = stamp_file(path);
+  if (!self) return fail(std::move(self.error()));
+  ps.self = std::move(*self);
+  std::error_code ec;
+  ps.is_dir = fs::is_directory(path, ec);
+  if (!ps.is_dir) return ps;
+  std::vector<fs::path> found;
+  for (fs::directory_iterator it(path, ec), end; !ec && it != end; it.increment(ec)) {
+    const auto& name = it->path().filename().string();
+    // Hidden files are editor and VCS droppings, not policy.
+    if (name.empty() || name[0] == '.' || it->path().extension() != ".json") continue;
+    std::error_code fec;
+    if (!it->is_regular_file(fec)) continue;
+    found.push_back(it->path());
+  }
+  if (ec) return fail(Error::sys(path, ec.value()));
+  std::sort(found.begin(), found.end(),
+            [](const fs::path& a, const fs::path& b) { return a.filename() < b.filename(); });
+  for (const auto& f : found) {
+    auto s = stamp_file(f.string());
+    if (!s) {
+      // Gone between the listing and the stat: a changing directory; the
+      // stamp after the read differs and the reader tries again.
+      ps.files.push_back(FileStamp{f.string()});
       continue;
     }
-    frags.push_back(parse_fragment(*text, file, errors));
+    ps.files.push_back(std::move(*s));
   }
-  return merge(std::move(frags), std::move(errors));
+  return ps;
+}
+
+}  // namespace
+
+Result<Policy> load(const std::string& path) { return load(path, LoadHooks{}); }
+
+Result<Policy> load(const std::string& path, const LoadHooks& hooks) {
+  const int attempts = std::max(1, hooks.attempts);
+  for (int attempt = 0; attempt < attempts; ++attempt) {
+    auto before = stamp_path(path);
+    if (!before) return fail(std::move(before.error()));
+    if (before->is_dir && before->files.empty())
+      return fail(Error::invalid(path + ": no *.json files in this directory"));
+    // Read every file first; judge them only once the path is known not to
+    // have changed meanwhile (a file removed mid-read is a change, not an error).
+    std::vector<Result<std::string>> texts;
+    for (const auto& f : before->files.empty() ? std::vector{before->self} : before->files) {
+      texts.push_back(jsondoc::read_file(f.path));
+      if (hooks.after_read) hooks.after_read(f.path);
+    }
+    auto after = stamp_path(path);
+    if (after && *after == *before) {
+      std::vector<std::string> errors;
+      std::vector<Fragment> frags;
+      for (size_t i = 0; i < texts.size(); ++i) {
+        const std::string& file = before->is_dir ? before->files[i].path : path;
+        if (!texts[i]) {
+          if (texts[i].error().kind() == ErrorKind::kSystem)
+            return fail(std::move(texts[i].error()));
+          errors.push_back(texts[i].error().message());
+          Fragment f;
+          f.file = file;
+          frags.push_back(std::move(f));
+          continue;
+        }
+        frags.push_back(parse_fragment(*texts[i], file, errors));
+      }
+      return merge(std::move(frags), std::move(errors));
+    }
+  }
+  return fail(
+      Error(ErrorKind::kBusy, path + ": policy " + (fs::is_directory(path) ? "directory" : "file") +
+                                  " changed while being read (" + std::to_string(attempts) +
+                                  " attempts); nothing applied, try again once it is written"));
 }
 
 }  // namespace zw::policy

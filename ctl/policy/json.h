@@ -3,6 +3,7 @@
 // pointer: "policies/prod.json: /rules/3/ports/0: 70000 is not a port".
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -18,7 +19,20 @@ struct Diagnostics {
 
 // Loads and validates. On failure the Error (kInvalid) message lists every
 // problem, one per line.
+//
+// The files are one state of the path, never a mixture of two: the
+// directory and every file are stat()ed (inode, size, mtime, ctime) before
+// and after reading; if anything changed, everything is read again, up to
+// `attempts` times, then kBusy: "<path>: policy directory changed while
+// being read". Nothing is judged from a read that raced a change.
 Result<Policy> load(const std::string& path);
+
+struct LoadHooks {
+  int attempts = 3;
+  // Tests only: called after each file is read (a writer racing the reader).
+  std::function<void(const std::string& file)> after_read;
+};
+Result<Policy> load(const std::string& path, const LoadHooks& hooks);
 
 // Parses one document already in memory; `file` is used in messages only.
 Result<Policy> parse(const std::string& text, const std::string& file);

@@ -368,6 +368,88 @@ TEST_F(DaemonLibvirtTest, MalformedMetadataSkipsOnlyThatDomain) {
   step_until(d, [] { return live_zone("zwl-web1").empty(); });
 }
 
+// Libvirt events duplicated, bunched up and missed (issue 7): the daemon
+// acts on "something changed", never on the event's content, so it must end
+// where libvirt is whatever the events said on the way.
+TEST_F(DaemonLibvirtTest, DuplicatedBunchedAndMissedEventsConverge) {
+  const std::string web_uuid = "11111111-2222-3333-4444-000000000001";
+  const std::string app_uuid = "11111111-2222-3333-4444-000000000003";
+  auto web_xml = domain_xml("web-1", web_uuid, "zwl-web1", "52:54:00:30:00:01", "10.3.0.1");
+  virDomainPtr web = nullptr, app = nullptr;
+  virDomainPtr db =
+      virDomainDefineXML(conn_, domain_xml("db-1", "11111111-2222-3333-4444-000000000002",
+                                           "zwl-db1", "52:54:00:30:00:02", "10.3.0.2")
+                                    .c_str());
+  ASSERT_NE(db, nullptr);
+  ASSERT_EQ(virDomainCreate(db), 0);
+  {
+    daemon::Daemon d(opt_);
+    ASSERT_TRUE(d.start().has_value());
+    // Duplicates: the same definition twice, a second start of a running
+    // domain (refused by libvirt), the definition once more while running.
+    web = virDomainDefineXML(conn_, web_xml.c_str());
+    ASSERT_NE(web, nullptr);
+    virDomainFree(virDomainDefineXML(conn_, web_xml.c_str()));
+    ASSERT_EQ(virDomainCreate(web), 0);
+    EXPECT_NE(virDomainCreate(web), 0);
+    virDomainFree(virDomainDefineXML(conn_, web_xml.c_str()));
+    EXPECT_TRUE(step_until(d, [] { return live_zone("zwl-web1") == "web"; }))
+        << live_zone("zwl-web1");
+    EXPECT_TRUE(passes("zwl-web1", "10.3.0.1", "10.3.0.2", 5432, 0x01));
+
+    // Bunched: start -> destroy -> start with no reconcile in between ends
+    // running; destroy -> start -> destroy ends stopped (tap hooked, no
+    // endpoint: drops).
+    ASSERT_EQ(virDomainDestroy(web), 0);
+    ASSERT_EQ(virDomainCreate(web), 0);
+    ASSERT_EQ(virDomainDestroy(web), 0);
+    ASSERT_EQ(virDomainCreate(web), 0);
+    uint64_t before = d.applies();
+    EXPECT_TRUE(step_until(d, [] { return live_zone("zwl-web1") == "web"; }));
+    for (int i = 0; i < 10; ++i) d.step(10);
+    EXPECT_EQ(d.applies(), before) << "four events, nothing changed in the end: no apply";
+    EXPECT_TRUE(passes("zwl-web1", "10.3.0.1", "10.3.0.2", 5432, 0x01));
+    ASSERT_EQ(virDomainDestroy(web), 0);
+    ASSERT_EQ(virDomainCreate(web), 0);
+    ASSERT_EQ(virDomainDestroy(web), 0);
+    EXPECT_TRUE(step_until(d, [] { return live_zone("zwl-web1").empty(); }))
+        << live_zone("zwl-web1");
+    EXPECT_TRUE(hooked("zwl-web1"));
+    EXPECT_FALSE(passes("zwl-web1", "10.3.0.1", "10.3.0.2", 5432, 0x01));
+
+    app = virDomainDefineXML(
+        conn_,
+        domain_xml("app-1", app_uuid, "zwl-app1", "52:54:00:30:00:03", "10.3.0.3", "db").c_str());
+    ASSERT_NE(app, nullptr);
+    ASSERT_EQ(virDomainCreate(app), 0);
+    EXPECT_TRUE(step_until(d, [] { return live_zone("zwl-app1") == "db"; }));
+  }
+  // Missed: no daemon listens while web-1 starts and app-1 is re-tagged;
+  // the next daemon's first reconcile reads libvirt as it is.
+  ASSERT_EQ(virDomainCreate(web), 0);
+  ASSERT_EQ(virDomainSetMetadata(app, VIR_DOMAIN_METADATA_ELEMENT, "<vm><zone>web</zone></vm>",
+                                 inventory::kMetadataKey, inventory::kMetadataUri,
+                                 VIR_DOMAIN_AFFECT_LIVE),
+            0);
+  EXPECT_EQ(live_zone("zwl-web1"), "") << "nothing listened: still as the last daemon left it";
+  EXPECT_EQ(live_zone("zwl-app1"), "db");
+  {
+    daemon::Daemon d(opt_);
+    ASSERT_TRUE(d.start().has_value());
+    EXPECT_TRUE(step_until(
+        d, [] { return live_zone("zwl-web1") == "web" && live_zone("zwl-app1") == "web"; }))
+        << "web-1: " << live_zone("zwl-web1") << ", app-1: " << live_zone("zwl-app1");
+    EXPECT_TRUE(passes("zwl-app1", "10.3.0.3", "10.3.0.2", 5432, 0x03));
+    remove_domain(web);
+    remove_domain(app);
+    remove_domain(db);
+    EXPECT_TRUE(step_until(d, [] {
+      return live_zone("zwl-web1").empty() && live_zone("zwl-app1").empty() &&
+             live_zone("zwl-db1").empty();
+    }));
+  }
+}
+
 TEST_F(DaemonLibvirtTest, UnreachableLibvirtLeavesEnforcementUntouched) {
   // First a daemon that knows the VMs.
   virDomainPtr web =

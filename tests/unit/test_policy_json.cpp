@@ -9,6 +9,9 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "policy/json.h"
 
@@ -340,4 +343,120 @@ TEST(PolicyJson, NameLimits) {
   ASSERT_FALSE(p.has_value());
   EXPECT_NE(p.error().message().find("n.json: /rules/0/name: '-x' is not a valid rule name"),
             std::string::npos);
+}
+
+// A policy directory edited while it is read (issue 7): the reader must
+// never return a mixture of the old and the new files. The hook runs after
+// each file is read, standing in for a writer that races the reader.
+namespace {
+
+const char* kDirA = R"({"version": 1, "zones": {"x": {"vms": ["x-*"]}},
+  "rules": [{"name": "%s", "from": "x", "to": "x", "proto": "tcp", "ports": [22], "action": "allow"}]})";
+const char* kDirB =
+    R"({"version": 1, "rules": [{"name": "%s", "from": "*", "to": "x", "action": "deny"}]})";
+
+std::string fill(const char* fmt, const std::string& name) {
+  std::string out = fmt;
+  return out.replace(out.find("%s"), 2, name);
+}
+
+std::vector<std::string> rule_names(const Policy& p) {
+  std::vector<std::string> n;
+  for (const auto& r : p.rules) n.push_back(r.name);
+  return n;
+}
+
+}  // namespace
+
+TEST(PolicyJson, DirectoryChangedDuringReadIsReadAgainNeverMixed) {
+  TempDir t;
+  t.write("a.json", fill(kDirA, "allow-ssh"));
+  t.write("b.json", fill(kDirB, "deny-all"));
+  // The old and the new policy each pass validation, and so would the
+  // mixture (old a.json + new b.json): only the stamps can tell. Same sizes,
+  // same inodes (rewritten in place): the hardest case for a stat check.
+  LoadHooks h;
+  std::vector<std::string> reads;
+  h.after_read = [&](const std::string& f) {
+    reads.push_back(fs::path(f).filename().string());
+    if (reads.size() == 1) {
+      t.write("a.json", fill(kDirA, "allow-web"));
+      t.write("b.json", fill(kDirB, "deny-web"));
+    }
+  };
+  auto p = load(t.path.string(), h);
+  ASSERT_TRUE(p.has_value()) << errors_of(p);
+  EXPECT_EQ(rule_names(*p), (std::vector<std::string>{"allow-web", "deny-web"}));
+  EXPECT_EQ(reads, (std::vector<std::string>{"a.json", "b.json", "a.json", "b.json"}));
+}
+
+TEST(PolicyJson, DirectoryThatKeepsChangingIsRefusedByName) {
+  TempDir t;
+  t.write("a.json", fill(kDirA, "allow-ssh"));
+  t.write("b.json", fill(kDirB, "deny-all"));
+  LoadHooks h;
+  int n = 0;
+  h.after_read = [&](const std::string&) {
+    t.write("b.json", fill(kDirB, ++n % 2 ? "deny-web" : "deny-all"));
+  };
+  auto p = load(t.path.string(), h);
+  ASSERT_FALSE(p.has_value());
+  EXPECT_EQ(p.error().kind(), ErrorKind::kBusy);
+  EXPECT_EQ(p.error().message(),
+            t.path.string() +
+                ": policy directory changed while being read (3 attempts); nothing applied, "
+                "try again once it is written");
+  EXPECT_EQ(n, 6);  // two files, three attempts
+  // Once the writer stops, the same directory loads.
+  auto q = load(t.path.string());
+  ASSERT_TRUE(q.has_value()) << errors_of(q);
+}
+
+TEST(PolicyJson, FileAddedOrRemovedDuringReadIsNoticed) {
+  TempDir t;
+  t.write("a.json", fill(kDirA, "allow-ssh"));
+  t.write("b.json", fill(kDirB, "deny-all"));
+  {
+    LoadHooks h;
+    bool done = false;
+    h.after_read = [&](const std::string&) {
+      if (!std::exchange(done, true)) t.write("c.json", fill(kDirB, "deny-new"));
+    };
+    auto p = load(t.path.string(), h);
+    ASSERT_TRUE(p.has_value()) << errors_of(p);
+    EXPECT_EQ(rule_names(*p), (std::vector<std::string>{"allow-ssh", "deny-all", "deny-new"}));
+    EXPECT_EQ(p->files.size(), 3u);
+  }
+  {
+    // b.json and c.json removed after a.json was read: not "no such file",
+    // but the directory as it is now.
+    LoadHooks h;
+    bool done = false;
+    h.after_read = [&](const std::string&) {
+      if (std::exchange(done, true)) return;
+      fs::remove(t.path / "b.json");
+      fs::remove(t.path / "c.json");
+    };
+    auto p = load(t.path.string(), h);
+    ASSERT_TRUE(p.has_value()) << errors_of(p);
+    EXPECT_EQ(rule_names(*p), (std::vector<std::string>{"allow-ssh"}));
+  }
+}
+
+TEST(PolicyJson, SingleFileReplacedDuringReadIsReadAgain) {
+  TempDir t;
+  std::string f = t.write("p.json", fill(kDirA, "allow-ssh"));
+  LoadHooks h;
+  int n = 0;
+  h.after_read = [&](const std::string&) {
+    // An editor's save: write a new file, rename it over the old one.
+    if (n++ == 0) {
+      t.write("p.json.tmp", fill(kDirA, "allow-web"));
+      fs::rename(t.path / "p.json.tmp", f);
+    }
+  };
+  auto p = load(f, h);
+  ASSERT_TRUE(p.has_value()) << errors_of(p);
+  EXPECT_EQ(rule_names(*p), (std::vector<std::string>{"allow-web"}));
+  EXPECT_EQ(n, 2);
 }
