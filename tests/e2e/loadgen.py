@@ -6,7 +6,8 @@ counters as JSON to --out (atomically) and exits 0.
 
   udp-stream ADDR PORT --rate PPS     sequence-numbered datagrams to an echo
                                       server; counts replies per sequence number
-                                      (lost = sent - distinct replies)
+                                      (lost = sent - distinct replies); --ready
+                                      gets the stream's source port
   tcp-stream ADDR PORT --rate LPS     ONE connection, "seq N" lines to a line
                                       echo; at stop, waits until every line came
                                       back; an error (reset, EOF) ends it and is
@@ -64,7 +65,7 @@ def udp_stream(args):
     sent = 0
     interval = 1.0 / args.rate
     nxt = time.monotonic()
-    ready(args)
+    ready(args, "%d\n" % s.getsockname()[1])  # the stream's source port
 
     def drain(timeout):
         nonlocal dups

@@ -81,8 +81,10 @@ rl_stop_traffic() {
 	done
 }
 
-# Source port of round $1's TCP session (unique to its conntrack entry).
+# Source port of round $1's TCP session / UDP stream (unique to its
+# conntrack entry).
 rl_tcp_port() { tr -d '\n' <"$ZW_TMP/$1-tcp.ready"; }
+rl_udp_port() { tr -d '\n' <"$ZW_TMP/$1-udp.ready"; }
 
 # Field $2 (a Python expression over d) of round $1's result file $3.
 rl_get() { zw_json "$2" <"$ZW_TMP/$1-$3.json"; }
@@ -178,18 +180,40 @@ rl_wait_gen_above() {
 	return 1
 }
 
-# created_ns of the conntrack entries of TCP port $1 (either side of the
-# canonical key), sorted, one per line: equal before and after an event
-# means the flows were neither flushed nor re-created.
+# created_ns of the conntrack entries of port $1 (either side of the
+# canonical key), protocol $2 (default 6, TCP; 17 UDP), sorted, one per line:
+# equal before and after an event means the flows were neither flushed nor
+# re-created.
 rl_ct_created() {
 	bpftool -j map dump pinned "$ZW_PIN_DIR/zw_ct" | "$ZW_PY" -c '
 import json, sys
-port = int(sys.argv[1])
+port, proto = int(sys.argv[1]), int(sys.argv[2])
 want = {port, ((port & 0xff) << 8) | (port >> 8)}  # net order read as host
 out = []
 for e in json.load(sys.stdin):
     k, v = e["formatted"]["key"], e["formatted"]["value"]
-    if k["proto"] == 6 and (k["sport"] in want or k["dport"] in want):
+    if k["proto"] == proto and (k["sport"] in want or k["dport"] in want):
         out.append(v["created_ns"])
-print("\n".join(str(c) for c in sorted(out)))' "$1"
+print("\n".join(str(c) for c in sorted(out)))' "$1" "${2:-6}"
+}
+
+# Every counter of `zonewall --json stats` as "name packets" lines: reasons,
+# rules (by name) and endpoints (vm/counter).
+rl_counters() {
+	zw --json stats | "$ZW_PY" -c '
+import json, sys
+d = json.load(sys.stdin)
+for r, c in d["reasons"].items():
+    print("reason:" + r, c["packets"])
+for r in d["rules"]:
+    print("rule:" + r["name"], r["packets"])
+for e in d["endpoints"]:
+    for k in ("from_vm_pass", "from_vm_drop", "to_vm_pass", "to_vm_drop"):
+        print("endpoint:%s/%s" % (e["vm"], k), e[k]["packets"])'
+}
+
+# Counters in both snapshot files $1 (before) and $2 (after) that went
+# down (a reset), one "name before -> after" per line; empty when none did.
+rl_counters_reset() {
+	awk 'NR == FNR { b[$1] = $2; next } ($1 in b) && $2 < b[$1] { print $1, b[$1], "->", $2 }' "$1" "$2"
 }

@@ -17,8 +17,10 @@
 # never breaks and gets every line back in order; the UDP stream loses no
 # more than a run of the same length without applies, plus a tolerance of
 # max(2, 0.5 % of sent) datagrams (documented in docs/operations.md);
-# counters of the allowed rules keep growing; the TCP session's conntrack
-# entry is never re-created; one generation left at the end.
+# counters of the allowed rules keep growing; no counter (reason, rule,
+# endpoint) ever goes down across the program replacements; the TCP
+# session's and the UDP stream's conntrack entries are never re-created; one
+# generation left at the end.
 set -euo pipefail
 # shellcheck source=tests/e2e/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -61,6 +63,10 @@ rl_start_traffic apply
 t0=$(now)
 ct0=$(rl_ct_created "$(rl_tcp_port apply)")
 zw_assert "conntrack has the TCP session's flow before the daemon starts (${ct0//$'\n'/ })" test -n "$ct0"
+ctu0=$(rl_ct_created "$(rl_udp_port apply)" 17)
+zw_assert "conntrack has the UDP stream's flow before the daemon starts (${ctu0//$'\n'/ })" test -n "$ctu0"
+n_ct0=$(zw --json status | zw_json "d['conntrack_entries']")
+rl_counters >"$ZW_TMP/counters-0"
 rl_start_daemon "$ZW_POLICY_LAB" "$ZW_TMP/daemon.log"
 rl_wait_gen_above "$gen_start" || true
 gen_daemon=$(rl_active_gen)
@@ -89,6 +95,22 @@ dur=$(elapsed "$t0")
 ct1=$(rl_ct_created "$(rl_tcp_port apply)")
 zw_assert "conntrack not flushed: the TCP session's flow has the same creation time after daemon start/stop, $APPLIES applies and $RELOADS reloads (${ct0//$'\n'/ } → ${ct1//$'\n'/ })" \
 	test "$ct0" = "$ct1"
+ctu1=$(rl_ct_created "$(rl_udp_port apply)" 17)
+zw_assert "conntrack not flushed: the UDP stream's flow has the same creation time (${ctu0//$'\n'/ } → ${ctu1//$'\n'/ })" \
+	test "$ctu0" = "$ctu1"
+n_ct1=$(zw --json status | zw_json "d['conntrack_entries']")
+zw_log "conntrack entries: $n_ct0 before the daemon start, $n_ct1 after the applies and reloads"
+# Counters are per-CPU maps that outlive every program instance: none may
+# go down, and the ones this traffic drives must have grown.
+rl_counters >"$ZW_TMP/counters-1"
+reset=$(rl_counters_reset "$ZW_TMP/counters-0" "$ZW_TMP/counters-1")
+zw_assert "no counter went down across daemon start/stop, $APPLIES applies and $RELOADS program reloads ($(wc -l <"$ZW_TMP/counters-0") counters compared)${reset:+: $reset}" \
+	test -z "$reset"
+for c in endpoint:web-1/from_vm_pass endpoint:web-1/from_vm_drop endpoint:db-1/to_vm_pass reason:drop_policy; do
+	a=$(awk -v n="$c" '$1 == n { print $2 }' "$ZW_TMP/counters-0")
+	b=$(awk -v n="$c" '$1 == n { print $2 }' "$ZW_TMP/counters-1")
+	zw_assert "counter $c kept counting ($a → $b)" test "${b:-0}" -gt "${a:-0}"
+done
 rl_stop_traffic apply
 rl_check_round apply "under $APPLIES applies + $RELOADS reloads"
 lost_apply=$RL_UDP_LOST

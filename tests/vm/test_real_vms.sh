@@ -16,8 +16,9 @@
 #  c. `virsh destroy` + `virsh start` of web-1: its new tap is enforced by
 #     zone again, and no denied probe from or to it ever succeeds meanwhile;
 #  d. libvirtd restarts (when the test started it): the daemon reconnects,
-#     every VM stays enforced; then SIGTERM stops the daemon (exit 0) and
-#     enforcement stays;
+#     every VM stays enforced, and a domain defined and undefined through
+#     the new libvirtd enters and leaves its state (events flow again); then
+#     SIGTERM stops the daemon (exit 0) and enforcement stays;
 #  e. after `zonewall down` a probe the policy denied gets through (so the
 #     drops were zonewall's) and no tc filter is left on the taps.
 # Prints MEASURED: lines: tap created -> hooked -> reconciled per VM, and
@@ -517,6 +518,33 @@ if [[ -n ${STARTED_LIBVIRTD:-} ]]; then
 	status=$(zwc --json status) || zw_die "zonewall --json status failed"
 	n_enf=$(zw_json "d['endpoints_enforced']" <<<"$status")
 	zw_assert "libvirtd restart: all 3 VMs still enforced (got $n_enf)" test "$n_enf" = 3
+	# Converging after the restart means hearing libvirt again: a domain
+	# defined (not started) through the new libvirtd must reach the daemon's
+	# state by its event, and leave it when undefined. It has no interface
+	# while stopped and an address no guest uses, so no probe changes.
+	extra=$(dom web-9)
+	cat >"$T/web-9.xml" <<EOF
+<domain type='qemu'>
+  <name>$extra</name>
+  <metadata><zonewall:vm xmlns:zonewall='http://zonewall.org/xmlns/libvirt/1.0'><zonewall:interface mac='52:54:00:80:00:99'><zonewall:ip>10.80.0.99</zonewall:ip></zonewall:interface></zonewall:vm></metadata>
+  <memory unit='MiB'>64</memory>
+  <os><type arch='x86_64' machine='pc'>hvm</type></os>
+  <devices>
+    <interface type='bridge'><source bridge='$BR'/><mac address='52:54:00:80:00:99'/></interface>
+  </devices>
+</domain>
+EOF
+	in_state() { zwc --json status | zw_json "any(e['vm'] == '$extra' for e in d['endpoints'])"; }
+	v define "$T/web-9.xml" >/dev/null || zw_die "virsh define $T/web-9.xml failed"
+	DEFINED+=("$extra")
+	for ((i = 0; i < 100; i++)); do [[ $(in_state) == True ]] && break; sleep 0.1; done
+	zw_assert "libvirtd restart: a domain defined afterwards is in the daemon's state within 10 s (its event arrived)" test "$(in_state)" = True
+	v undefine "$extra" >/dev/null || zw_die "virsh undefine $extra failed"
+	unset 'DEFINED[-1]'
+	for ((i = 0; i < 100; i++)); do [[ $(in_state) == False ]] && break; sleep 0.1; done
+	zw_assert "libvirtd restart: undefined again, it leaves the daemon's state within 10 s" test "$(in_state)" = False
+	n_enf=$(zwc --json status | zw_json "d['endpoints_enforced']")
+	zw_assert "libvirtd restart: the 3 VMs still enforced after that (got $n_enf)" test "$n_enf" = 3
 fi
 
 # ---------------------------------------------------------------- SIGTERM
