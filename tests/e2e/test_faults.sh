@@ -125,6 +125,12 @@ time_to_hook() {
 		sleep 0.001
 	done
 }
+# Renames interface $1 to $2 (only a down interface can be renamed).
+rename_if() {
+	"${H[@]}" link set "$1" down
+	"${H[@]}" link set "$1" name "$2"
+	"${H[@]}" link set "$2" up
+}
 drops_no_endpoint() { zw --json stats | zw_json "d['reasons']['drop_no_endpoint']['packets']"; }
 
 # Denied traffic web-1 → ext-1 (web → office: inter_zone deny; ext-1 is not
@@ -211,9 +217,7 @@ zw_assert "the denied sender really sent ($SENT attempts)" test "$SENT" -gt 100
 zw_log "(b) web-2's interface renamed to $RENAMED (no VM, no pattern) and back"
 w2_ifx=$(ifindex_of "$W2IF")
 expect_allow web-2 web-1 tcp/80 4
-"${H[@]}" link set "$W2IF" down
-"${H[@]}" link set "$W2IF" name "$RENAMED"
-"${H[@]}" link set "$RENAMED" up
+rename_if "$W2IF" "$RENAMED"
 if ms=$(wait_status "all(not e['enforced'] for e in d['endpoints'] if e['vm'] == 'web-2') and any(u['ifindex'] == $w2_ifx for u in d['hooked_unclaimed'])" 5); then
 	zw_pass "renamed away: web-2 no longer enforced, ifindex $w2_ifx listed as hooked but unclaimed after $ms ms"
 else
@@ -227,9 +231,7 @@ expect_deny web-2 web-1 tcp/80 4
 expect_deny web-1 web-2 tcp/80 4
 nd1=$(drops_no_endpoint)
 zw_assert "its traffic counted as drop_no_endpoint ($nd0 → $nd1)" test "$nd1" -gt "$nd0"
-"${H[@]}" link set "$RENAMED" down
-"${H[@]}" link set "$RENAMED" name "$W2IF"
-"${H[@]}" link set "$W2IF" up
+rename_if "$RENAMED" "$W2IF"
 if ms=$(wait_status "any(e['vm'] == 'web-2' and e['ifindex'] == $w2_ifx and e['enforced'] and e['zone'] == 'web' for e in d['endpoints'])" 5); then
 	zw_pass "renamed back: web-2 enforced in zone web on ifindex $w2_ifx again after $ms ms"
 else
