@@ -25,8 +25,6 @@ char LICENSE[] SEC("license") = "GPL";
 struct zw_ctx {
 	struct xdp_md *xdp;		/* one of the two contexts */
 	struct __sk_buff *skb;
-	void *data;
-	void *data_end;
 	__u32 ifindex;
 	__u32 len;
 	int hook;	/* enum zw_hook */
@@ -39,9 +37,9 @@ static __always_inline int zw_is_nd(__u8 type)
 }
 
 /* Ethernet, IP, transport; for ICMP errors also the quoted header. */
-static __always_inline int zw_parse(struct zw_ctx *x, struct zw_pkt *p)
+static __always_inline int zw_parse(void *data, void *data_end, struct zw_pkt *p)
 {
-	struct zw_cursor c = { .pos = x->data, .end = x->data_end };
+	struct zw_cursor c = { .pos = data, .end = data_end };
 	struct ethhdr *eth = c.pos;
 	__u16 inner_port = 0;
 	__u8 type = 0, inner_type = 0;
@@ -118,24 +116,16 @@ static __always_inline int zw_parse(struct zw_ctx *x, struct zw_pkt *p)
  * the verifier, whatever the paths after it. */
 ZW_SUBPROG int zw_parse_xdp(struct xdp_md *ctx, struct zw_pkt *p)
 {
-	struct zw_ctx x = {};
-
 	if (!ctx || !p)
 		return ZW_R_DROP_MALFORMED;
-	x.data = (void *)(long)ctx->data;
-	x.data_end = (void *)(long)ctx->data_end;
-	return zw_parse(&x, p);
+	return zw_parse((void *)(long)ctx->data, (void *)(long)ctx->data_end, p);
 }
 
 ZW_SUBPROG int zw_parse_skb(struct __sk_buff *skb, struct zw_pkt *p)
 {
-	struct zw_ctx x = {};
-
 	if (!skb || !p)
 		return ZW_R_DROP_MALFORMED;
-	x.data = (void *)(long)skb->data;
-	x.data_end = (void *)(long)skb->data_end;
-	return zw_parse(&x, p);
+	return zw_parse((void *)(long)skb->data, (void *)(long)skb->data_end, p);
 }
 
 /* DHCP and DHCPv6 ports: such packets are decided by hygiene, never by the
@@ -153,21 +143,9 @@ static __always_inline int zw_is_dhcp(const struct zw_pkt *p)
  * multicast, re-judgement after a flip, new flows. A global subprogram, so
  * the verifier checks it once for any packet instead of once per parse
  * outcome. Returns the reason; io->rule receives the deciding rule. */
-struct zw_slow_io {
-	__u64 now;
-	__u32 gen;
-	__u32 ifindex;
-	__u32 from_vm;
-	__u16 no_flow;	/* the fast path looked: the packet has no flow */
-	__u8 vflags;	/* out: ZW_VF_* of the deciding verdict */
-	__u8 pad0;
-	__u32 rule;	/* out */
-	__u16 src_zone;	/* out: the flow's zones, ZW_ZONE_NONE if not judged */
-	__u16 dst_zone;	/* out */
-};
 
 ZW_SUBPROG int zw_slow(const struct zw_config *cfg, const struct zw_endpoint *ep,
-		       const struct zw_pkt *p, struct zw_slow_io *io)
+		       const struct zw_pkt *p, struct zw_acct *io)
 {
 	struct zw_ct_key fk = {};
 	struct zw_verdict v = {};
@@ -221,6 +199,7 @@ ZW_SUBPROG int zw_slow(const struct zw_config *cfg, const struct zw_endpoint *ep
 			rule = ct->rule_id;
 			sz = ct->src_zone;
 			dz = ct->dst_zone;
+			io->zp_slot = ct->zp_slot;
 			reason = ZW_R_PASS_RELATED;
 		} else {
 			reason = ZW_R_DROP_ICMP_UNRELATED;
@@ -260,6 +239,7 @@ ZW_SUBPROG int zw_slow(const struct zw_config *cfg, const struct zw_endpoint *ep
 			rule = ct->rule_id;
 			sz = ct->src_zone;
 			dz = ct->dst_zone;
+			io->zp_slot = ct->zp_slot;
 			reason = (ct->flags & ZW_CTF_AUDIT) ? ZW_R_PASS_AUDIT : ZW_R_PASS_CT;
 			goto out;
 		}
@@ -285,6 +265,8 @@ ZW_SUBPROG int zw_slow(const struct zw_config *cfg, const struct zw_endpoint *ep
 		rule = v.rule_id;
 		if (v.action == ZW_ACT_ALLOW || (v.flags & ZW_VF_AUDIT)) {
 			if (!zw_dry()) {
+				ct->zp_slot = zw_zp_slot(sz, dz);
+				io->zp_slot = ct->zp_slot;
 				ct->gen = gen;
 				ct->rule_id = v.rule_id;
 				ct->src_if = src_if;
@@ -340,6 +322,9 @@ ZW_SUBPROG int zw_slow(const struct zw_config *cfg, const struct zw_endpoint *ep
 			.dst_zone = dz,
 		};
 
+		e.zp_slot = zw_zp_slot(sz, dz);
+		io->zp_slot = e.zp_slot;
+
 		if (zw_ct_canon(&p->tuple, &fk))
 			e.flags |= ZW_CTF_SWAPPED;
 		reason = zw_ct_create(&fk, &e, ep->ct_limit);
@@ -356,12 +341,45 @@ out:
 	return reason;
 }
 
+/* A cache miss: the interface's endpoint from zw_endpoints into c.
+ * Returns 0 if it has none in generation gen (c is left as it was). The
+ * cache is each program instance's own (never pinned), so a dry-run
+ * variant filling its cache touches nothing production sees. */
+ZW_SUBPROG int zw_ep_fill(__u32 gen, __u32 ifindex, struct zw_ep_cache_ent *c)
+{
+	struct zw_endpoint_key ek = { .gen = gen, .ifindex = ifindex };
+	struct zw_endpoint *ep;
+
+	if (!c)
+		return 0;
+	ep = bpf_map_lookup_elem(&zw_endpoints, &ek);
+	if (!ep)
+		return 0;
+	c->ep = *ep;
+	c->ifindex = ifindex;
+	c->gen = gen;
+	return 1;
+}
+
+/* The interface's endpoint in generation gen, through the per-CPU
+ * direct-mapped cache (ABI header): one array lookup when it hits. */
+static __always_inline const struct zw_endpoint *zw_endpoint_of(__u32 gen, __u32 ifindex)
+{
+	__u32 slot = ifindex & (ZW_EP_CACHE_SLOTS - 1);
+	struct zw_ep_cache_ent *c = bpf_map_lookup_elem(&zw_ep_cache, &slot);
+
+	if (!c)
+		return NULL;
+	if (c->gen == gen && c->ifindex == ifindex)
+		return &c->ep;
+	return zw_ep_fill(gen, ifindex, c) ? &c->ep : NULL;
+}
+
 static __always_inline int zw_handle(struct zw_ctx *x)
 {
 	struct zw_pkt p = {};
-	struct zw_slow_io io = {};
-	struct zw_endpoint_key ek = {};
-	struct zw_endpoint *ep;
+	struct zw_acct io = { .ifindex = x->ifindex, .zp_slot = ZW_ZP_NONE };
+	const struct zw_endpoint *ep;
 	struct zw_config *cfg;
 	struct zw_ct_entry *ct;
 	__u64 now = bpf_ktime_get_coarse_ns();
@@ -372,13 +390,12 @@ static __always_inline int zw_handle(struct zw_ctx *x)
 
 	cfg = bpf_map_lookup_elem(&zw_config, &zero);
 	gen = cfg ? ZW_READ_ONCE(cfg->active_gen) : 0;
+	io.gen = gen;
 	if (!cfg || !gen) {
 		reason = ZW_R_DROP_NO_POLICY;
 		goto out;
 	}
-	ek.gen = gen;
-	ek.ifindex = x->ifindex;
-	ep = bpf_map_lookup_elem(&zw_endpoints, &ek);
+	ep = zw_endpoint_of(gen, x->ifindex);
 	if (!ep) {
 		reason = ZW_R_DROP_NO_ENDPOINT;
 		goto out;
@@ -406,6 +423,7 @@ static __always_inline int zw_handle(struct zw_ctx *x)
 			rule = ct->rule_id;
 			io.src_zone = ct->src_zone;
 			io.dst_zone = ct->dst_zone;
+			io.zp_slot = ct->zp_slot;
 			reason = (ct->flags & ZW_CTF_AUDIT) ? ZW_R_PASS_AUDIT : ZW_R_PASS_CT;
 			goto out;
 		}
@@ -413,18 +431,11 @@ static __always_inline int zw_handle(struct zw_ctx *x)
 	}
 
 	io.now = now;
-	io.gen = gen;
-	io.ifindex = x->ifindex;
 	io.from_vm = from_vm;
 	reason = zw_slow(cfg, ep, &p, &io);
 	rule = io.rule;
-out:;
-	struct zw_acct a = {
-		.pkt = &p, .ifindex = x->ifindex, .gen = gen,
-		.src_zone = io.src_zone, .dst_zone = io.dst_zone, .vflags = io.vflags,
-	};
-
-	return zw_account(reason, rule, ep_id, x->hook, x->len, now, &a);
+out:
+	return zw_account(reason, rule, ep_id, x->hook, x->len, now, &p, &io);
 }
 
 SEC("xdp")
@@ -432,13 +443,11 @@ int zw_from_vm_xdp(struct xdp_md *ctx)
 {
 	struct zw_ctx x = {
 		.xdp = ctx,
-		.data = (void *)(long)ctx->data,
-		.data_end = (void *)(long)ctx->data_end,
+		.len = (__u32)((long)ctx->data_end - (long)ctx->data),
 		.ifindex = ctx->ingress_ifindex,
 		.hook = ZW_HOOK_FROM_VM,
 	};
 
-	x.len = x.data_end - x.data;
 	return zw_ret(zw_handle(&x), XDP_PASS, XDP_DROP);
 }
 
@@ -457,8 +466,6 @@ static __always_inline int zw_tc(struct __sk_buff *skb, int hook)
 		x.ifindex = skb->cb[0];	/* test run on a synthetic ifindex */
 	if ((__u32)(skb->data_end - skb->data) < want)
 		bpf_skb_pull_data(skb, want);
-	x.data = (void *)(long)skb->data;
-	x.data_end = (void *)(long)skb->data_end;
 	return zw_ret(zw_handle(&x), TC_ACT_OK, TC_ACT_SHOT);
 }
 

@@ -14,14 +14,22 @@
 #define ZW_EV_TOKEN		1000000000ULL	/* one event, in bucket units */
 #define ZW_EV_MAX_IDLE_NS	(10ULL * 1000000000ULL)	/* refill cap: no overflow */
 
-/* What the accounting exit knows about a packet besides its counters. */
+/* What the accounting exit knows about a packet besides the packet and its
+ * counters; also the slow path's in/out block (zw_slow): one struct on the
+ * entry's stack, not two (the combined stack is tight). */
 struct zw_acct {
-	const struct zw_pkt *pkt;
-	__u32 ifindex;
-	__u32 gen;
-	__u16 src_zone;		/* ZW_ZONE_NONE when not judged */
-	__u16 dst_zone;
-	__u8 vflags;		/* ZW_VF_* of the deciding verdict, 0 if none */
+	__u64 now;		/* in */
+	__u32 gen;		/* in */
+	__u32 ifindex;		/* in */
+	__u32 from_vm;		/* in */
+	__u16 no_flow;		/* in: the fast path looked: the packet has no flow */
+	__u8 vflags;		/* out: ZW_VF_* of the deciding verdict, 0 if none */
+	__u8 pad0;
+	__u32 rule;		/* out */
+	__u16 src_zone;		/* out: the flow's zones, ZW_ZONE_NONE if not judged */
+	__u16 dst_zone;		/* out */
+	__u32 zp_slot;		/* out: their counter slot if known, else ZW_ZP_NONE */
+	__u32 pad1;
 };
 
 /* Policy decisions are reported as the verdict says (ZW_VF_LOG: denies and
@@ -81,9 +89,8 @@ static __always_inline int zw_ev_take(__u32 slot, __u64 now)
 }
 
 static __always_inline void zw_emit(int reason, __u32 rule_id, __u32 slot, int hook, __u32 len,
-				    __u64 now, const struct zw_acct *a)
+				    __u64 now, const struct zw_pkt *p, const struct zw_acct *a)
 {
-	const struct zw_pkt *p = a->pkt;
 	struct zw_ev_stats *st = bpf_map_lookup_elem(&zw_st_ev, &slot);
 	struct zw_event *e;
 

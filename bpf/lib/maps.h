@@ -101,14 +101,44 @@ struct {
 	__type(value, struct zw_ep_stats);
 } zw_st_ep SEC(".maps");
 
-/* One more hash lookup per counted packet: zone ids go up to 65,000, so a
- * pair-indexed array would not fit; the pairs that carry traffic are few. */
+/* Zone-pair counters by slot (zw_zp_index: pair -> slot, see the ABI
+ * header): zone ids go up to 65,000, so a pair-indexed array would not fit;
+ * the pairs that carry traffic are few. */
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, ZW_MAX_ZP_STATS);
-	__type(key, struct zw_zp_stats_key);
+	__type(key, __u32);
 	__type(value, struct zw_zp_stats);
 } zw_st_zpair SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, ZW_MAX_ZP_STATS);
+	__type(key, struct zw_zp_stats_key);
+	__type(value, __u32);
+} zw_zp_index SEC(".maps");
+
+/* slot -> the pair that took it */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, ZW_MAX_ZP_STATS);
+	__type(key, __u32);
+	__type(value, struct zw_zp_stats_key);
+} zw_zp_claim SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct zw_zp_alloc);
+} zw_zp_alloc SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, ZW_EP_CACHE_SLOTS);
+	__type(key, __u32);
+	__type(value, struct zw_ep_cache_ent);
+} zw_ep_cache SEC(".maps");
 
 /* Flow and deny events (struct zw_event); one consumer at a time. */
 struct {

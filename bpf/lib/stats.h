@@ -25,25 +25,59 @@ static __always_inline void zw_count(struct zw_counter *c, __u32 len)
 	c->bytes += len;
 }
 
-static const volatile struct zw_zp_stats zw_zp_zero;
+/* The counter slot of a zone pair, handed out on first use (ABI header);
+ * ZW_ZP_NONE for packets without both zones, or in a dry run. A global
+ * subprogram: its frame is not on the callers' (the stack is tight). */
+ZW_SUBPROG __u32 zw_zp_slot(__u32 src_zone, __u32 dst_zone)
+{
+	struct zw_zp_stats_key k = { .src_zone = src_zone, .dst_zone = dst_zone };
+	struct zw_zp_alloc *al;
+	__u32 zero = 0, slot, *s;
 
-/* Packets of a flow whose zones are known count on the flow's zone pair. */
+	if (!src_zone || !dst_zone || zw_dry())
+		return ZW_ZP_NONE;
+	s = bpf_map_lookup_elem(&zw_zp_index, &k);
+	if (s)
+		return *s;
+	al = bpf_map_lookup_elem(&zw_zp_alloc, &zero);
+	if (!al)
+		return ZW_ZP_NONE;
+	/* A slot is taken by inserting it into zw_zp_claim (BPF_NOEXIST is the
+	 * lock: two CPUs never take the same one); `next` is only a hint. */
+	slot = ZW_ZP_OTHER;
+	for (int i = 0; i < 4; i++) {
+		__u32 c = al->next + 1 + i;
+
+		if (c >= ZW_MAX_ZP_STATS)
+			break;
+		if (bpf_map_update_elem(&zw_zp_claim, &c, &k, BPF_NOEXIST) == 0) {
+			slot = c;
+			al->next = c;
+			break;
+		}
+	}
+	if (bpf_map_update_elem(&zw_zp_index, &k, &slot, BPF_NOEXIST) == 0)
+		return slot;
+	s = bpf_map_lookup_elem(&zw_zp_index, &k);	/* another CPU was first */
+	return s ? *s : ZW_ZP_OTHER;
+}
+
+/* Packets of a flow whose zones are known count on the flow's zone pair:
+ * established packets through the slot their flow keeps (an array lookup),
+ * the others through the pair's index. */
 static __always_inline void zw_count_zpair(const struct zw_acct *a, int reason, int pass,
 					   __u32 len)
 {
-	struct zw_zp_stats_key k = { .src_zone = a->src_zone, .dst_zone = a->dst_zone };
 	struct zw_zp_stats *zs;
+	__u32 slot = a->zp_slot;
 
-	if (!a->src_zone || !a->dst_zone)
+	if (slot == ZW_ZP_NONE)
+		slot = zw_zp_slot(a->src_zone, a->dst_zone);
+	if (slot == ZW_ZP_NONE)
 		return;
-	zs = bpf_map_lookup_elem(&zw_st_zpair, &k);
-	if (!zs) {
-		/* From .rodata, not the stack: the combined stack is tight. */
-		bpf_map_update_elem(&zw_st_zpair, &k, (const void *)&zw_zp_zero, BPF_NOEXIST);
-		zs = bpf_map_lookup_elem(&zw_st_zpair, &k);
-		if (!zs)
-			return;	/* ZW_MAX_ZP_STATS reached */
-	}
+	zs = bpf_map_lookup_elem(&zw_st_zpair, &slot);
+	if (!zs)
+		return;
 	if (reason == ZW_R_PASS_AUDIT)
 		zw_count(&zs->audit, len);
 	else
@@ -53,7 +87,8 @@ static __always_inline void zw_count_zpair(const struct zw_acct *a, int reason, 
 /* Returns 1 to pass, 0 to drop; ZW_RUN_VERDICT: the encoded verdict
  * (entry points hand it out through zw_ret). ZW_RUN_DRY counts nothing. */
 static __always_inline int zw_account(int reason, __u32 rule_id, __s64 ep_id, int hook,
-				      __u32 len, __u64 now, const struct zw_acct *a)
+				      __u32 len, __u64 now, const struct zw_pkt *p,
+				      const struct zw_acct *a)
 {
 	__u32 r = reason;
 	struct zw_counter *c;
@@ -89,7 +124,7 @@ static __always_inline int zw_account(int reason, __u32 rule_id, __s64 ep_id, in
 	zw_count_zpair(a, reason, pass, len);
 	if (zw_ev_wanted(reason, a->vflags))
 		zw_emit(reason, rule_id, ep_id >= 0 && ep_id < ZW_MAX_ENDPOINTS ? ep_id : ZW_EV_SLOT_NONE,
-			hook, len, now, a);
+			hook, len, now, p, a);
 	if (zw_verdict_mode())
 		return ZW_VERDICT_ENCODE(rule_id, reason);
 	return pass;

@@ -21,13 +21,13 @@ namespace zw::datapath {
 inline constexpr const char* kMapNames[] = {
     "zw_config",    "zw_endpoints", "zw_addrs",    "zw_cidrs",  "zw_policy",    "zw_ct",
     "zw_st_reason", "zw_st_rule",   "zw_st_ep",    "zw_pairs",  "zw_ct_count",  "zw_zpairs",
-    "zw_st_zpair",  "zw_events",    "zw_ev_bucket", "zw_st_ev",
+    "zw_st_zpair",  "zw_events",    "zw_ev_bucket", "zw_st_ev",  "zw_zp_index",  "zw_zp_claim", "zw_zp_alloc",
 };
 
 struct Maps {
   UniqueFd config, endpoints, addrs, cidrs, policy, ct, st_reason, st_rule, st_ep, pairs, ct_count,
       zpairs;
-  UniqueFd st_zpair, events, ev_bucket, st_ev;
+  UniqueFd st_zpair, events, ev_bucket, st_ev, zp_index, zp_claim, zp_alloc;
 };
 
 // Opens the maps pinned under pin_dir (kNotFound if nothing is pinned).
@@ -72,22 +72,6 @@ Result<std::vector<K>> map_keys(int fd) {
     prev = &cur;
   }
   if (errno != ENOENT) return fail(Error::sys("bpf_map_get_next_key"));
-  return out;
-}
-
-// Per-CPU hash: every (key, value summed over CPUs).
-template <MapKey K, typename V, typename Add>
-Result<std::vector<std::pair<K, V>>> percpu_hash_sum(int fd, Add add) {
-  auto keys = map_keys<K>(fd);
-  if (!keys) return fail(std::move(keys.error()));
-  std::vector<std::pair<K, V>> out;
-  std::vector<V> per(possible_cpus());
-  for (const K& k : *keys) {
-    if (bpf_map_lookup_elem(fd, &k, per.data()) != 0) continue;  // deleted meanwhile
-    V acc{};
-    for (const V& v : per) add(acc, v);
-    out.emplace_back(k, acc);
-  }
   return out;
 }
 

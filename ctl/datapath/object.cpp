@@ -93,7 +93,8 @@ Result<Object> Object::load(const std::string& pin_dir, const LoadOptions& opts)
       obj.skel_->maps.zw_st_reason, obj.skel_->maps.zw_st_rule,   obj.skel_->maps.zw_st_ep,
       obj.skel_->maps.zw_pairs,     obj.skel_->maps.zw_ct_count,  obj.skel_->maps.zw_zpairs,
       obj.skel_->maps.zw_st_zpair,  obj.skel_->maps.zw_events,    obj.skel_->maps.zw_ev_bucket,
-      obj.skel_->maps.zw_st_ev};
+      obj.skel_->maps.zw_st_ev,     obj.skel_->maps.zw_zp_index,  obj.skel_->maps.zw_zp_claim,
+      obj.skel_->maps.zw_zp_alloc};
   static_assert(std::size(maps) == std::size(kMapNames));
   for (size_t i = 0; i < std::size(maps); ++i) {
     std::string path = pin_dir + "/" + kMapNames[i];
@@ -141,9 +142,12 @@ Result<Maps> Object::maps() const {
   m.events = dup(skel_->maps.zw_events);
   m.ev_bucket = dup(skel_->maps.zw_ev_bucket);
   m.st_ev = dup(skel_->maps.zw_st_ev);
+  m.zp_index = dup(skel_->maps.zw_zp_index);
+  m.zp_claim = dup(skel_->maps.zw_zp_claim);
+  m.zp_alloc = dup(skel_->maps.zw_zp_alloc);
   if (!m.config || !m.endpoints || !m.addrs || !m.cidrs || !m.policy || !m.ct || !m.st_reason ||
       !m.st_rule || !m.st_ep || !m.pairs || !m.ct_count || !m.zpairs || !m.st_zpair || !m.events ||
-      !m.ev_bucket || !m.st_ev)
+      !m.ev_bucket || !m.st_ev || !m.zp_index || !m.zp_claim || !m.zp_alloc)
     return fail(Error::sys("dup map fd"));
   return m;
 }

@@ -278,24 +278,38 @@ Result<json> stats(const Paths& paths) {
   auto unowned = dp::percpu_sum<zw_ev_stats>(live->maps.st_ev.get(), ZW_EV_SLOT_NONE, add_ev);
   if (!unowned) return fail(std::move(unowned.error()));
   add_ev(ev_total, *unowned);
-  auto zp = dp::percpu_hash_sum<zw_zp_stats_key, zw_zp_stats>(
-      live->maps.st_zpair.get(), [](zw_zp_stats& a, const zw_zp_stats& b) {
-        add(a.pass, b.pass);
-        add(a.drop, b.drop);
-        add(a.audit, b.audit);
-      });
-  if (!zp) return fail(std::move(zp.error()));
-  std::sort(zp->begin(), zp->end(), [](const auto& a, const auto& b) {
-    return std::tie(a.first.src_zone, a.first.dst_zone) <
-           std::tie(b.first.src_zone, b.first.dst_zone);
+  // Zone pairs: each pair's counter slot from zw_zp_index; slot
+  // ZW_ZP_OTHER holds the pairs that came after the slots ran out.
+  auto add_zp = [](zw_zp_stats& a, const zw_zp_stats& b) {
+    add(a.pass, b.pass);
+    add(a.drop, b.drop);
+    add(a.audit, b.audit);
+  };
+  auto zp_keys = dp::map_keys<zw_zp_stats_key>(live->maps.zp_index.get());
+  if (!zp_keys) return fail(std::move(zp_keys.error()));
+  std::sort(zp_keys->begin(), zp_keys->end(), [](const auto& a, const auto& b) {
+    return std::tie(a.src_zone, a.dst_zone) < std::tie(b.src_zone, b.dst_zone);
   });
   json pairs = json::array();
-  for (const auto& [k, v] : *zp)
-    pairs.push_back({{"src_zone", zone_name(live->state, k.src_zone)},
-                     {"dst_zone", zone_name(live->state, k.dst_zone)},
-                     {"pass", counter(v.pass)},
-                     {"drop", counter(v.drop)},
-                     {"audit", counter(v.audit)}});
+  auto zp_json = [](json src, json dst, const zw_zp_stats& v) {
+    return json{{"src_zone", std::move(src)},
+                {"dst_zone", std::move(dst)},
+                {"pass", counter(v.pass)},
+                {"drop", counter(v.drop)},
+                {"audit", counter(v.audit)}};
+  };
+  for (const zw_zp_stats_key& k : *zp_keys) {
+    uint32_t slot = 0;
+    if (!dp::map_lookup(live->maps.zp_index.get(), k, &slot) || slot == ZW_ZP_OTHER) continue;
+    auto v = dp::percpu_sum<zw_zp_stats>(live->maps.st_zpair.get(), slot, add_zp);
+    if (!v) return fail(std::move(v.error()));
+    pairs.push_back(zp_json(zone_name(live->state, k.src_zone),
+                            zone_name(live->state, k.dst_zone), *v));
+  }
+  auto other = dp::percpu_sum<zw_zp_stats>(live->maps.st_zpair.get(), ZW_ZP_OTHER, add_zp);
+  if (!other) return fail(std::move(other.error()));
+  if (other->pass.packets || other->drop.packets || other->audit.packets)
+    pairs.push_back(zp_json("*other*", "*other*", *other));
   size_t ct = 0;
   if (auto keys = dp::map_keys<zw_ct_key>(live->maps.ct.get())) ct = keys->size();
   json events = ev_json(ev_total);

@@ -214,8 +214,8 @@ struct zw_ct_entry {
 	__u32 src_if;		/* host */
 	__u32 dst_if;		/* host */
 	__u16 src_zone;		/* host: zones of the original direction, */
-	__u16 dst_zone;		/* for the zone-pair counters of its packets */
-	__u32 pad1;
+	__u16 dst_zone;		/* for events and the zone-pair counters */
+	__u32 zp_slot;		/* host: zw_st_zpair slot of (src_zone, dst_zone) */
 };
 
 /* Flows charged to one endpoint (index: endpoint id); BPF_F_MMAPABLE so the
@@ -352,6 +352,31 @@ struct zw_zp_stats {
 	struct zw_counter audit;	/* passed only because of audit mode */
 };
 
+/* Zone pairs get a counter slot (zw_zp_index) the first time one of their
+ * packets is counted; a flow keeps its pair's slot, so its packets count
+ * with an array lookup. Slots are never reused; once ZW_MAX_ZP_STATS - 1
+ * pairs have one, the others share slot ZW_ZP_OTHER. */
+#define ZW_ZP_OTHER		0
+#define ZW_ZP_NONE		0xffffffffU	/* no slot (yet): look it up */
+
+struct zw_zp_alloc {
+	__u32 next;		/* host: the last slot taken (a hint; zw_zp_claim decides) */
+	__u32 pad0;
+};
+
+/* ---- endpoint cache: per CPU, direct-mapped by ifindex, a copy of the
+ * interface's endpoint tagged with its generation. A generation's endpoint
+ * values never change while it is live (an apply writes a new one), so a
+ * copy whose gen is the active one is exact; anything else is a miss and
+ * the zw_endpoints lookup refills it. ---- */
+#define ZW_EP_CACHE_SLOTS	2048	/* power of two */
+
+struct zw_ep_cache_ent {
+	__u32 ifindex;		/* host */
+	__u32 gen;		/* host: 0 = empty */
+	struct zw_endpoint ep;
+};
+
 /* ---- events: denied packets and new flows, through the zw_events ring
  * buffer, rate-limited per endpoint by a token bucket ---- */
 #define ZW_EV_RATE_DEFAULT	100	/* events per second per endpoint */
@@ -415,6 +440,9 @@ ZW_STATIC_ASSERT(sizeof(struct zw_ep_stats) == 64, "zw_ep_stats layout");
 ZW_STATIC_ASSERT(ZW_R_MAX <= 256, "reasons fit the verdict encoding");
 ZW_STATIC_ASSERT(sizeof(struct zw_zp_stats_key) == 4, "zw_zp_stats_key layout");
 ZW_STATIC_ASSERT(sizeof(struct zw_zp_stats) == 48, "zw_zp_stats layout");
+ZW_STATIC_ASSERT(sizeof(struct zw_zp_alloc) == 8, "zw_zp_alloc layout");
+ZW_STATIC_ASSERT(sizeof(struct zw_ep_cache_ent) == 32, "zw_ep_cache_ent layout");
+ZW_STATIC_ASSERT((ZW_EP_CACHE_SLOTS & (ZW_EP_CACHE_SLOTS - 1)) == 0, "cache slots: power of two");
 ZW_STATIC_ASSERT(sizeof(struct zw_event) == 80, "zw_event layout");
 ZW_STATIC_ASSERT(sizeof(struct zw_ev_bucket) == 16, "zw_ev_bucket layout");
 ZW_STATIC_ASSERT(sizeof(struct zw_ev_stats) == 32, "zw_ev_stats layout");
