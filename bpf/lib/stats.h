@@ -108,6 +108,7 @@ static __always_inline int zw_account(int reason, __u32 rule_id, __s64 ep_id, in
 			rs->packets++;
 			rs->bytes += len;
 			rs->last_hit_ns = now;
+			rs->audit_packets += reason == ZW_R_PASS_AUDIT;
 		}
 	}
 	if (ep_id >= 0) {

@@ -329,11 +329,13 @@ int cmd_stats(const Globals& g) {
     if (c["packets"].get<uint64_t>())
       std::printf("%-24s %12lu %14lu\n", name.c_str(), c["packets"].get<uint64_t>(),
                   c["bytes"].get<uint64_t>());
-  std::printf("\n%-24s %-12s %12s %14s  %s\n", "RULE", "ACTION", "PACKETS", "BYTES", "MATCHES");
+  std::printf("\n%-24s %-12s %12s %14s %10s  %s\n", "RULE", "ACTION", "PACKETS", "BYTES", "AUDIT",
+              "MATCHES");
   for (const auto& r : s["rules"])
-    std::printf("%-24s %-12s %12lu %14lu  %s\n", r["name"].get<std::string>().c_str(),
+    std::printf("%-24s %-12s %12lu %14lu %10lu  %s\n", r["name"].get<std::string>().c_str(),
                 r["action"].get<std::string>().c_str(), r["packets"].get<uint64_t>(),
-                r["bytes"].get<uint64_t>(), r["summary"].get<std::string>().c_str());
+                r["bytes"].get<uint64_t>(), r.value("audit_packets", uint64_t{0}),
+                r["summary"].get<std::string>().c_str());
   if (!s["never_matched"].empty())
     std::printf("\nnever matched: %s\n", join(s["never_matched"]).c_str());
   std::printf("\n%-16s %-15s %16s %16s %16s %16s\n", "VM", "INTERFACE", "FROM-VM PASS",

@@ -3,6 +3,8 @@
 
 #include <httplib.h>
 
+#include <charconv>
+#include <cmath>
 #include <cstdio>
 #include <sstream>
 
@@ -27,10 +29,14 @@ std::string escape(const std::string& v) {
   return out;
 }
 
+// The shortest text that reads back as the same double (1.8e-06, not
+// 1.7999999999999999e-06).
 std::string num(double v) {
+  if (std::isnan(v)) return "NaN";
+  if (std::isinf(v)) return v > 0 ? "+Inf" : "-Inf";
   char buf[64];
-  std::snprintf(buf, sizeof buf, "%.17g", v);
-  return buf;
+  auto r = std::to_chars(buf, buf + sizeof buf, v);
+  return std::string(buf, r.ptr);
 }
 
 std::string num(const json& v) {
@@ -87,6 +93,11 @@ std::string render_metrics(const json& stats, const json& status, const ApplyInf
     for (const auto& r : stats["rules"])
       w.sample(name, {{"rule", str_or(r["name"])}, {"action", str_or(r["action"])}}, num(r[what]));
   }
+  w.family("zonewall_rule_audit_packets_total", "counter",
+           "packets each rule would have dropped but passed (rule or zone in audit mode)");
+  for (const auto& r : stats["rules"])
+    w.sample("zonewall_rule_audit_packets_total", {{"rule", str_or(r["name"])}},
+             num(r.value("audit_packets", json(0))));
   for (const char* what : {"packets", "bytes"}) {
     std::string name = std::string("zonewall_zone_pair_") + what + "_total";
     w.family(
@@ -100,10 +111,15 @@ std::string render_metrics(const json& stats, const json& status, const ApplyInf
                   {"verdict", verdict}},
                  num(z[verdict][what]));
   }
+  // Per-interface series: endpoints of a VM that is not running have no
+  // interface (and would all be {vm, interface=""}: duplicate series).
+  std::vector<json> interfaces;
+  for (const auto& e : stats["endpoints"])
+    if (!str_or(e["ifname"]).empty()) interfaces.push_back(e);
   for (const char* what : {"packets", "bytes"}) {
     std::string name = std::string("zonewall_interface_") + what + "_total";
     w.family(name, "counter", (std::string(what) + " per VM interface and direction").c_str());
-    for (const auto& e : stats["endpoints"])
+    for (const auto& e : interfaces)
       for (const auto& [key, dir, verdict] :
            {std::tuple{"from_vm_pass", "from_vm", "pass"},
             std::tuple{"from_vm_drop", "from_vm", "drop"},
@@ -119,7 +135,7 @@ std::string render_metrics(const json& stats, const json& status, const ApplyInf
   w.family("zonewall_events_total", "counter",
            "flow/deny events: emitted to the ring buffer, suppressed by the per-interface rate "
            "limit, lost to a full ring buffer");
-  for (const auto& e : stats["endpoints"])
+  for (const auto& e : interfaces)
     for (const char* outcome : {"emitted", "suppressed", "lost"})
       w.sample("zonewall_events_total",
                {{"vm", str_or(e["vm"])}, {"interface", str_or(e["ifname"])}, {"outcome", outcome}},
@@ -145,7 +161,7 @@ std::string render_metrics(const json& stats, const json& status, const ApplyInf
   w.family("zonewall_interface_cpu_seconds_estimated", "gauge",
            "estimated datapath CPU per VM interface: its packets times its hooks' average cost "
            "per packet");
-  for (const auto& e : stats["endpoints"])
+  for (const auto& e : interfaces)
     w.sample("zonewall_interface_cpu_seconds_estimated",
              {{"vm", str_or(e["vm"])}, {"interface", str_or(e["ifname"])}},
              num(e["cpu_seconds_estimated"]));

@@ -49,14 +49,36 @@ int64_t monotonic_to_realtime_ns() {
 namespace {
 
 std::string iso_time(int64_t real_ns) {
-  time_t sec = static_cast<time_t>(real_ns / 1000000000ll);
+  // Floor division: a time before 1970 (a clock set back) keeps a positive
+  // fraction instead of printing ".-00001".
+  int64_t sec_part = real_ns / 1000000000ll, ns_part = real_ns % 1000000000ll;
+  if (ns_part < 0) {
+    ns_part += 1000000000ll;
+    --sec_part;
+  }
+  time_t sec = static_cast<time_t>(sec_part);
   tm t{};
   gmtime_r(&sec, &t);
   char buf[64];
   size_t n = strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &t);
-  std::snprintf(buf + n, sizeof buf - n, ".%06lldZ",
-                static_cast<long long>((real_ns % 1000000000ll) / 1000));
+  std::snprintf(buf + n, sizeof buf - n, ".%06lldZ", static_cast<long long>(ns_part / 1000));
   return buf;
+}
+
+// Control bytes (and with `ascii`, every byte above 0x7e) as \xNN: names
+// from the kernel or libvirt reach terminals and JSON encoders.
+std::string printable(const std::string& s, bool ascii) {
+  std::string out;
+  for (unsigned char c : s) {
+    if (c < 0x20 || c == 0x7f || (ascii && c > 0x7e)) {
+      char esc[8];
+      std::snprintf(esc, sizeof esc, "\\x%02x", c);
+      out += esc;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
 }
 
 const char* proto_name(uint8_t p) {
@@ -80,7 +102,19 @@ bool has_ports(uint8_t p) { return p == 6 || p == 17 || p == 132; }
 std::string zone_name(const FlowNames& n, uint16_t id) {
   if (id == ZW_ZONE_NONE) return "";
   auto it = n.zones.find(id);
-  return it != n.zones.end() ? it->second : "zone#" + std::to_string(id);
+  if (it != n.zones.end()) return it->second;
+  // Built-in even when nothing is named (no state.json yet).
+  if (id == ZW_ZONE_WORLD) return "world";
+  if (id == ZW_ZONE_UNZONED) return "unzoned";
+  return "zone#" + std::to_string(id);
+}
+
+std::string rule_name(const FlowNames& n, uint32_t id) {
+  auto it = n.rules.find(id);
+  if (it != n.rules.end()) return it->second;
+  if (id == ZW_RULE_DEFAULT_INTRA) return "default:intra_zone";
+  if (id == ZW_RULE_DEFAULT_INTER) return "default:inter_zone";
+  return "rule#" + std::to_string(id);
 }
 
 }  // namespace
@@ -92,12 +126,7 @@ json event_json(const zw_event& e, const FlowNames& n, int64_t mono_to_real_ns) 
   j["time"] = iso_time(static_cast<int64_t>(e.ts_ns) + mono_to_real_ns);
   j["verdict"] = e.reason == ZW_R_PASS_AUDIT ? "audit" : pass ? "allow" : "deny";
   j["reason"] = reason_name(e.reason);
-  if (e.rule_id != ZW_RULE_NONE) {
-    auto it = n.rules.find(e.rule_id);
-    j["rule"] = it != n.rules.end() ? it->second : "rule#" + std::to_string(e.rule_id);
-  } else {
-    j["rule"] = nullptr;
-  }
+  j["rule"] = e.rule_id != ZW_RULE_NONE ? json(rule_name(n, e.rule_id)) : json(nullptr);
   j["hook"] = from_vm ? "from_vm" : "to_vm";
   j["generation"] = e.gen;
   j["len"] = e.len;
@@ -110,7 +139,9 @@ json event_json(const zw_event& e, const FlowNames& n, int64_t mono_to_real_ns) 
   } else {
     j["vm"] = nullptr;
     char name[IF_NAMESIZE] = {};
-    j["ifname"] = if_indextoname(e.ifindex, name) ? json(name) : json(nullptr);
+    // An interface name is any bytes but '/', ':' and white space: not
+    // necessarily UTF-8, which the JSON encoder would throw on.
+    j["ifname"] = if_indextoname(e.ifindex, name) ? json(printable(name, true)) : json(nullptr);
   }
   j["ifindex"] = e.ifindex;
   auto side = [&](const uint8_t* a, uint16_t port_net, uint16_t zone, bool is_hook_vm) {
@@ -145,26 +176,34 @@ json event_json(const zw_event& e, const FlowNames& n, int64_t mono_to_real_ns) 
 }
 
 std::string event_text(const json& ev) {
-  auto str = [](const json& v) { return v.is_string() ? v.get<std::string>() : std::string("-"); };
+  // Tolerant: an event from another version may lack a field ("-" then).
+  auto str = [](const json& o, const char* k) {
+    if (!o.is_object() || !o.contains(k)) return std::string("-");
+    const json& v = o[k];
+    if (v.is_string()) return printable(v.get<std::string>(), false);
+    if (v.is_number_unsigned()) return std::to_string(v.get<uint64_t>());
+    return std::string("-");
+  };
   auto side = [&](const json& s) {
     if (!s.is_object()) return std::string("-");
-    std::string a = s["addr"].get<std::string>();
-    if (a.find(':') != std::string::npos && s.contains("port")) a = "[" + a + "]";
-    if (s.contains("port")) a += ":" + std::to_string(s["port"].get<int>());
-    std::string who = str(s["vm"]);
-    std::string zone = str(s["zone"]);
-    return a + " (" + who + "/" + zone + ")";
+    std::string a = str(s, "addr");
+    bool port = s.contains("port") && s["port"].is_number_unsigned();
+    if (a.find(':') != std::string::npos && port) a = "[" + a + "]";
+    if (port) a += ":" + std::to_string(s["port"].get<uint64_t>());
+    return a + " (" + str(s, "vm") + "/" + str(s, "zone") + ")";
   };
-  std::string proto = ev["proto"].is_string() ? ev["proto"].get<std::string>()
-                                              : std::to_string(ev["proto"].get<int>());
-  if (ev.contains("icmp_type")) proto += " type " + std::to_string(ev["icmp_type"].get<int>());
-  char buf[1024];
-  std::snprintf(buf, sizeof buf, "%s %-5s %s -> %s %s rule=%s reason=%s on=%s/%s",
-                ev["time"].get<std::string>().c_str(), ev["verdict"].get<std::string>().c_str(),
-                side(ev["src"]).c_str(), side(ev["dst"]).c_str(), proto.c_str(),
-                str(ev["rule"]).c_str(), ev["reason"].get<std::string>().c_str(),
-                str(ev["ifname"]).c_str(), ev["hook"].get<std::string>().c_str());
-  return buf;
+  std::string proto = str(ev, "proto");
+  if (ev.contains("icmp_type") && ev["icmp_type"].is_number_unsigned())
+    proto += " type " + std::to_string(ev["icmp_type"].get<uint64_t>());
+  std::string verdict = str(ev, "verdict");
+  if (verdict.size() < 5) verdict.resize(5, ' ');
+  static const json kNone;
+  auto field = [](const json& o, const char* k) -> const json& {
+    return o.is_object() && o.contains(k) ? o[k] : kNone;
+  };
+  return str(ev, "time") + " " + verdict + " " + side(field(ev, "src")) + " -> " +
+         side(field(ev, "dst")) + " " + proto + " rule=" + str(ev, "rule") +
+         " reason=" + str(ev, "reason") + " on=" + str(ev, "ifname") + "/" + str(ev, "hook");
 }
 
 FlowCollector::FlowCollector(Options o) : o_(std::move(o)) {}

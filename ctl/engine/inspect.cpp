@@ -13,6 +13,7 @@
 #include "datapath/maps.h"
 #include "datapath/object.h"
 #include "datapath/reasons.h"
+#include "engine/aggregate.h"
 #include "engine/conntrack.h"
 
 namespace zw::engine {
@@ -31,30 +32,9 @@ size_t count_gen(int fd, uint32_t gen) {
   return n;
 }
 
-json counter(const zw_counter& c) { return {{"packets", c.packets}, {"bytes", c.bytes}}; }
-
-void add(zw_counter& a, const zw_counter& b) {
-  a.packets += b.packets;
-  a.bytes += b.bytes;
-}
-
-void add_ev(zw_ev_stats& a, const zw_ev_stats& b) {
-  a.emitted += b.emitted;
-  a.suppressed += b.suppressed;
-  a.lost += b.lost;
-}
-
-json ev_json(const zw_ev_stats& s) {
-  return {{"emitted", s.emitted}, {"suppressed", s.suppressed}, {"lost", s.lost}};
-}
-
-std::string zone_name(const State& s, uint16_t id) {
-  if (id == ZW_ZONE_WORLD) return "world";
-  if (id == ZW_ZONE_UNZONED) return "unzoned";
-  for (const auto& [name, zid] : s.zones)
-    if (zid == id) return name;
-  return "zone#" + std::to_string(id);  // a zone of an older policy
-}
+using agg::counter;
+using agg::ev_json;
+using agg::kAdd;
 
 // The kernel's run-time statistics of the pinned programs: exact totals
 // while statistics are enabled; average cost per packet of each hook.
@@ -81,13 +61,6 @@ json program_cost(const Paths& paths) {
           {"run_count", total_runs},
           {"run_time_ns", total_ns},
           {"cpu_seconds", double(total_ns) / 1e9}};
-}
-
-// Average ns per packet of a program in `cost`, or 0 if it never ran timed.
-double ns_per_packet(const json& cost, const char* prog) {
-  for (const auto& p : cost["programs"])
-    if (p["program"] == prog && p["ns_per_packet"].is_number()) return p["ns_per_packet"];
-  return 0;
 }
 }  // namespace
 
@@ -194,47 +167,22 @@ Result<json> stats(const Paths& paths) {
   if (!live) return fail(std::move(live.error()));
   json reasons = json::object();
   for (int r = 0; r < ZW_R_MAX; ++r) {
-    auto c = dp::percpu_sum<zw_counter>(live->maps.st_reason.get(), r, add);
+    auto c = dp::percpu_sum<zw_counter>(live->maps.st_reason.get(), r, kAdd);
     if (!c) return fail(std::move(c.error()));
     reasons[dp::kReasonNames[r]] = counter(*c);
   }
   timespec ts{};
   clock_gettime(CLOCK_MONOTONIC, &ts);
   uint64_t now_ns = uint64_t(ts.tv_sec) * 1000000000ull + ts.tv_nsec;
-  auto rule_json = [&](uint32_t id, const std::string& name, const std::string& action,
-                       const std::string& summary) -> Result<json> {
-    auto rs = dp::percpu_sum<zw_rule_stats>(
-        live->maps.st_rule.get(), id, [](zw_rule_stats& a, const zw_rule_stats& b) {
-          a.packets += b.packets;
-          a.bytes += b.bytes;
-          a.last_hit_ns = std::max(a.last_hit_ns, b.last_hit_ns);
-        });
+  std::map<uint32_t, zw_rule_stats> rule_sums;
+  std::vector<uint32_t> rule_ids{ZW_RULE_DEFAULT_INTRA, ZW_RULE_DEFAULT_INTER};
+  for (const auto& r : live->state.rules) rule_ids.push_back(r.id);
+  for (uint32_t id : rule_ids) {
+    auto rs = dp::percpu_sum<zw_rule_stats>(live->maps.st_rule.get(), id, kAdd);
     if (!rs) return fail(std::move(rs.error()));
-    json j{{"id", id},           {"name", name},           {"action", action},
-           {"summary", summary}, {"packets", rs->packets}, {"bytes", rs->bytes}};
-    j["last_hit_seconds_ago"] =
-        rs->last_hit_ns ? json((now_ns - rs->last_hit_ns) / 1e9) : json(nullptr);
-    return j;
-  };
-  json rules = json::array();
-  json never = json::array();
-  auto dflt = [&](const char* k) {
-    auto it = live->state.defaults.find(k);
-    return it == live->state.defaults.end() ? std::string("?") : it->second;
-  };
-  for (auto [id, name, key] :
-       {std::tuple{ZW_RULE_DEFAULT_INTRA, "default:intra_zone", "intra_zone"},
-        std::tuple{ZW_RULE_DEFAULT_INTER, "default:inter_zone", "inter_zone"}}) {
-    auto j = rule_json(id, name, dflt(key), "no rule matched");
-    if (!j) return fail(std::move(j.error()));
-    rules.push_back(*j);
+    rule_sums[id] = *rs;
   }
-  for (const auto& r : live->state.rules) {
-    auto j = rule_json(r.id, r.name, r.action, r.summary);
-    if (!j) return fail(std::move(j.error()));
-    if ((*j)["packets"] == 0) never.push_back(r.name);
-    rules.push_back(*j);
-  }
+  auto rc = agg::rule_counters(live->state, rule_sums, now_ns);
   json eps = json::array();
   auto usage = conntrack_usage(live->maps);
   if (!usage) return fail(std::move(usage.error()));
@@ -245,24 +193,11 @@ Result<json> stats(const Paths& paths) {
     bool in_map = e.ifindex && dp::map_lookup(live->maps.endpoints.get(),
                                               zw_endpoint_key{live->gen, e.ifindex}, &ev);
     auto flows = usage->find(e.id);
-    auto es = dp::percpu_sum<zw_ep_stats>(live->maps.st_ep.get(), e.id,
-                                          [](zw_ep_stats& a, const zw_ep_stats& b) {
-                                            add(a.from_vm_pass, b.from_vm_pass);
-                                            add(a.from_vm_drop, b.from_vm_drop);
-                                            add(a.to_vm_pass, b.to_vm_pass);
-                                            add(a.to_vm_drop, b.to_vm_drop);
-                                          });
+    auto es = dp::percpu_sum<zw_ep_stats>(live->maps.st_ep.get(), e.id, kAdd);
     if (!es) return fail(std::move(es.error()));
-    auto evs = dp::percpu_sum<zw_ev_stats>(live->maps.st_ev.get(), e.id, add_ev);
+    auto evs = dp::percpu_sum<zw_ev_stats>(live->maps.st_ev.get(), e.id, kAdd);
     if (!evs) return fail(std::move(evs.error()));
-    add_ev(ev_total, *evs);
-    // Estimated: the hook program's average cost per packet times this
-    // interface's packets on that hook (see docs/observability.md).
-    uint64_t from_pk = es->from_vm_pass.packets + es->from_vm_drop.packets;
-    uint64_t to_pk = es->to_vm_pass.packets + es->to_vm_drop.packets;
-    double from_ns =
-        from_pk * ns_per_packet(cost, e.attach == "xdp" ? "zw_from_vm_xdp" : "zw_from_vm_tc");
-    double to_ns = to_pk * ns_per_packet(cost, "zw_to_vm_tc");
+    agg::add(ev_total, *evs);
     eps.push_back({{"vm", e.vm_name},
                    {"ifname", e.ifname},
                    {"zone", e.zone},
@@ -273,51 +208,37 @@ Result<json> stats(const Paths& paths) {
                    {"tracked_flows", flows == usage->end() ? 0u : flows->second},
                    {"max_flows", in_map ? json(ev.ct_limit) : json(nullptr)},
                    {"events", ev_json(*evs)},
-                   {"cpu_seconds_estimated", (from_ns + to_ns) / 1e9}});
+                   // Estimated (see docs/observability.md).
+                   {"cpu_seconds_estimated", agg::endpoint_cpu_seconds(*es, e.attach, cost)}});
   }
-  auto unowned = dp::percpu_sum<zw_ev_stats>(live->maps.st_ev.get(), ZW_EV_SLOT_NONE, add_ev);
+  auto unowned = dp::percpu_sum<zw_ev_stats>(live->maps.st_ev.get(), ZW_EV_SLOT_NONE, kAdd);
   if (!unowned) return fail(std::move(unowned.error()));
-  add_ev(ev_total, *unowned);
+  agg::add(ev_total, *unowned);
   // Zone pairs: each pair's counter slot from zw_zp_index; slot
   // ZW_ZP_OTHER holds the pairs that came after the slots ran out.
-  auto add_zp = [](zw_zp_stats& a, const zw_zp_stats& b) {
-    add(a.pass, b.pass);
-    add(a.drop, b.drop);
-    add(a.audit, b.audit);
-  };
   auto zp_keys = dp::map_keys<zw_zp_stats_key>(live->maps.zp_index.get());
   if (!zp_keys) return fail(std::move(zp_keys.error()));
-  std::sort(zp_keys->begin(), zp_keys->end(), [](const auto& a, const auto& b) {
-    return std::tie(a.src_zone, a.dst_zone) < std::tie(b.src_zone, b.dst_zone);
-  });
-  json pairs = json::array();
-  auto zp_json = [](json src, json dst, const zw_zp_stats& v) {
-    return json{{"src_zone", std::move(src)},
-                {"dst_zone", std::move(dst)},
-                {"pass", counter(v.pass)},
-                {"drop", counter(v.drop)},
-                {"audit", counter(v.audit)}};
-  };
+  std::vector<std::pair<zw_zp_stats_key, zw_zp_stats>> zp;
   for (const zw_zp_stats_key& k : *zp_keys) {
     uint32_t slot = 0;
     if (!dp::map_lookup(live->maps.zp_index.get(), k, &slot) || slot == ZW_ZP_OTHER) continue;
-    auto v = dp::percpu_sum<zw_zp_stats>(live->maps.st_zpair.get(), slot, add_zp);
+    auto v = dp::percpu_sum<zw_zp_stats>(live->maps.st_zpair.get(), slot, kAdd);
     if (!v) return fail(std::move(v.error()));
-    pairs.push_back(zp_json(zone_name(live->state, k.src_zone),
-                            zone_name(live->state, k.dst_zone), *v));
+    zp.emplace_back(k, *v);
   }
-  auto other = dp::percpu_sum<zw_zp_stats>(live->maps.st_zpair.get(), ZW_ZP_OTHER, add_zp);
+  json pairs = agg::zone_pairs(live->state, std::move(zp));
+  auto other = dp::percpu_sum<zw_zp_stats>(live->maps.st_zpair.get(), ZW_ZP_OTHER, kAdd);
   if (!other) return fail(std::move(other.error()));
   if (other->pass.packets || other->drop.packets || other->audit.packets)
-    pairs.push_back(zp_json("*other*", "*other*", *other));
+    pairs.push_back(agg::zone_pair("*other*", "*other*", *other));
   size_t ct = 0;
   if (auto keys = dp::map_keys<zw_ct_key>(live->maps.ct.get())) ct = keys->size();
   json events = ev_json(ev_total);
   events["unowned"] = ev_json(*unowned);
   return json{{"active_generation", live->gen},
               {"reasons", reasons},
-              {"rules", rules},
-              {"never_matched", never},
+              {"rules", rc.rules},
+              {"never_matched", rc.never_matched},
               {"zone_pairs", pairs},
               {"endpoints", eps},
               {"events", events},

@@ -14,6 +14,7 @@
 #include <optional>
 #include <string>
 
+#include "daemon/metrics.h"
 #include "datapath/attach.h"
 #include "datapath/events.h"
 #include "datapath/maps.h"
@@ -1208,6 +1209,98 @@ TEST_F(EventsTest, AuditShowsAsAudit) {
       EXPECT_GE(zp["audit"]["packets"].get<uint64_t>(), 2u);
     }
   EXPECT_TRUE(found) << (*st)["zone_pairs"].dump();
+}
+
+// A deny rule in audit mode, and an enforcing deny rule that lands in an
+// audit zone for one destination and not for another.
+const char* kAuditRulePolicy = R"({
+  "version": 1,
+  "defaults": {"intra_zone": "allow", "inter_zone": "deny"},
+  "zones": {
+    "web": {"vms": ["web-1"]},
+    "db": {"vms": ["db-*"]},
+    "canary": {"vms": ["web-2"], "mode": "audit"}
+  },
+  "rules": [
+    {"name": "no-mysql", "from": "web", "to": "db", "proto": "tcp", "ports": [3306], "action": "deny", "audit": true},
+    {"name": "db-out-deny", "from": "db", "to": "*", "action": "deny"}
+  ]
+})";
+
+TEST_F(EventsTest, AuditCountedPerRuleAndZonePair) {
+  auto rep = apply_text(kAuditRulePolicy);
+  ASSERT_TRUE(rep.has_value()) << rep.error().str();
+  drain();
+  // Counters live as long as the pins (and zone ids are reused by name):
+  // what this test adds is after - before.
+  auto read = [] {
+    auto st = engine::stats(paths_);
+    EXPECT_TRUE(st.has_value()) << st.error().str();
+    return st ? *st : nlohmann::json{};
+  };
+  auto rule = [](const nlohmann::json& st, const char* name, const char* k) {
+    for (const auto& r : st["rules"])
+      if (r["name"] == name) return r[k].get<uint64_t>();
+    ADD_FAILURE() << "no rule " << name;
+    return uint64_t{0};
+  };
+  auto pair = [](const nlohmann::json& st, const char* s, const char* d, const char* k) {
+    for (const auto& zp : st["zone_pairs"])
+      if (zp["src_zone"] == s && zp["dst_zone"] == d) return zp[k]["packets"].get<uint64_t>();
+    return uint64_t{0};
+  };
+  auto st0 = read();
+  // The audit rule passes what it would drop, and so does its reply.
+  EXPECT_OUTCOME(from_vm("zwdA", test::ip("10.1.0.1", "10.1.0.2", kTcp, test::tcp(47100, 3306))),
+                 true, "pass_audit", "no-mysql");
+  EXPECT_OUTCOME(
+      from_vm("zwdB", test::ip("10.1.0.2", "10.1.0.1", kTcp, test::tcp(3306, 47100, 0x12))), true,
+      "pass_audit", "no-mysql");
+  // The enforcing rule: audited into the audit zone, dropped into web.
+  EXPECT_OUTCOME(from_vm("zwdB", test::ip("10.1.0.2", "10.1.0.3", kTcp, test::tcp(47101, 80))),
+                 true, "pass_audit", "db-out-deny");
+  EXPECT_OUTCOME(from_vm("zwdB", test::ip("10.1.0.2", "10.1.0.1", kTcp, test::tcp(47102, 80))),
+                 false, "drop_policy", "db-out-deny");
+  auto st1 = read();
+  auto drule = [&](const char* name, const char* k) {
+    return rule(st1, name, k) - rule(st0, name, k);
+  };
+  auto dpair = [&](const char* s, const char* d, const char* k) {
+    return pair(st1, s, d, k) - pair(st0, s, d, k);
+  };
+  EXPECT_EQ(drule("no-mysql", "packets"), 2u);
+  EXPECT_EQ(drule("no-mysql", "audit_packets"), 2u);
+  EXPECT_EQ(drule("db-out-deny", "packets"), 2u);
+  EXPECT_EQ(drule("db-out-deny", "audit_packets"), 1u);
+  EXPECT_EQ(drule("default:inter_zone", "audit_packets"), 0u);
+  for (const auto& r : st1["rules"])
+    if (r["name"] == "no-mysql") EXPECT_EQ(r["action"], "deny (audit)");
+  EXPECT_EQ(dpair("web", "db", "audit"), 2u);
+  EXPECT_EQ(dpair("web", "db", "pass"), 0u);
+  EXPECT_EQ(dpair("db", "canary", "audit"), 1u);
+  EXPECT_EQ(dpair("db", "canary", "drop"), 0u);
+  EXPECT_EQ(dpair("db", "web", "drop"), 1u);
+  EXPECT_EQ(dpair("db", "web", "audit"), 0u);
+  // The same numbers in the metrics the daemon serves.
+  std::string text = daemon::render_metrics(
+      st1, nlohmann::json{{"endpoints", nlohmann::json::array()}, {"endpoints_enforced", 0}},
+      daemon::ApplyInfo{});
+  for (const char* name : {"no-mysql", "db-out-deny"})
+    EXPECT_NE(text.find("zonewall_rule_audit_packets_total{rule=\"" + std::string(name) + "\"} " +
+                        std::to_string(rule(st1, name, "audit_packets")) + "\n"),
+              std::string::npos)
+        << text;
+  EXPECT_NE(text.find("zonewall_zone_pair_packets_total{src_zone=\"db\",dst_zone=\"canary\","
+                      "verdict=\"audit\"} " +
+                      std::to_string(pair(st1, "db", "canary", "audit")) + "\n"),
+            std::string::npos)
+      << text;
+  // Each audited new flow is one "audit" event (the reply is not new).
+  auto names = engine::flow_names(state());
+  size_t audits = 0;
+  for (const auto& e : drain())
+    if (engine::event_json(e, names, 0)["verdict"] == "audit") ++audits;
+  EXPECT_EQ(audits, 2u);
 }
 
 TEST_F(EventsTest, RateLimitPerEndpointCountsSuppressed) {

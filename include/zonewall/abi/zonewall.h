@@ -329,6 +329,7 @@ struct zw_rule_stats {
 	__u64 packets;		/* host */
 	__u64 bytes;		/* host */
 	__u64 last_hit_ns;	/* host, bpf_ktime_get_ns */
+	__u64 audit_packets;	/* host: of packets, passed only by audit mode */
 };
 
 /* Per endpoint id (zw_st_ep index), per CPU. */
