@@ -9,7 +9,12 @@
 #     counted, the datapath CPU time is measured (BPF run-time statistics);
 #  d. the Prometheus endpoint passes `promtool check metrics` and carries the
 #     same numbers as `stats`;
-#  e. without a daemon `zonewall flows` reads the pinned ring buffer itself.
+#  e. the numbers agree exactly: each deny rule's packets in stats = its deny
+#     events in flows = its metric; `zonewall trace` of the same packets names
+#     the rule the flows named; an audit rule's traffic passes and shows as
+#     "audit" in flows, stats (per rule and zone pair, text and JSON), trace
+#     and metrics;
+#  f. without a daemon `zonewall flows` reads the pinned ring buffer itself.
 set -euo pipefail
 # shellcheck source=tests/e2e/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -27,6 +32,9 @@ POLICY=$ZW_TMP/policy.json
 import json, sys
 p = json.load(open(sys.argv[1]))
 p["zones"]["web"]["log"] = {"new_flows": True}
+# Would deny web -> db 8080, but in audit mode: passes, recorded as audit.
+p["rules"].insert(0, {"name": "audit-web-db-8080", "from": "web", "to": "db", "proto": "tcp",
+                      "ports": [8080], "action": "deny", "audit": True})
 json.dump(p, open(sys.argv[2], "w"), indent=2)
 EOF
 
@@ -71,6 +79,7 @@ zw_log "traffic: one allowed new flow, denies by default and by rule"
 expect_allow web-1 db-1 tcp/5432 4
 expect_deny web-1 db-1 tcp/5433 4
 expect_deny db-1 web-1 tcp/80 4
+expect_allow web-1 db-1 tcp/8080 4
 sleep 0.5
 
 W1=$(zw_addr web-1 4)
@@ -95,6 +104,8 @@ checks = {
     "allow": has(verdict="allow", reason="pass_new", rule="web-to-db-postgres", proto="tcp",
                  src_vm="web-1", src_zone="web", src_addr=w1, dst_vm="db-1", dst_zone="db",
                  dst_addr=d1, dst_port=5432, vm="web-1", hook="from_vm"),
+    "audit": has(verdict="audit", reason="pass_audit", rule="audit-web-db-8080", src_vm="web-1",
+                 src_zone="web", dst_vm="db-1", dst_zone="db", dst_port=8080),
     "deny-default": has(verdict="deny", reason="drop_policy", rule="default:inter_zone",
                         src_vm="web-1", src_zone="web", dst_vm="db-1", dst_zone="db", dst_port=5433),
     "deny-rule": has(verdict="deny", reason="drop_policy", rule="deny-db-to-web", src_vm="db-1",
@@ -151,6 +162,71 @@ print("; ".join(bad) or "ok")
 EOF
 )
 zw_assert "stats: zone pairs, rules, events and CPU agree with the traffic and flows ($got)" test "$got" = ok
+
+# Exact agreement: every denied packet is one deny event (rate 1000/s, burst
+# 1000: nothing suppressed), counted once on its rule and zone pair; the
+# audited flow is counted as audit on its rule and pair, as many packets as
+# the rule saw; one audit event and one new-flow event (replies are not new).
+got=$("$ZW_PY" - "$STATS" "$ZW_TMP/flows.jsonl" <<'EOF'
+import collections, json, sys
+s = json.load(open(sys.argv[1]))
+evs = [json.loads(l) for l in open(sys.argv[2]) if l.strip()]
+rules = {r["name"]: r for r in s["rules"]}
+pairs = {(p["src_zone"], p["dst_zone"]): p for p in s["zone_pairs"]}
+deny_by_rule = collections.Counter(e["rule"] for e in evs if e["verdict"] == "deny")
+deny_by_pair = collections.Counter((e["src"]["zone"], e["dst"]["zone"]) for e in evs
+                                   if e["verdict"] == "deny" and e["reason"] == "drop_policy")
+bad = []
+for r in ("default:inter_zone", "deny-db-to-web"):
+    if not deny_by_rule[r] or deny_by_rule[r] != rules[r]["packets"]:
+        bad.append(f"{r}: {deny_by_rule[r]} deny events, {rules[r]['packets']} packets in stats")
+for pr in (("web", "db"), ("db", "web")):
+    if deny_by_pair[pr] != pairs[pr]["drop"]["packets"]:
+        bad.append(f"{pr}: {deny_by_pair[pr]} deny events, {pairs[pr]['drop']['packets']} drops")
+a = rules["audit-web-db-8080"]
+if not a["audit_packets"] >= 3 or a["audit_packets"] != a["packets"]:
+    bad.append(f"audit rule: {a['audit_packets']} audit of {a['packets']} packets (want all, >= 3)")
+if pairs[("web", "db")]["audit"]["packets"] != a["audit_packets"]:
+    bad.append("web->db audit packets == the audit rule's")
+for r in rules.values():
+    if r["name"] != "audit-web-db-8080" and r["audit_packets"] != 0:
+        bad.append(f"{r['name']}: audit_packets {r['audit_packets']} (want 0)")
+n_audit = sum(e["verdict"] == "audit" for e in evs)
+n_new = sum(e["verdict"] == "allow" and e["rule"] == "web-to-db-postgres" for e in evs)
+if n_audit != 1: bad.append(f"{n_audit} audit events (want 1: the flow's first packet)")
+if n_new != 1: bad.append(f"{n_new} new-flow events for web-to-db-postgres (want 1)")
+print("; ".join(bad) or "ok")
+EOF
+)
+zw_assert "stats and flows count the same packets: denies per rule and zone pair, audit per rule and pair ($got)" \
+	test "$got" = ok
+text=$(zw stats)
+zw_assert "stats (text): the audit rule's AUDIT column equals its packets" \
+	grep -Eq "^audit-web-db-8080 +deny \(audit\) +([0-9]+) +[0-9]+ +\1 " <<<"$text"
+
+# trace of the same packets names the rule (and for a pass, the reason) the
+# flows named.
+trace_says() {
+	zw --json trace --from "$1" --to "$2" --proto tcp --port "$3" --family 4 |
+		zw_json "next(((h.get('rule') or {}).get('name', '') for h in d['hooks'] if h['verdict'] == 'drop'), '') if d['verdict'] == 'deny' else d['hooks'][0]['rule']['name'] + ' ' + d['hooks'][0]['reason']"
+}
+flows_say() {
+	"$ZW_PY" - "$ZW_TMP/flows.jsonl" "$1" "$2" "$3" <<'EOF'
+import json, sys
+evs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+src, dst, port = sys.argv[2], sys.argv[3], int(sys.argv[4])
+e = next((e for e in evs if e["src"]["vm"] == src and e["dst"] and e["dst"]["vm"] == dst
+          and e["dst"].get("port") == port), None)
+print("no event" if e is None else e["rule"] if e["verdict"] == "deny" else e["rule"] + " " + e["reason"])
+EOF
+}
+for t in "web-1 db-1 5432" "web-1 db-1 5433" "db-1 web-1 80" "web-1 db-1 8080"; do
+	# shellcheck disable=SC2086
+	tr=$(trace_says $t 2>&1) || true
+	# shellcheck disable=SC2086
+	fr=$(flows_say $t)
+	zw_assert "trace $t names what flows named (trace: '$tr', flows: '$fr')" test "$tr" = "$fr"
+done
 cpu_line=$(zw stats | grep 'datapath CPU' || true)
 zw_log "measured: $cpu_line"
 
@@ -183,6 +259,10 @@ bad = []
 for r in s["rules"]:
     v = get("zonewall_rule_packets_total", rule=r["name"])
     if v != r["packets"]: bad.append(f"rule {r['name']}: {v} != {r['packets']}")
+    v = get("zonewall_rule_audit_packets_total", rule=r["name"])
+    if v != r["audit_packets"]: bad.append(f"rule {r['name']} audit: {v} != {r['audit_packets']}")
+if not (get("zonewall_rule_audit_packets_total", rule="audit-web-db-8080") or 0) >= 3:
+    bad.append("audit rule's audit packets in the metrics")
 for p in s["zone_pairs"]:
     for verdict in ("pass", "drop", "audit"):
         v = get("zonewall_zone_pair_packets_total", src_zone=p["src_zone"], dst_zone=p["dst_zone"], verdict=verdict)
