@@ -1274,7 +1274,9 @@ TEST_F(EventsTest, AuditCountedPerRuleAndZonePair) {
   EXPECT_EQ(drule("db-out-deny", "audit_packets"), 1u);
   EXPECT_EQ(drule("default:inter_zone", "audit_packets"), 0u);
   for (const auto& r : st1["rules"])
-    if (r["name"] == "no-mysql") EXPECT_EQ(r["action"], "deny (audit)");
+    if (r["name"] == "no-mysql") {
+      EXPECT_EQ(r["action"], "deny (audit)");
+    }
   EXPECT_EQ(dpair("web", "db", "audit"), 2u);
   EXPECT_EQ(dpair("web", "db", "pass"), 0u);
   EXPECT_EQ(dpair("db", "canary", "audit"), 1u);
