@@ -90,7 +90,10 @@ const std::map<std::string, Page>& pages() {
         ""}},
       {"stats",
        {"Packets and bytes by verdict reason, by rule (and the rules that never matched), "
-        "and by VM interface in both directions, plus the number of tracked flows. Through "
+        "and by VM interface in both directions, plus the number of tracked flows. Per rule, "
+        "AUDIT counts the packets that passed only because the rule or a zone is in audit "
+        "mode; per zone pair, pass, drop and audit. Events (emitted, suppressed, lost) and "
+        "the datapath's CPU time follow. Through "
         "the daemon when one runs, as for \\fBstatus\\fR.",
         ""}},
       {"down",

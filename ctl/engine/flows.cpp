@@ -254,7 +254,9 @@ void FlowCollector::refresh_names() {
 void FlowCollector::deliver(const zw_event& e) {
   ++received_;
   json j = event_json(e, names_, mono_to_real_);
-  std::string line = j.dump() + "\n";
+  // Never throws: a name that is not UTF-8 must not end the reader thread
+  // (and with it the daemon).
+  std::string line = j.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
   if (log_) std::fputs(line.c_str(), log_);
   std::lock_guard lk(mu_);
   recent_.push_back(std::move(j));
