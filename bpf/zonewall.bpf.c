@@ -341,6 +341,56 @@ out:
 	return reason;
 }
 
+static __always_inline void zw_deny_key_of(const struct zw_pkt *p, __u32 ifindex, __u32 hook,
+					   struct zw_deny_key *k)
+{
+	zw_copy16(k->saddr, p->tuple.saddr);
+	zw_copy16(k->daddr, p->tuple.daddr);
+	k->ifindex = ifindex;
+	k->port = p->policy_port;
+	k->proto = p->tuple.proto;
+	k->hook = hook;
+}
+
+/* A packet without a flow that the policy denied before (ABI header):
+ * fills the accounting block and returns 1, or 0 to judge it. */
+ZW_SUBPROG int zw_deny_cached(const struct zw_pkt *p, struct zw_acct *io, __u32 hook)
+{
+	struct zw_deny_key k;
+	struct zw_deny_val *v;
+
+	if (!p || !io)
+		return 0;
+	zw_deny_key_of(p, io->ifindex, hook, &k);
+	v = bpf_map_lookup_elem(&zw_deny_cache, &k);
+	if (!v || v->gen != io->gen)
+		return 0;
+	io->rule = v->rule_id;
+	io->src_zone = v->src_zone;
+	io->dst_zone = v->dst_zone;
+	io->zp_slot = v->zp_slot;
+	io->vflags = v->vflags;
+	return 1;
+}
+
+ZW_SUBPROG int zw_deny_remember(const struct zw_pkt *p, const struct zw_acct *io, __u32 hook)
+{
+	struct zw_deny_key k;
+	struct zw_deny_val v = {};
+
+	if (!p || !io || zw_dry())
+		return 0;
+	zw_deny_key_of(p, io->ifindex, hook, &k);
+	v.gen = io->gen;
+	v.rule_id = io->rule;
+	v.src_zone = io->src_zone;
+	v.dst_zone = io->dst_zone;
+	v.zp_slot = zw_zp_slot(io->src_zone, io->dst_zone);
+	v.vflags = io->vflags;
+	bpf_map_update_elem(&zw_deny_cache, &k, &v, BPF_ANY);
+	return 0;
+}
+
 /* A cache miss: the interface's endpoint from zw_endpoints into c.
  * Returns 0 if it has none in generation gen (c is left as it was). The
  * cache is each program instance's own (never pinned), so a dry-run
@@ -428,12 +478,20 @@ static __always_inline int zw_handle(struct zw_ctx *x)
 			goto out;
 		}
 		io.no_flow = !ct;	/* the slow path need not look again */
+		if (!ct && (p.tuple.proto != IPPROTO_TCP || (p.tcp_flags & 0x12) == 0x02) &&
+		    zw_deny_cached(&p, &io, x->hook)) {
+			reason = ZW_R_DROP_POLICY;
+			rule = io.rule;
+			goto out;
+		}
 	}
 
 	io.now = now;
 	io.from_vm = from_vm;
 	reason = zw_slow(cfg, ep, &p, &io);
 	rule = io.rule;
+	if (reason == ZW_R_DROP_POLICY && io.no_flow)
+		zw_deny_remember(&p, &io, x->hook);
 out:
 	return zw_account(reason, rule, ep_id, x->hook, x->len, now, &p, &io);
 }

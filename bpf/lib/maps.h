@@ -134,6 +134,14 @@ struct {
 } zw_zp_alloc SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, ZW_MAX_DENY_CACHE);
+	__uint(map_flags, BPF_F_NO_COMMON_LRU);
+	__type(key, struct zw_deny_key);
+	__type(value, struct zw_deny_val);
+} zw_deny_cache SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, ZW_EP_CACHE_SLOTS);
 	__type(key, __u32);

@@ -920,6 +920,42 @@ TEST_F(DatapathTest, GenerationFlipRejudgesEstablishedFlows) {
                  true, "pass_new", "web-db-pg");
 }
 
+// Denied packets without a flow are remembered per program instance
+// (zw_deny_cache): a repeat must get exactly what the full judgement gives,
+// including every check made before the policy, and a new generation must
+// judge again.
+TEST_F(DatapathTest, RepeatedDeniedPacketsGetTheSameAnswerAsTheFirst) {
+  const uint8_t other[6] = {0x52, 0x54, 0, 0, 0, 0x02};
+  auto denied = test::ip("10.1.0.1", "10.1.0.2", kTcp, test::tcp(49500, 5433));
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_OUTCOME(from_vm("zwdA", denied), false, "drop_policy", "default:inter_zone");
+    EXPECT_OUTCOME(to_vm("zwdB", denied), false, "drop_policy", "default:inter_zone");
+    EXPECT_OUTCOME(run(Prog::kFromVmXdp, "zwdA", denied), false, "drop_policy",
+                   "default:inter_zone");
+  }
+  // The same addresses, protocol and port, but what comes before the policy
+  // differs: the cached denial must not answer for them.
+  Bytes spoofed_mac = denied;
+  std::copy(other, other + 6, spoofed_mac.begin() + 6);
+  EXPECT_OUTCOME(run(Prog::kFromVmTc, "zwdA", spoofed_mac), false, "drop_spoof_mac", "");
+  EXPECT_OUTCOME(run(Prog::kFromVmXdp, "zwdA", spoofed_mac), false, "drop_spoof_mac", "");
+  EXPECT_OUTCOME(
+      from_vm("zwdA", test::ip("10.1.0.1", "10.1.0.2", kTcp, test::tcp(49500, 5433, 0x10))), false,
+      "drop_tcp_no_syn", "");
+  EXPECT_OUTCOME(from_vm("zwdB", test::ip("10.1.0.1", "10.1.0.2", kTcp, test::tcp(49500, 5433))),
+                 false, "drop_spoof_ip", "");
+  // Denied under one generation, allowed under the next (and back).
+  auto pg = test::ip("10.1.0.1", "10.1.0.2", kTcp, test::tcp(49501, 5432));
+  auto without = apply_text(policy_without_pg());
+  ASSERT_TRUE(without.has_value()) << without.error().str();
+  EXPECT_OUTCOME(from_vm("zwdA", pg), false, "drop_policy", "default:inter_zone");
+  EXPECT_OUTCOME(from_vm("zwdA", pg), false, "drop_policy", "default:inter_zone");
+  auto with = apply_text(kPolicy);
+  ASSERT_TRUE(with.has_value()) << with.error().str();
+  EXPECT_OUTCOME(from_vm("zwdA", pg), true, "pass_new", "web-db-pg");
+  EXPECT_OUTCOME(from_vm("zwdA", pg), true, "pass_ct", "web-db-pg");
+}
+
 TEST_F(DatapathTest, AuditZonePassesWhatItWouldDrop) {
   auto rep = apply_text(kAuditPolicy);
   ASSERT_TRUE(rep.has_value()) << rep.error().str();

@@ -378,6 +378,36 @@ struct zw_ep_cache_ent {
 	struct zw_endpoint ep;
 };
 
+/* ---- denied-packet cache: an LRU of policy denials of packets without a
+ * flow, so a repeated denied packet costs a conntrack miss and one more
+ * lookup instead of the address, ownership and policy lookups. Exact: a
+ * hit stands for the same verdict only when everything the slow path read
+ * is the same — the interface (so its endpoint), the generation, both
+ * addresses, the protocol and the policy port; the MAC, DHCP ports, ICMP
+ * errors, multicast and TCP flags (only a SYN reaches the policy) are
+ * checked before the cache is asked. Never pinned: each program instance
+ * has its own. ---- */
+#define ZW_MAX_DENY_CACHE	16384
+
+struct zw_deny_key {
+	__u8 saddr[16];		/* net */
+	__u8 daddr[16];		/* net */
+	__u32 ifindex;		/* host */
+	__u16 port;		/* host: the policy port (dport or ICMP type) */
+	__u8 proto;
+	__u8 hook;		/* enum zw_hook */
+};
+
+struct zw_deny_val {
+	__u32 gen;		/* host: the generation that denied it */
+	__u32 rule_id;		/* host */
+	__u16 src_zone;		/* host */
+	__u16 dst_zone;		/* host */
+	__u32 zp_slot;		/* host */
+	__u8 vflags;		/* ZW_VF_* */
+	__u8 pad0[3];
+};
+
 /* ---- events: denied packets and new flows, through the zw_events ring
  * buffer, rate-limited per endpoint by a token bucket ---- */
 #define ZW_EV_RATE_DEFAULT	100	/* events per second per endpoint */
@@ -443,6 +473,8 @@ ZW_STATIC_ASSERT(sizeof(struct zw_zp_stats_key) == 4, "zw_zp_stats_key layout");
 ZW_STATIC_ASSERT(sizeof(struct zw_zp_stats) == 48, "zw_zp_stats layout");
 ZW_STATIC_ASSERT(sizeof(struct zw_zp_alloc) == 8, "zw_zp_alloc layout");
 ZW_STATIC_ASSERT(sizeof(struct zw_ep_cache_ent) == 32, "zw_ep_cache_ent layout");
+ZW_STATIC_ASSERT(sizeof(struct zw_deny_key) == 40, "zw_deny_key layout");
+ZW_STATIC_ASSERT(sizeof(struct zw_deny_val) == 20, "zw_deny_val layout");
 ZW_STATIC_ASSERT((ZW_EP_CACHE_SLOTS & (ZW_EP_CACHE_SLOTS - 1)) == 0, "cache slots: power of two");
 ZW_STATIC_ASSERT(sizeof(struct zw_event) == 80, "zw_event layout");
 ZW_STATIC_ASSERT(sizeof(struct zw_ev_bucket) == 16, "zw_ev_bucket layout");
