@@ -109,7 +109,8 @@ constexpr const char* kExitStatus =
     ".SH EXIT STATUS\n.TP\n.B 0\nSuccess.\n.TP\n.B 1\nSystem error (kernel, libbpf, "
     "filesystem).\n.TP\n.B 2\nBad command line.\n.TP\n.B 3\nInvalid policy, inventory or "
     "configuration: nothing was applied.\n.TP\n.B 4\nAnother command holds the pin directory "
-    "lock.\n.TP\n.B 5\nNothing applied under this pin directory.\n.TP\n.B 6\nThe daemon refused "
+    "lock, or the policy directory kept changing while it was read: nothing was applied.\n.TP\n.B "
+    "5\nNothing applied under this pin directory.\n.TP\n.B 6\nThe daemon refused "
     "the request for the caller's credentials.\n";
 
 void options(std::ostream& o, const CLI::App& app, bool positional) {
