@@ -128,6 +128,28 @@ ZW_SUBPROG int zw_parse_skb(struct __sk_buff *skb, struct zw_pkt *p)
 	return zw_parse((void *)(long)skb->data, (void *)(long)skb->data_end, p);
 }
 
+/* An echo (or timestamp) request belongs to its flow's original direction,
+ * a reply to the reply direction: the key holds only the identifier, so
+ * without this a request sent back along an allowed ping's flow would pass
+ * as its "reply". A mismatch is judged as a packet without a flow. */
+static __always_inline int zw_echo_dir_ok(const struct zw_pkt *p, int dir)
+{
+	__u8 t = p->icmp_type;
+
+	if (p->tuple.proto == IPPROTO_ICMP) {
+		if (t == 8 || t == 13)
+			return dir == ZW_CT_ORIG;
+		if (t == 0 || t == 14)
+			return dir == ZW_CT_REPLY;
+	} else if (p->tuple.proto == IPPROTO_ICMPV6) {
+		if (t == 128)
+			return dir == ZW_CT_ORIG;
+		if (t == 129)
+			return dir == ZW_CT_REPLY;
+	}
+	return 1;
+}
+
 /* DHCP and DHCPv6 ports: such packets are decided by hygiene, never by the
  * established fast path. */
 static __always_inline int zw_is_dhcp(const struct zw_pkt *p)
@@ -170,6 +192,8 @@ ZW_SUBPROG int zw_slow(const struct zw_config *cfg, const struct zw_endpoint *ep
 	q.gen = gen;
 	ct = p->l3 == ZW_L3_IP && !p->icmp_error && !zw_is_group(p->tuple.daddr) && !io->no_flow ?
 		     zw_ct_lookup(&p->tuple, &fk, &dir, now) : NULL;
+	if (ct && !zw_echo_dir_ok(p, dir))
+		ct = NULL;
 
 	if (from_vm) {
 		reason = zw_hygiene_from_vm(ep, p, gen, ifindex);
@@ -467,6 +491,8 @@ static __always_inline int zw_handle(struct zw_ctx *x)
 		/* p.inner is free here (no ICMP error): the key's buffer, as
 		 * stack is short (the slow path's frame comes on top). */
 		ct = zw_ct_lookup(&p.tuple, &p.inner, &dir, now);
+		if (ct && !zw_echo_dir_ok(&p, dir))
+			ct = NULL;
 		if (ct && ct->gen == gen && zw_ct_side(ct, dir, from_vm) == x->ifindex) {
 			if (p.tuple.proto == IPPROTO_TCP && (p.tcp_flags & 0x07))
 				zw_ct_tcp_state(ct, p.tcp_flags);

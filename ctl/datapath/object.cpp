@@ -10,6 +10,10 @@
 #include <filesystem>
 #include <mutex>
 
+#include <bpf/bpf.h>
+
+#include "datapath/maps.h"
+#include "util/fd.h"
 #include "util/log.h"
 #include "zonewall_bpf.skel.h"
 
@@ -71,6 +75,44 @@ void SkelDeleter::operator()(zonewall_bpf* s) const { zonewall_bpf__destroy(s); 
 
 void install_libbpf_logger() { libbpf_set_print(libbpf_print); }
 
+namespace {
+
+// A map pinned by another build whose layout differs from this build's
+// cannot be reused (libbpf would fail with "parameter mismatch"): say which
+// and what to do, before anything is loaded.
+Status check_pinned_layout(bpf_map* const* maps, size_t n, const std::string& pin_dir) {
+  std::string bad;
+  for (size_t i = 0; i < n; ++i) {
+    std::string path = pin_dir + "/" + kMapNames[i];
+    UniqueFd fd(bpf_obj_get(path.c_str()));
+    if (!fd) continue;  // not pinned yet: created by this load
+    bpf_map_info info{};
+    uint32_t len = sizeof(info);
+    if (bpf_obj_get_info_by_fd(fd.get(), &info, &len) != 0) continue;
+    const bpf_map* m = maps[i];
+    auto want = [&](const char* what, uint64_t pinned, uint64_t ours) {
+      if (pinned == ours) return;
+      bad += "\n  " + std::string(kMapNames[i]) + ": " + what + " " + std::to_string(pinned) +
+             " pinned, " + std::to_string(ours) + " in this build";
+    };
+    want("type", info.type, bpf_map__type(m));
+    want("key size", info.key_size, bpf_map__key_size(m));
+    want("value size", info.value_size, bpf_map__value_size(m));
+    want("max entries", info.max_entries, bpf_map__max_entries(m));
+    want("flags", info.map_flags, bpf_map__map_flags(m));
+  }
+  if (bad.empty()) return {};
+  return fail(Error::invalid(
+      "the maps pinned at " + pin_dir +
+      " were made by a zonewall build with another datapath layout; nothing was changed and the "
+      "programs attached now keep enforcing:" +
+      bad +
+      "\nTo move to this build: `zonewall down` (traffic is unfiltered until "
+      "the next apply; conntrack and counters start afresh), then apply or start the daemon"));
+}
+
+}  // namespace
+
 Result<Object> Object::load(const std::string& pin_dir, const LoadOptions& opts) {
   if (opts.create_maps || opts.pin_progs)
     if (auto st = ensure_bpffs(pin_dir); !st) return fail(std::move(st.error()));
@@ -96,6 +138,8 @@ Result<Object> Object::load(const std::string& pin_dir, const LoadOptions& opts)
       obj.skel_->maps.zw_st_ev,     obj.skel_->maps.zw_zp_index,  obj.skel_->maps.zw_zp_claim,
       obj.skel_->maps.zw_zp_alloc};
   static_assert(std::size(maps) == std::size(kMapNames));
+  if (auto st = check_pinned_layout(maps, std::size(maps), pin_dir); !st)
+    return fail(std::move(st.error()));
   for (size_t i = 0; i < std::size(maps); ++i) {
     std::string path = pin_dir + "/" + kMapNames[i];
     if (!opts.create_maps && !std::filesystem::exists(path, ec))

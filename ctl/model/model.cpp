@@ -479,6 +479,14 @@ Verdict judge(const World& w, Hook hook, const std::string& ifname, std::span<co
     it = flows.find(t.reversed());
     reply = it != flows.end();
   }
+  // An echo/timestamp request only in its flow's original direction, a
+  // reply only in the reply direction; otherwise as if there were no flow.
+  if (it != flows.end() && (t.proto == kIcmp || t.proto == kIcmp6)) {
+    const unsigned type = p.policy_port;
+    const bool request = t.proto == kIcmp ? (type == 8 || type == 13) : type == 128;
+    const bool answer = t.proto == kIcmp ? (type == 0 || type == 14) : type == 129;
+    if ((request && reply) || (answer && !reply)) it = flows.end();
+  }
   if (it != flows.end()) {
     Flow& f = it->second;
     if (f.generation == w.generation) return done(f.audit ? ZW_R_PASS_AUDIT : ZW_R_PASS_CT, f.rule);
@@ -507,7 +515,10 @@ Verdict judge(const World& w, Hook hook, const std::string& ifname, std::span<co
     size_t owned = std::count_if(flows.begin(), flows.end(),
                                  [&](const auto& kv) { return kv.second.owner == ep->ifname; });
     if (owned >= policy::max_flows_of(*w.policy, ep->zone)) return done(ZW_R_DROP_CT_LIMIT, a.rule);
-    flows[t] = {ep->ifname, w.generation, a.rule, p.policy_port, !a.allow};
+    // A flow already tracked under this tuple (an echo in the wrong
+    // direction) stays as it is, as the datapath's insert does.
+    if (!flows.contains(t) && !flows.contains(t.reversed()))
+      flows[t] = {ep->ifname, w.generation, a.rule, p.policy_port, !a.allow};
     return done(a.allow ? ZW_R_PASS_NEW : ZW_R_PASS_AUDIT, a.rule);
   }
   return done(ZW_R_DROP_POLICY, a.rule);

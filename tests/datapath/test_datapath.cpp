@@ -347,6 +347,27 @@ TEST_F(DatapathTest, IcmpEchoAndReply) {
   // Timestamp requests are not allowed by the ping rule.
   EXPECT_OUTCOME(from_vm("zwdA", test::ip("10.1.0.1", "10.1.0.2", kIcmp, test::icmp(13, 0, 79))),
                  false, "drop_policy", "default:inter_zone");
+  // A request sent back along an allowed ping's flow (same identifier) is
+  // not its reply: the policy judges it. With ping allowed db -> web only,
+  // web's request to db is denied at either hook; a reply in the request's
+  // direction neither passes. The ping itself goes on.
+  std::string one_way = kPolicy;
+  const std::string any = R"({"name": "ping", "from": "*", "to": "*")";
+  one_way.replace(one_way.find(any), any.size(), R"({"name": "ping", "from": "db", "to": "web")");
+  auto rep = apply_text(one_way);
+  ASSERT_TRUE(rep.has_value()) << rep.error().str();
+  auto back = test::ip("10.1.0.1", "10.1.0.2", kIcmp, test::icmp(8, 0, 77));
+  EXPECT_OUTCOME(from_vm("zwdA", back), false, "drop_policy", "default:inter_zone");
+  EXPECT_OUTCOME(to_vm("zwdB", back), false, "drop_policy", "default:inter_zone");
+  EXPECT_OUTCOME(run(Prog::kFromVmXdp, "zwdA", back), false, "drop_policy", "default:inter_zone");
+  EXPECT_OUTCOME(from_vm("zwdB", test::ip("10.1.0.2", "10.1.0.1", kIcmp, test::icmp(0, 0, 77))),
+                 false, "drop_policy", "db-web-deny");
+  EXPECT_OUTCOME(from_vm("zwdB", test::ip("10.1.0.2", "10.1.0.1", kIcmp, test::icmp(8, 0, 77))),
+                 true, "pass_ct", "ping");
+  EXPECT_OUTCOME(from_vm("zwdA", test::ip("10.1.0.1", "10.1.0.2", kIcmp, test::icmp(0, 0, 77))),
+                 true, "pass_ct", "ping");
+  auto restore = apply_text(kPolicy);
+  ASSERT_TRUE(restore.has_value()) << restore.error().str();
 }
 
 TEST_F(DatapathTest, IcmpErrorsPassOnlyForTrackedFlows) {

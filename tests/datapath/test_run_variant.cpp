@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <filesystem>
 #include <map>
 #include <string>
 
@@ -22,6 +23,7 @@
 #include "inventory/static_json.h"
 #include "packet.h"
 #include "policy/json.h"
+#include "util/fd.h"
 
 namespace zw {
 namespace {
@@ -267,6 +269,34 @@ TEST_F(RunVariantTest, VariantNeedsPinnedMaps) {
   ASSERT_FALSE(v.has_value());
   EXPECT_EQ(v.error().kind(), ErrorKind::kNotFound);
   EXPECT_NE(v.error().str().find("zw_config"), std::string::npos) << v.error().str();
+}
+
+// An upgrade whose datapath layout differs from the pinned maps' must say
+// which maps and what to do, and change nothing (the old programs go on).
+TEST_F(RunVariantTest, PinnedMapsOfAnotherLayoutAreNamedAndLeftAlone) {
+  std::string dir = paths_.pin_dir + "-layout";
+  std::filesystem::create_directories(dir);
+  struct Cleanup {
+    std::string d;
+    ~Cleanup() { std::filesystem::remove_all(d); }
+  } cleanup{dir};
+  UniqueFd old(bpf_map_create(BPF_MAP_TYPE_PERCPU_ARRAY, "zw_st_rule", 4, 24, 16, nullptr));
+  ASSERT_TRUE(old) << "bpf_map_create";
+  ASSERT_EQ(bpf_obj_pin(old.get(), (dir + "/zw_st_rule").c_str()), 0);
+
+  auto obj = datapath::Object::load(dir, {});
+  ASSERT_FALSE(obj.has_value());
+  EXPECT_EQ(obj.error().kind(), ErrorKind::kInvalid);
+  const std::string msg = obj.error().str();
+  EXPECT_NE(msg.find("zw_st_rule: value size 24 pinned, " + std::to_string(sizeof(zw_rule_stats)) +
+                     " in this build"),
+            std::string::npos)
+      << msg;
+  EXPECT_NE(msg.find("zw_st_rule: max entries 16 pinned"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("zonewall down"), std::string::npos) << msg;
+  // No map was created or pinned, no program loaded.
+  EXPECT_FALSE(std::filesystem::exists(dir + "/zw_config"));
+  EXPECT_FALSE(std::filesystem::exists(dir + "/progs/zw_from_vm_tc"));
 }
 
 }  // namespace
