@@ -111,7 +111,9 @@ constexpr const char* kExitStatus =
     "configuration: nothing was applied.\n.TP\n.B 4\nAnother command holds the pin directory "
     "lock, or the policy directory kept changing while it was read: nothing was applied.\n.TP\n.B "
     "5\nNothing applied under this pin directory.\n.TP\n.B 6\nThe daemon refused "
-    "the request for the caller's credentials.\n";
+    "the request for the caller's credentials.\n.TP\n.B 7\n\\fBtrace\\fR: the packet would be "
+    "dropped; \\fBtest\\fR: an expectation failed.\n.TP\n.B 8\n\\fBplan\\fR: applying the "
+    "policy would change something.\n";
 
 void options(std::ostream& o, const CLI::App& app, bool positional) {
   for (const CLI::Option* opt : app.get_options()) {
