@@ -183,8 +183,10 @@ int apply_time(int argc, char** argv) {
     row(phase, ms,
         "generation " + std::to_string(rep->generation) + "; map entries written " +
             std::to_string(wc.updates() - u0) + ", deleted " + std::to_string(wc.deletes() - d0) +
-            " (policy entries " + std::to_string(rep->policy_entries) + ", endpoints " +
-            std::to_string(rep->endpoints) + ")");
+            " (engine reports " + std::to_string(rep->entries_written) + "/" +
+            std::to_string(rep->entries_deleted) + "; policy entries " +
+            std::to_string(rep->policy_entries) + ", endpoints " + std::to_string(rep->endpoints) +
+            ")");
     return true;
   };
   // The CLI's apply: loads a new program instance (verifier) every time.
@@ -279,9 +281,9 @@ int tap_latency(int argc, char** argv) {
         auto id = datapath::tc_prog_id(static_cast<int>(ifx), datapath::TcHook::kIngress);
         if (id && *id != 0) hooked = ms_since(t0) * 1000;
       }
-      zw_endpoint_key k{cfg->active_gen(), ifx};
       zw_endpoint ep{};
-      if (hooked >= 0 && datapath::map_lookup(maps->endpoints.get(), k, &ep))
+      if (hooked >= 0 &&
+          datapath::lookup_endpoint(maps->endpoints.get(), cfg->active_gen(), ifx, &ep))
         enforced = ms_since(t0) * 1000;
       else
         std::this_thread::sleep_for(std::chrono::microseconds(50));

@@ -189,7 +189,6 @@ ZW_SUBPROG int zw_slow(const struct zw_config *cfg, const struct zw_endpoint *ep
 				(ZW_EPF_CHECK_IP | ZW_EPF_NO_ADDRS) ? 0 : io->ifindex;
 	from_vm = io->from_vm;
 	now = io->now;
-	q.gen = gen;
 	ct = p->l3 == ZW_L3_IP && !p->icmp_error && !zw_is_group(p->tuple.daddr) && !io->no_flow ?
 		     zw_ct_lookup(&p->tuple, &fk, &dir, now) : NULL;
 	if (ct && !zw_echo_dir_ok(p, dir))
@@ -245,7 +244,7 @@ ZW_SUBPROG int zw_slow(const struct zw_config *cfg, const struct zw_endpoint *ep
 		q.dst_zone = dz;
 		q.proto = p->tuple.proto;
 		q.port = p->policy_port;
-		zw_judge(cfg, &q, &v);
+		zw_judge(cfg, gen, &q, &v);
 		rule = v.rule_id;
 		if (v.action == ZW_ACT_ALLOW)
 			reason = ZW_R_PASS_MCAST;
@@ -285,7 +284,7 @@ ZW_SUBPROG int zw_slow(const struct zw_config *cfg, const struct zw_endpoint *ep
 		q.dst_zone = dz;
 		q.proto = fk.proto;
 		q.port = ct->policy_port;
-		zw_judge(cfg, &q, &v);
+		zw_judge(cfg, gen, &q, &v);
 		rule = v.rule_id;
 		if (v.action == ZW_ACT_ALLOW || (v.flags & ZW_VF_AUDIT)) {
 			if (!zw_dry()) {
@@ -329,7 +328,7 @@ ZW_SUBPROG int zw_slow(const struct zw_config *cfg, const struct zw_endpoint *ep
 	q.dst_zone = dz;
 	q.proto = p->tuple.proto;
 	q.port = p->policy_port;
-	zw_judge(cfg, &q, &v);
+	zw_judge(cfg, gen, &q, &v);
 	rule = v.rule_id;
 	if (v.action == ZW_ACT_ALLOW || (v.flags & ZW_VF_AUDIT)) {
 		struct zw_ct_entry e = {
@@ -421,13 +420,17 @@ ZW_SUBPROG int zw_deny_remember(const struct zw_pkt *p, const struct zw_acct *io
  * variant filling its cache touches nothing production sees. */
 ZW_SUBPROG int zw_ep_fill(__u32 gen, __u32 ifindex, struct zw_ep_cache_ent *c)
 {
-	struct zw_endpoint_key ek = { .gen = gen, .ifindex = ifindex };
+	struct zw_endpoint_key ek = { .ifindex = ifindex };
+	struct zw_endpoint_val *ev;
 	struct zw_endpoint *ep;
 
 	if (!c)
 		return 0;
-	ep = bpf_map_lookup_elem(&zw_endpoints, &ek);
-	if (!ep)
+	ev = bpf_map_lookup_elem(&zw_endpoints, &ek);
+	if (!ev)
+		return 0;
+	ep = &ev->slot[ZW_SLOT(gen)];
+	if (ep->zone == ZW_ZONE_NONE)
 		return 0;
 	c->ep = *ep;
 	c->ifindex = ifindex;

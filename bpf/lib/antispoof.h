@@ -53,20 +53,28 @@ static __always_inline int zw_is_group(const __u8 *a)
  * allowed address pair (zw_pairs, only looked up when the first misses)? */
 ZW_SUBPROG int zw_owns(__u32 gen, const struct zw_addr16 *addr, __u32 ifindex)
 {
-	struct zw_addr_key k = { .gen = gen };
-	struct zw_pair_key pk = { .gen = gen, .ifindex = ifindex };
+	struct zw_addr_key k = {};
+	struct zw_pair_key pk = { .ifindex = ifindex };
+	struct zw_addr_val *av;
 	struct zw_addr_info *info;
+	__u32 *pair;
 
 	if (!addr)
 		return 0;
 	zw_copy16(k.addr, addr->b);
-	info = bpf_map_lookup_elem(&zw_addrs, &k);
-	if (info && info->ifindex == ifindex)
+	av = bpf_map_lookup_elem(&zw_addrs, &k);
+	if (!av)
+		return 0;
+	info = &av->slot[ZW_SLOT(gen)];
+	if (info->zone == ZW_ZONE_NONE)
+		return 0;
+	if (info->ifindex == ifindex)
 		return 1;
-	if (!info || !(info->flags & ZW_AIF_SHARED))
+	if (!(info->flags & ZW_AIF_SHARED))
 		return 0;
 	zw_copy16(pk.addr, addr->b);
-	return bpf_map_lookup_elem(&zw_pairs, &pk) != NULL;
+	pair = bpf_map_lookup_elem(&zw_pairs, &pk);
+	return pair && (*pair & (1u << ZW_SLOT(gen)));
 }
 
 /* ARP from the VM: sender MAC and address must be its own; 0.0.0.0 is a

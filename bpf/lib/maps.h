@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* The only place maps are defined. Layouts live in the ABI header; sizes
- * are ZW_GENS * per-generation capacity for generation-keyed maps. */
+/* The only place maps are defined. Layouts live in the ABI header; the
+ * two-slot maps hold the union of two generations' keys during an apply
+ * (ZW_GENS * per-generation capacity; entries are allocated when written). */
 #ifndef ZW_BPF_MAPS_H
 #define ZW_BPF_MAPS_H
 
@@ -21,7 +22,7 @@ struct {
 	__uint(max_entries, ZW_GENS * ZW_MAX_ENDPOINTS);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct zw_endpoint_key);
-	__type(value, struct zw_endpoint);
+	__type(value, struct zw_endpoint_val);
 } zw_endpoints SEC(".maps");
 
 struct {
@@ -29,7 +30,7 @@ struct {
 	__uint(max_entries, ZW_GENS * ZW_MAX_ADDRS);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct zw_addr_key);
-	__type(value, struct zw_addr_info);
+	__type(value, struct zw_addr_val);
 } zw_addrs SEC(".maps");
 
 struct {
@@ -37,7 +38,7 @@ struct {
 	__uint(max_entries, ZW_GENS * ZW_MAX_CIDRS);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct zw_cidr_key);
-	__type(value, struct zw_addr_info);
+	__type(value, struct zw_addr_val);
 } zw_cidrs SEC(".maps");
 
 struct {
@@ -53,7 +54,7 @@ struct {
 	__uint(max_entries, ZW_GENS * ZW_MAX_POLICY);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct zw_policy_key);
-	__type(value, struct zw_verdict);
+	__type(value, struct zw_policy_val);
 } zw_policy SEC(".maps");
 
 struct {

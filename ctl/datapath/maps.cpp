@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstring>
 #include <filesystem>
 
 #include "util/log.h"
@@ -62,6 +63,38 @@ Status ensure_bpffs(const std::string& pin_dir) {
             "; if this runs in a private mount namespace (ip netns exec), pins vanish when it "
             "exits: use nsenter --net=... instead");
   return {};
+}
+
+bool lookup_endpoint(int fd, uint32_t gen, uint32_t ifindex, zw_endpoint* out) {
+  zw_endpoint_val v{};
+  if (!map_lookup(fd, zw_endpoint_key{ifindex}, &v)) return false;
+  *out = v.slot[ZW_SLOT(gen)];
+  return out->zone != ZW_ZONE_NONE;
+}
+
+bool lookup_addr(int fd, uint32_t gen, const uint8_t addr[16], zw_addr_info* out) {
+  zw_addr_key k{};
+  std::memcpy(k.addr, addr, 16);
+  zw_addr_val v{};
+  if (!map_lookup(fd, k, &v)) return false;
+  *out = v.slot[ZW_SLOT(gen)];
+  return out->zone != ZW_ZONE_NONE;
+}
+
+bool lookup_cidr(int fd, uint32_t gen, const uint8_t addr[16], zw_addr_info* out) {
+  zw_cidr_key k{.prefixlen = 128, .addr = {}};
+  std::memcpy(k.addr, addr, 16);
+  zw_addr_val v{};
+  if (!map_lookup(fd, k, &v)) return false;
+  *out = v.slot[ZW_SLOT(gen)];
+  return out->zone != ZW_ZONE_NONE;
+}
+
+bool lookup_policy(int fd, uint32_t gen, const zw_policy_key& k, zw_verdict* out) {
+  zw_policy_val v{};
+  if (!map_lookup(fd, k, &v)) return false;
+  *out = v.slot[ZW_SLOT(gen)];
+  return out->rule_id != ZW_RULE_NONE;
 }
 
 int possible_cpus() {

@@ -6,9 +6,11 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include <cerrno>
 #include <cstdint>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "util/fd.h"
@@ -74,6 +76,110 @@ Result<std::vector<K>> map_keys(int fd) {
   if (errno != ENOENT) return fail(Error::sys("bpf_map_get_next_key"));
   return out;
 }
+
+// Every entry of a map: batched lookups where the map type has them (hash),
+// a key walk otherwise (LPM). A snapshot: concurrent changes may be missed.
+template <MapKey K, typename V>
+Result<std::vector<std::pair<K, V>>> map_entries(int fd) {
+  std::vector<std::pair<K, V>> out;
+  std::vector<K> keys;
+  std::vector<V> vals;
+  uint64_t token = 0;
+  uint32_t chunk = 4096;
+  bool first = true;
+  for (;;) {
+    size_t n = keys.size();
+    keys.resize(n + chunk);
+    vals.resize(n + chunk);
+    uint32_t count = chunk;
+    LIBBPF_OPTS(bpf_map_batch_opts, opts);
+    int rc = bpf_map_lookup_batch(fd, first ? nullptr : &token, &token, keys.data() + n,
+                                  vals.data() + n, &count, &opts);
+    int e = rc ? errno : 0;
+    keys.resize(n + count);
+    vals.resize(n + count);
+    if (rc == 0) {
+      first = false;
+      continue;
+    }
+    if (e == ENOENT) break;           // done
+    if (e == ENOSPC && count == 0) {  // one bucket holds more than a chunk
+      chunk *= 2;
+      continue;
+    }
+    if ((e == EINVAL || e == EOPNOTSUPP || e == ENOTSUP || e == 524 /* ENOTSUPP */) && first &&
+        keys.empty()) {
+      auto ks = map_keys<K>(fd);  // no batch ops for this map type
+      if (!ks) return fail(std::move(ks.error()));
+      out.reserve(ks->size());
+      for (const K& k : *ks) {
+        V v{};
+        if (bpf_map_lookup_elem(fd, &k, &v) == 0) out.emplace_back(k, v);
+      }
+      return out;
+    }
+    errno = e;
+    return fail(Error::sys("bpf_map_lookup_batch"));
+  }
+  out.reserve(keys.size());
+  for (size_t i = 0; i < keys.size(); ++i) out.emplace_back(keys[i], vals[i]);
+  return out;
+}
+
+// Writes keys[i] -> vals[i] with as few syscalls as the map type allows
+// (BPF_MAP_UPDATE_BATCH; one update per entry where it has none).
+template <MapKey K, typename V>
+Status map_update_many(int fd, const std::vector<K>& keys, const std::vector<V>& vals) {
+  size_t done = 0;
+  while (done < keys.size()) {
+    uint32_t count = static_cast<uint32_t>(keys.size() - done);
+    LIBBPF_OPTS(bpf_map_batch_opts, opts, .elem_flags = BPF_ANY);
+    if (bpf_map_update_batch(fd, keys.data() + done, vals.data() + done, &count, &opts) == 0)
+      return {};
+    int e = errno;
+    if (e != EINVAL && e != EOPNOTSUPP && e != ENOTSUP && e != 524) {
+      errno = e;
+      return fail(Error::sys("bpf_map_update_batch"));
+    }
+    for (size_t i = done; i < keys.size(); ++i)
+      if (auto st = map_update(fd, keys[i], vals[i]); !st) return st;
+    return {};
+  }
+  return {};
+}
+
+// Deletes keys (absent ones are not an error).
+template <MapKey K>
+Status map_delete_many(int fd, const std::vector<K>& keys) {
+  size_t done = 0;
+  while (done < keys.size()) {
+    uint32_t count = static_cast<uint32_t>(keys.size() - done);
+    LIBBPF_OPTS(bpf_map_batch_opts, opts);
+    if (bpf_map_delete_batch(fd, keys.data() + done, &count, &opts) == 0) return {};
+    int e = errno;
+    done += count;
+    if (e == ENOENT) {  // keys[done] is gone already: skip it
+      ++done;
+      continue;
+    }
+    if (e != EINVAL && e != EOPNOTSUPP && e != ENOTSUP && e != 524) {
+      errno = e;
+      return fail(Error::sys("bpf_map_delete_batch"));
+    }
+    for (size_t i = done; i < keys.size(); ++i)
+      if (auto st = map_delete(fd, keys[i]); !st) return st;
+    return {};
+  }
+  return {};
+}
+
+// Two-slot maps (ABI header): the slot generation `gen` reads, as the
+// datapath does; false when the key is absent or its slot is.
+bool lookup_endpoint(int fd, uint32_t gen, uint32_t ifindex, zw_endpoint* out);
+bool lookup_addr(int fd, uint32_t gen, const uint8_t addr[16], zw_addr_info* out);
+// Longest-prefix match of a full address in zw_cidrs.
+bool lookup_cidr(int fd, uint32_t gen, const uint8_t addr[16], zw_addr_info* out);
+bool lookup_policy(int fd, uint32_t gen, const zw_policy_key& k, zw_verdict* out);
 
 // Per-CPU array element summed over CPUs with `add(acc, one)`.
 template <typename V, typename Add>

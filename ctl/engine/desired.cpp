@@ -92,7 +92,8 @@ Result<Desired> build_desired(const policy::Policy& p, const inventory::Inventor
   auto assigned = inventory::assign_zones(p, inv);
   if (!assigned) return fail(std::move(assigned.error()));
 
-  d.ids = policy::assign_zone_ids(p);
+  d.ids =
+      policy::assign_zone_ids(p, previous ? previous->zones : std::map<std::string, uint16_t>{});
   auto rule_ids =
       policy::assign_rule_ids(p, previous ? previous->rule_ids : std::map<std::string, uint32_t>{});
   if (!rule_ids) return fail(std::move(rule_ids.error()));
@@ -208,7 +209,7 @@ Result<Desired> build_desired(const policy::Policy& p, const inventory::Inventor
   for (const auto& [name, z] : p.zones) {
     for (const auto& c : z.cidrs) {
       zw_cidr_key k{};
-      k.prefixlen = 32 + c.bits128();
+      k.prefixlen = c.bits128();
       std::memcpy(k.addr, c.addr.bytes.data(), 16);
       zw_addr_info v{};
       v.zone = d.ids.zone.at(name);
@@ -229,7 +230,7 @@ Result<Desired> build_desired(const policy::Policy& p, const inventory::Inventor
     }
   if (covered && !v4_default) {
     zw_cidr_key k{};
-    k.prefixlen = 32 + 96;
+    k.prefixlen = 96;
     std::memcpy(k.addr, mapped.bytes.data(), 16);
     zw_addr_info v{};
     v.zone = ZW_ZONE_WORLD;

@@ -29,9 +29,9 @@ struct Desired {
   policy::Ids ids;
   policy::Compiled compiled;
   std::vector<DesiredEndpoint> endpoints;
-  std::vector<std::pair<zw_addr_key, zw_addr_info>> addrs;  // gen = 0
-  std::vector<std::pair<zw_cidr_key, zw_addr_info>> cidrs;  // gen = 0
-  std::vector<zw_pair_key> pairs;                           // gen = 0
+  std::vector<std::pair<zw_addr_key, zw_addr_info>> addrs;
+  std::vector<std::pair<zw_cidr_key, zw_addr_info>> cidrs;
+  std::vector<zw_pair_key> pairs;
   std::vector<RuleInfo> rules;
   std::vector<std::string> warnings;
 };

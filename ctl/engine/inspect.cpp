@@ -23,12 +23,12 @@ using nlohmann::json;
 
 namespace {
 
-template <typename K>
-size_t count_gen(int fd, uint32_t gen) {
-  auto keys = dp::map_keys<K>(fd);
-  if (!keys) return 0;
+// Entries whose slot of generation `gen` is present.
+size_t count_policy(int fd, uint32_t gen) {
+  auto entries = dp::map_entries<zw_policy_key, zw_policy_val>(fd);
+  if (!entries) return 0;
   size_t n = 0;
-  for (const auto& k : *keys) n += k.gen == gen;
+  for (const auto& [k, v] : *entries) n += v.slot[ZW_SLOT(gen)].rule_id != ZW_RULE_NONE;
   return n;
 }
 
@@ -98,8 +98,8 @@ Result<json> status(const Paths& paths) {
     uint32_t now_ifindex = if_nametoindex(e.ifname.c_str());
     bool present = e.ifindex != 0 && now_ifindex == e.ifindex;
     zw_endpoint v{};
-    bool in_map = present && dp::map_lookup(live->maps.endpoints.get(),
-                                            zw_endpoint_key{live->gen, e.ifindex}, &v);
+    bool in_map =
+        present && dp::lookup_endpoint(live->maps.endpoints.get(), live->gen, e.ifindex, &v);
     bool to_vm = false, from_vm = false;
     if (present) {
       auto eg = dp::tc_prog_id(static_cast<int>(e.ifindex), dp::TcHook::kEgress);
@@ -156,7 +156,7 @@ Result<json> status(const Paths& paths) {
               {"policy", live->state.policy_source},
               {"inventory", live->state.inventory_source},
               {"zones", live->state.zones},
-              {"policy_entries", count_gen<zw_policy_key>(live->maps.policy.get(), live->gen)},
+              {"policy_entries", count_policy(live->maps.policy.get(), live->gen)},
               {"conntrack_entries", ct},
               {"endpoints_enforced", enforced},
               {"endpoints", eps}};
@@ -190,8 +190,8 @@ Result<json> stats(const Paths& paths) {
   zw_ev_stats ev_total{};
   for (const auto& e : live->state.endpoints) {
     zw_endpoint ev{};
-    bool in_map = e.ifindex && dp::map_lookup(live->maps.endpoints.get(),
-                                              zw_endpoint_key{live->gen, e.ifindex}, &ev);
+    bool in_map =
+        e.ifindex && dp::lookup_endpoint(live->maps.endpoints.get(), live->gen, e.ifindex, &ev);
     auto flows = usage->find(e.id);
     auto es = dp::percpu_sum<zw_ep_stats>(live->maps.st_ep.get(), e.id, kAdd);
     if (!es) return fail(std::move(es.error()));

@@ -91,15 +91,12 @@ std::string rule_name(uint32_t id, const std::map<uint32_t, std::string>& names)
 std::string action_str(policy::Action a) { return a == policy::Action::kAllow ? "allow" : "deny"; }
 
 // What the live maps answer, as zw_addr_of and zw_judge in bpf/lib/policy.h
-// do (without the zone-pair summary, which only skips lookups that miss): a flow the live policy already denies (re-judged on its next packet)
-// is not one the new policy cuts.
+// do (without the zone-pair summary, which only skips lookups that miss): a flow the live policy
+// already denies (re-judged on its next packet) is not one the new policy cuts.
 uint16_t live_zone_of(const dp::Maps& m, uint32_t gen, const net::Addr& a) {
-  zw_addr_key ak{.gen = gen, .addr = {}};
-  std::memcpy(ak.addr, a.bytes.data(), 16);
-  zw_cidr_key ck{.prefixlen = 32 + 128, .gen = gen, .addr = {}};
-  std::memcpy(ck.addr, a.bytes.data(), 16);
   zw_addr_info info{};
-  if (dp::map_lookup(m.addrs.get(), ak, &info) || dp::map_lookup(m.cidrs.get(), ck, &info))
+  if (dp::lookup_addr(m.addrs.get(), gen, a.bytes.data(), &info) ||
+      dp::lookup_cidr(m.cidrs.get(), gen, a.bytes.data(), &info))
     return info.zone;
   return ZW_ZONE_WORLD;
 }
@@ -107,7 +104,6 @@ uint16_t live_zone_of(const dp::Maps& m, uint32_t gen, const net::Addr& a) {
 zw_verdict live_judge(const dp::Maps& m, uint32_t gen, uint16_t sz, uint16_t dz, uint8_t proto,
                       uint16_t port) {
   zw_policy_key k{};
-  k.gen = gen;
   zw_verdict v{};
   auto hit = [&](uint16_t s, uint16_t d, uint16_t pr, uint8_t kind, uint16_t pt) {
     k.src_zone = s;
@@ -115,14 +111,13 @@ zw_verdict live_judge(const dp::Maps& m, uint32_t gen, uint16_t sz, uint16_t dz,
     k.proto = pr;
     k.kind = kind;
     k.port = pt;
-    return dp::map_lookup(m.policy.get(), k, &v);
+    return dp::lookup_policy(m.policy.get(), gen, k, &v);
   };
   bool ported = proto == 6 || proto == 17 || proto == 132 || proto == 1 || proto == 58;
   if (ported && (hit(sz, dz, proto, ZW_KIND_PORT, port) ||
                  hit(sz, dz, proto, ZW_KIND_BLOCK, port >> ZW_BLOCK_SHIFT)))
     return v;
-  if (hit(sz, dz, proto, ZW_KIND_PROTO, 0) || hit(sz, dz, ZW_PROTO_ANY, ZW_KIND_PROTO, 0))
-    return v;
+  if (hit(sz, dz, proto, ZW_KIND_PROTO, 0) || hit(sz, dz, ZW_PROTO_ANY, ZW_KIND_PROTO, 0)) return v;
   // The defaults live in the config, per generation parity.
   zw_config cfg{};
   if (!dp::map_lookup(m.config.get(), uint32_t{0}, &cfg)) return zw_verdict{};  // deny
@@ -225,14 +220,15 @@ Result<json> plan(const Paths& paths, const policy::Policy& p, const std::string
     return n != policy::kZoneWorld && n != policy::kZoneUnzoned;
   };
   std::map<std::string, std::set<std::string>> live_cidrs, new_cidrs, live_members, new_members;
-  if (auto keys = dp::map_keys<zw_cidr_key>(maps->cidrs.get())) {
-    for (const auto& k : *keys) {
-      if (k.gen != gen) continue;
-      zw_addr_info info{};
-      if (!dp::map_lookup(maps->cidrs.get(), k, &info)) continue;
+  if (auto entries = dp::map_entries<zw_cidr_key, zw_addr_val>(maps->cidrs.get())) {
+    for (const auto& [k, v] : *entries) {
+      const zw_addr_info& info = v.slot[ZW_SLOT(gen)];
+      // Only the generation's own prefixes (not answers inherited from a
+      // covering one, nor the other generation's).
+      if (info.zone == ZW_ZONE_NONE || (info.flags & ZW_AIF_INHERITED)) continue;
       net::Cidr c;
       c.addr = addr_of(k.addr);
-      int bits = static_cast<int>(k.prefixlen) - 32;
+      int bits = static_cast<int>(k.prefixlen);
       c.v4 = c.addr.is_v4() && bits >= 96;
       c.len = c.v4 ? bits - 96 : bits;
       live_cidrs[live_zone_name.count(info.zone) ? live_zone_name[info.zone] : "?"].insert(c.str());

@@ -18,6 +18,7 @@
 #include "datapath/maps.h"
 #include "datapath/object.h"
 #include "engine/conntrack.h"
+#include "engine/slots.h"
 #include "util/log.h"
 
 namespace zw::engine {
@@ -35,88 +36,134 @@ std::string now_iso() {
   return buf;
 }
 
-// Deletes every entry whose generation is not `keep` from the
-// generation-keyed maps. Returns how many were removed.
-template <typename K>
-Result<size_t> purge_gens(int fd, uint32_t keep) {
-  auto keys = dp::map_keys<K>(fd);
-  if (!keys) return fail(std::move(keys.error()));
-  size_t n = 0;
-  for (const K& k : *keys) {
-    if (k.gen == keep) continue;
-    if (auto st = dp::map_delete(fd, k); !st) return fail(std::move(st.error()));
-    ++n;
+// One two-slot map's share of an apply (engine/slots.h): planned from the
+// live entries before anything is written, executed in two halves around
+// the flip.
+template <typename K, typename V>
+struct SlotMap {
+  const char* name;
+  int fd;
+  slots::Plan<K, V> plan;
+
+  Status before_flip(ApplyReport& rep) const {
+    if (auto st = dp::map_update_many(fd, plan.write_keys, plan.write_vals); !st)
+      return fail(std::move(st.error()).wrap(name));
+    count(rep, plan.write_keys.size(), 0);
+    if (auto st = dp::map_delete_many(fd, plan.drop_keys); !st)
+      return fail(std::move(st.error()).wrap(name));
+    count(rep, 0, plan.drop_keys.size());
+    return {};
   }
-  return n;
+  Status after_flip(ApplyReport& rep) const {
+    if (auto st = dp::map_update_many(fd, plan.settle_keys, plan.settle_vals); !st)
+      return fail(std::move(st.error()).wrap(name));
+    count(rep, plan.settle_keys.size(), 0);
+    if (auto st = dp::map_delete_many(fd, plan.delete_keys); !st)
+      return fail(std::move(st.error()).wrap(name));
+    count(rep, 0, plan.delete_keys.size());
+    return {};
+  }
+  void count(ApplyReport& rep, size_t written, size_t deleted) const {
+    rep.entries_written += written;
+    rep.entries_deleted += deleted;
+    auto& c = rep.changes[name];
+    c.written += written;
+    c.deleted += deleted;
+  }
+  // A failed apply: the inactive slots back as they were (best effort; the
+  // next apply's plan re-settles whatever this leaves).
+  void undo() const {
+    (void)dp::map_update_many(fd, plan.undo_keys, plan.undo_vals);
+    (void)dp::map_delete_many(fd, plan.undo_deletes);
+  }
+};
+
+template <typename K, typename V>
+Result<SlotMap<K, V>> plan_map(const char* name, int fd,
+                               std::vector<std::pair<K, typename slots::Traits<V>::Slot>> target,
+                               unsigned active) {
+  auto live = dp::map_entries<K, V>(fd);
+  if (!live) return fail(std::move(live.error()).wrap(std::string("read ") + name));
+  return SlotMap<K, V>{name, fd, slots::plan<K, V>(std::move(*live), std::move(target), active)};
 }
 
-Status purge_all_but(const dp::Maps& m, uint32_t keep) {
-  if (auto r = purge_gens<zw_endpoint_key>(m.endpoints.get(), keep); !r)
-    return fail(std::move(r.error()).wrap("zw_endpoints"));
-  if (auto r = purge_gens<zw_addr_key>(m.addrs.get(), keep); !r)
-    return fail(std::move(r.error()).wrap("zw_addrs"));
-  if (auto r = purge_gens<zw_cidr_key>(m.cidrs.get(), keep); !r)
-    return fail(std::move(r.error()).wrap("zw_cidrs"));
-  if (auto r = purge_gens<zw_policy_key>(m.policy.get(), keep); !r)
-    return fail(std::move(r.error()).wrap("zw_policy"));
-  if (auto r = purge_gens<zw_pair_key>(m.pairs.get(), keep); !r)
-    return fail(std::move(r.error()).wrap("zw_pairs"));
-  if (auto r = purge_gens<zw_zpair_key>(m.zpairs.get(), keep); !r)
-    return fail(std::move(r.error()).wrap("zw_zpairs"));
-  return {};
-}
+// The new generation's content of every two-slot map, against the live
+// maps: only what changes is written.
+struct Generation {
+  SlotMap<zw_endpoint_key, zw_endpoint_val> endpoints;
+  SlotMap<zw_addr_key, zw_addr_val> addrs;
+  SlotMap<zw_cidr_key, zw_addr_val> cidrs;
+  SlotMap<zw_pair_key, uint32_t> pairs;
+  SlotMap<zw_policy_key, zw_policy_val> policy;
+  SlotMap<zw_zpair_key, zw_zpair> zpairs;
+  zw_verdict dflt[2] = {};
 
-Status write_generation(const dp::Maps& m, dp::ConfigView& cfg, const Desired& d, uint32_t gen) {
+  // Zone pairs and policy first, endpoints last: the order the old
+  // generation's removal needs is irrelevant (nobody reads the slots being
+  // written), this one only keeps an interrupted apply's leftovers small.
+  template <typename F>
+  Status each(F f) const {
+    Status st = f(zpairs);
+    if (st) st = f(policy);
+    if (st) st = f(pairs);
+    if (st) st = f(addrs);
+    if (st) st = f(cidrs);
+    if (st) st = f(endpoints);
+    return st;
+  }
+};
+
+Result<Generation> plan_generation(const dp::Maps& m, const Desired& d, unsigned active) {
   // Which kinds of entries each zone pair has; the defaults go to the config.
   std::map<std::pair<uint16_t, uint16_t>, uint8_t> kinds;
   zw_verdict dflt[2] = {};
+  std::vector<std::pair<zw_policy_key, zw_verdict>> policy;
+  policy.reserve(d.compiled.entries.size());
   for (const auto& e : d.compiled.entries) {
     const zw_policy_key& k = e.key;
     if (k.kind == ZW_KIND_DEFAULT) {
       dflt[k.port ? 1 : 0] = e.value;
       continue;
     }
+    if (e.value.rule_id == ZW_RULE_NONE)  // would read as an absent slot
+      return fail(Error::invalid("compiled policy entry without a rule id"));
+    policy.emplace_back(k, e.value);
     uint8_t bit = k.kind == ZW_KIND_PORT    ? ZW_ZPK_PORT
                   : k.kind == ZW_KIND_BLOCK ? ZW_ZPK_BLOCK
                   : k.proto == ZW_PROTO_ANY ? ZW_ZPK_ANY
                                             : ZW_ZPK_PROTO;
     kinds[{k.src_zone, k.dst_zone}] |= bit;
   }
-  for (const auto& [zp, bits] : kinds) {
-    zw_zpair_key k{gen, zp.first, zp.second};
-    zw_zpair v{};
-    v.kinds = bits;
-    if (auto st = dp::map_update(m.zpairs.get(), k, v); !st)
-      return fail(std::move(st.error()).wrap("zw_zpairs"));
-  }
-  cfg.set_defaults(gen, dflt[0], dflt[1]);
-  for (const auto& e : d.endpoints) {
-    if (e.ifindex == 0) continue;
-    zw_endpoint_key k{gen, e.ifindex};
-    if (auto st = dp::map_update(m.endpoints.get(), k, e.value); !st)
-      return fail(std::move(st.error()).wrap("zw_endpoints " + e.ep.ifname));
-  }
-  for (auto [k, v] : d.addrs) {
-    k.gen = gen;
-    if (auto st = dp::map_update(m.addrs.get(), k, v); !st)
-      return fail(std::move(st.error()).wrap("zw_addrs"));
-  }
-  for (auto [k, v] : d.cidrs) {
-    k.gen = gen;
-    if (auto st = dp::map_update(m.cidrs.get(), k, v); !st)
-      return fail(std::move(st.error()).wrap("zw_cidrs"));
-  }
-  for (auto k : d.pairs) {
-    k.gen = gen;
-    if (auto st = dp::map_update(m.pairs.get(), k, uint32_t{0}); !st)
-      return fail(std::move(st.error()).wrap("zw_pairs"));
-  }
-  for (auto e : d.compiled.entries) {
-    e.key.gen = gen;
-    if (auto st = dp::map_update(m.policy.get(), e.key, e.value); !st)
-      return fail(std::move(st.error()).wrap("zw_policy"));
-  }
-  return {};
+  std::vector<std::pair<zw_zpair_key, uint8_t>> zpairs;
+  for (const auto& [zp, bits] : kinds) zpairs.push_back({zw_zpair_key{zp.first, zp.second}, bits});
+  std::vector<std::pair<zw_endpoint_key, zw_endpoint>> eps;
+  for (const auto& e : d.endpoints)
+    if (e.ifindex != 0) eps.push_back({zw_endpoint_key{e.ifindex}, e.value});
+  std::vector<std::pair<zw_pair_key, uint8_t>> pairs;
+  for (const auto& k : d.pairs) pairs.push_back({k, 1});
+
+  auto ep = plan_map<zw_endpoint_key, zw_endpoint_val>("zw_endpoints", m.endpoints.get(),
+                                                       std::move(eps), active);
+  if (!ep) return fail(std::move(ep.error()));
+  auto ad = plan_map<zw_addr_key, zw_addr_val>("zw_addrs", m.addrs.get(), d.addrs, active);
+  if (!ad) return fail(std::move(ad.error()));
+  auto pa = plan_map<zw_pair_key, uint32_t>("zw_pairs", m.pairs.get(), std::move(pairs), active);
+  if (!pa) return fail(std::move(pa.error()));
+  auto po = plan_map<zw_policy_key, zw_policy_val>("zw_policy", m.policy.get(), std::move(policy),
+                                                   active);
+  if (!po) return fail(std::move(po.error()));
+  auto zp =
+      plan_map<zw_zpair_key, zw_zpair>("zw_zpairs", m.zpairs.get(), std::move(zpairs), active);
+  if (!zp) return fail(std::move(zp.error()));
+  auto cl = dp::map_entries<zw_cidr_key, zw_addr_val>(m.cidrs.get());
+  if (!cl) return fail(std::move(cl.error()).wrap("read zw_cidrs"));
+  SlotMap<zw_cidr_key, zw_addr_val> cidrs{"zw_cidrs", m.cidrs.get(),
+                                          slots::plan_cidrs(*cl, d.cidrs, active)};
+  Generation g{std::move(*ep), std::move(*ad), std::move(cidrs),
+               std::move(*pa), std::move(*po), std::move(*zp)};
+  g.dflt[0] = dflt[0];
+  g.dflt[1] = dflt[1];
+  return g;
 }
 
 // Test-only crash points (docs/operations.md, tests/e2e/test_crash_safety.sh):
@@ -172,13 +219,24 @@ Result<ApplyReport> apply(const Paths& paths, const ApplyInput& in) {
 
   uint32_t cur = cfg->active_gen();
   uint32_t gen = std::max(cur, (*prev ? (*prev)->generation : 0u)) + 1;
+  if (ZW_SLOT(gen) == ZW_SLOT(cur)) ++gen;  // the other slot, always
   if (gen == 0) gen = 1;
   rep.previous_generation = cur;
+  const unsigned active = ZW_SLOT(cur);
 
-  // Leftovers of an interrupted apply must not mix into the new generation.
-  if (auto st = purge_all_but(*maps, cur); !st) return fail(std::move(st.error()).wrap("apply"));
-  if (auto st = write_generation(*maps, *cfg, *desired, gen); !st) {
-    (void)purge_all_but(*maps, cur);
+  // What changes, against the live maps; this also re-settles whatever an
+  // interrupted apply left unsettled (engine/slots.h).
+  auto next = plan_generation(*maps, *desired, active);
+  if (!next) return fail(std::move(next.error()).wrap("apply"));
+  auto undo_all = [&] {
+    next->each([](const auto& m) {
+      m.undo();
+      return Status{};
+    });
+  };
+  cfg->set_defaults(gen, next->dflt[0], next->dflt[1]);
+  if (auto st = next->each([&](const auto& m) { return m.before_flip(rep); }); !st) {
+    undo_all();
     return fail(std::move(st.error()).wrap("apply: write generation " + std::to_string(gen)));
   }
 
@@ -197,7 +255,7 @@ Result<ApplyReport> apply(const Paths& paths, const ApplyInput& in) {
   std::vector<EndpointState> fresh;
   auto roll_back = [&](Error e) {
     for (const auto& f : fresh) (void)detach_endpoint(paths, f);
-    (void)purge_all_but(*maps, cur);
+    undo_all();
     return fail(std::move(e));
   };
   int from_tc = obj->prog_fd(dp::Prog::kFromVmTc);
@@ -247,13 +305,18 @@ Result<ApplyReport> apply(const Paths& paths, const ApplyInput& in) {
   }
 
   test_pause_at("after-write");
+  if (in.observe) in.observe("after-write");
   cfg->set_active_gen(gen);
   test_pause_at("after-flip");
+  if (in.observe) in.observe("after-flip");
   rep.generation = gen;
   log::info("generation flipped", {{"from", std::to_string(cur)}, {"to", std::to_string(gen)}});
 
-  if (auto st = purge_all_but(*maps, gen); !st)
-    rep.warnings.push_back("old generation not fully removed: " + st.error().str());
+  if (auto st = next->each([&](const auto& m) { return m.after_flip(rep); }); !st)
+    rep.warnings.push_back("generation " + std::to_string(gen) +
+                           " not fully settled (the next apply settles it): " + st.error().str());
+  log::info("map entries", {{"written", std::to_string(rep.entries_written)},
+                            {"deleted", std::to_string(rep.entries_deleted)}});
 
   State s;
   s.generation = gen;

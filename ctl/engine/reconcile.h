@@ -1,10 +1,14 @@
 // reconcile(desired, observed): the one path that writes the datapath.
-// apply() writes a complete new generation, attaches programs to every
-// present interface, flips the generation with one store, then removes the
-// old generation and detaches interfaces that left. down() undoes it all.
+// apply() writes the new generation's slots of the entries that change,
+// attaches programs to every present interface, flips the generation with
+// one store, then settles the changed entries and detaches interfaces that
+// left. down() undoes it all.
 #pragma once
 
+#include <functional>
+#include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "datapath/object.h"
@@ -36,6 +40,10 @@ struct ApplyInput {
   // false: write the maps only, hook nothing (`zonewall test` fills a
   // private pin dir for synthetic interfaces).
   bool attach = true;
+  // Tests: called at "after-write" (new slots written and hooks attached,
+  // not yet active) and "after-flip" (active, not yet settled), where
+  // ZW_TEST_PAUSE_AT would stop.
+  std::function<void(std::string_view point)> observe;
 };
 
 struct ApplyReport {
@@ -48,6 +56,15 @@ struct ApplyReport {
   size_t attached = 0;
   size_t detached = 0;
   size_t flows_expired = 0;  // conntrack entries the sweep removed
+  // Map entries this apply wrote and deleted (both halves: the new slots
+  // before the flip, the settling after it). An unchanged policy writes 0.
+  size_t entries_written = 0;
+  size_t entries_deleted = 0;
+  struct MapChanges {
+    size_t written = 0;
+    size_t deleted = 0;
+  };
+  std::map<std::string, MapChanges> changes;  // per map name (zw_policy, ...)
   std::vector<std::string> warnings;
 };
 

@@ -325,14 +325,10 @@ Result<json> Tracer::trace(const TraceRequest& r) const {
   auto maps = obj_.maps();
   if (!maps) return fail(std::move(maps.error()));
   auto zone_of = [&](const net::Addr& a) -> std::string {
-    zw_addr_key ak{.gen = gen_, .addr = {}};
-    std::copy(a.bytes.begin(), a.bytes.end(), ak.addr);
     zw_addr_info info{};
     uint16_t z = ZW_ZONE_WORLD;
-    zw_cidr_key ck{.prefixlen = 32 + 128, .gen = gen_, .addr = {}};
-    std::copy(a.bytes.begin(), a.bytes.end(), ck.addr);
-    if (dp::map_lookup(maps->addrs.get(), ak, &info) ||
-        dp::map_lookup(maps->cidrs.get(), ck, &info))
+    if (dp::lookup_addr(maps->addrs.get(), gen_, a.bytes.data(), &info) ||
+        dp::lookup_cidr(maps->cidrs.get(), gen_, a.bytes.data(), &info))
       z = info.zone;
     auto it = zone_names.find(z);
     return it == zone_names.end() ? "zone#" + std::to_string(z) : it->second;

@@ -410,12 +410,25 @@ bool key_less(const zw_policy_key& a, const zw_policy_key& b) {
 
 }  // namespace
 
-Ids assign_zone_ids(const Policy& p) {
+Ids assign_zone_ids(const Policy& p, const std::map<std::string, uint16_t>& previous) {
   Ids ids;
   ids.zone[kZoneWorld] = ZW_ZONE_WORLD;
   ids.zone[kZoneUnzoned] = ZW_ZONE_UNZONED;
+  std::set<uint16_t> used;
+  for (const auto& [name, _] : p.zones) {
+    auto it = previous.find(name);
+    if (it == previous.end() || it->second < ZW_ZONE_FIRST_USER || it->second >= ZW_MAX_ZONES ||
+        !used.insert(it->second).second)
+      continue;
+    ids.zone[name] = it->second;
+  }
   uint16_t next = ZW_ZONE_FIRST_USER;
-  for (const auto& [name, _] : p.zones) ids.zone[name] = next++;
+  for (const auto& [name, _] : p.zones) {
+    if (ids.zone.count(name)) continue;
+    while (used.count(next)) ++next;
+    ids.zone[name] = next;
+    used.insert(next);
+  }
   return ids;
 }
 

@@ -23,14 +23,17 @@ struct Ids {
   std::map<std::string, uint32_t> rule;  // rule name -> id >= ZW_RULE_FIRST_USER
 };
 
-Ids assign_zone_ids(const Policy& p);
+// Keeps ids from `previous` for zones that still exist (so adding or
+// removing a zone rewrites only its own entries), gives new zones the
+// lowest free ids.
+Ids assign_zone_ids(const Policy& p, const std::map<std::string, uint16_t>& previous = {});
 // Keeps ids from `previous` for rules that still exist, gives new rules the
 // lowest free ids; fails if more than ZW_MAX_RULES - ZW_RULE_FIRST_USER rules.
 Result<std::map<std::string, uint32_t>> assign_rule_ids(
     const Policy& p, const std::map<std::string, uint32_t>& previous = {});
 
 struct PolicyEntry {
-  zw_policy_key key;  // gen = 0; the engine stamps the generation
+  zw_policy_key key;
   zw_verdict value;
 };
 

@@ -138,8 +138,7 @@ class DaemonLibvirtTest : public ::testing::Test {
     if (!cfg) return "";
     zw_endpoint ep{};
     uint32_t ifx = if_nametoindex(ifname.c_str());
-    if (!datapath::map_lookup(maps->endpoints.get(), zw_endpoint_key{cfg->active_gen(), ifx}, &ep))
-      return "";
+    if (!datapath::lookup_endpoint(maps->endpoints.get(), cfg->active_gen(), ifx, &ep)) return "";
     auto st = engine::read_state(opt_.paths);
     if (!st || !*st) return "";
     for (const auto& [name, id] : (*st)->zones)

@@ -3,11 +3,19 @@
  * enums, and the capacities. Included by bpf/ (clang -target bpf) and ctl/
  * (C++). Plain C on <linux/types.h>; explicit padding, no bitfields.
  *
- * Generations: every desired-state map (endpoints, addresses, CIDRs, policy)
- * carries the policy generation in its key. An apply writes a complete new
- * generation, flips zw_config.active_gen with one aligned 32-bit store, then
- * deletes the old generation, so a packet sees one policy, never a mixture.
- * Maps are therefore sized for two generations (ZW_GENS * capacity).
+ * Generations and slots: every desired-state map (endpoints, addresses,
+ * CIDRs, pairs, policy, zone pairs) holds two slots per key, one per
+ * generation parity: a packet of generation `gen` reads slot[ZW_SLOT(gen)]
+ * and treats an absent slot (its marker field 0, noted per value) as a
+ * miss. An apply N -> N+1 writes slot[ZW_SLOT(N+1)] of the keys whose
+ * content changes (and adds/removes keys), flips zw_config.active_gen with
+ * one aligned 32-bit store, then settles the keys it touched (copies the
+ * new slot over the old one; deletes keys absent in both). When no apply
+ * runs, both slots of every key are equal. A packet sees one policy, never
+ * a mixture, and a one-rule change writes only the entries it changes.
+ * Maps hold the union of two generations' keys during an apply, so their
+ * max_entries are ZW_GENS * capacity (no memory: hash and LPM entries are
+ * allocated when written).
  *
  * Addresses: IPv4 is stored IPv4-mapped (::ffff:a.b.c.d), so one 16-byte
  * form serves both families. Byte order is noted on every field: "net" is
@@ -26,7 +34,7 @@
 
 /* ---- capacities (per generation unless noted) ---- */
 #define ZW_GENS			2	/* live generations during an apply */
-#define ZW_MAX_ENDPOINTS	4096	/* VM interfaces on one host */
+#define ZW_MAX_ENDPOINTS	16384	/* VM interfaces on one host */
 #define ZW_MAX_ADDRS		65536	/* VM addresses (exact match) */
 #define ZW_MAX_CIDRS		16384	/* external CIDR zone prefixes (LPM) */
 #define ZW_MAX_PAIRS		16384	/* allowed address pairs (VIPs), per VM interface and address */
@@ -34,10 +42,13 @@
 #define ZW_MAX_ZPAIRS		65536	/* zone pairs that have rules */
 #define ZW_MAX_ZP_STATS		8192	/* zone pairs with counters (not per gen) */
 #define ZW_EV_RINGBUF_BYTES	(1 << 20)	/* flow/deny event ring buffer */
-#define ZW_MAX_RULES		16384	/* rule ids, counters array size (all gens) */
+#define ZW_MAX_RULES		131072	/* rule ids, counters array size (all gens) */
 #define ZW_MAX_ZONES		65000	/* zone ids fit in __u16 */
 #define ZW_MAX_CT		1048576	/* tracked flows, all VMs (not per gen) */
 #define ZW_CT_DEFAULT_LIMIT	65536	/* tracked flows one VM interface may open */
+
+/* Slot of a generation in a two-slot value. */
+#define ZW_SLOT(gen)		((gen) & 1)
 
 /* ---- zones ---- */
 #define ZW_ZONE_NONE		0	/* not a zone: absent / invalid */
@@ -62,12 +73,11 @@ enum zw_policy_kind {
 };
 #define ZW_BLOCK_SHIFT		8
 
-/* Lookup order in the datapath for (gen, src, dst, proto, port):
+/* Lookup order in the datapath for (src, dst, proto, port):
  * PORT(port) -> BLOCK(port >> 8) -> PROTO(proto) -> PROTO(ANY) -> DEFAULT.
  * The compiler emits disjoint entries so that the first hit is the answer
  * first-match over the ordered rules would give. */
 struct zw_policy_key {
-	__u32 gen;		/* host */
 	__u16 src_zone;		/* host */
 	__u16 dst_zone;		/* host */
 	__u16 proto;		/* host: IP protocol number or ZW_PROTO_ANY */
@@ -81,7 +91,6 @@ struct zw_policy_key {
  * the lookups of kinds a pair does not have, and a pair without rules goes
  * straight to the defaults (held in zw_config, no lookup). */
 struct zw_zpair_key {
-	__u32 gen;		/* host */
 	__u16 src_zone;		/* host */
 	__u16 dst_zone;		/* host */
 };
@@ -91,9 +100,10 @@ struct zw_zpair_key {
 #define ZW_ZPK_PROTO		0x04	/* has ZW_KIND_PROTO entries for a protocol */
 #define ZW_ZPK_ANY		0x08	/* has a ZW_KIND_PROTO entry for ZW_PROTO_ANY */
 
+/* Value: the kinds per slot; 0 = absent (the defaults decide). */
 struct zw_zpair {
-	__u8 kinds;		/* ZW_ZPK_* */
-	__u8 pad0[3];
+	__u8 kinds[2];		/* ZW_ZPK_*, [ZW_SLOT(gen)] */
+	__u8 pad0[2];
 };
 
 enum zw_action {
@@ -112,9 +122,14 @@ struct zw_verdict {
 	__u16 pad0;
 };
 
-/* ---- endpoints: one VM interface, keyed by (gen, ifindex) ---- */
+/* zw_policy value: a slot is absent when its rule_id is ZW_RULE_NONE (a
+ * policy entry always names a rule >= ZW_RULE_FIRST_USER). */
+struct zw_policy_val {
+	struct zw_verdict slot[2];	/* [ZW_SLOT(gen)] */
+};
+
+/* ---- endpoints: one VM interface, keyed by ifindex ---- */
 struct zw_endpoint_key {
-	__u32 gen;		/* host */
 	__u32 ifindex;		/* host */
 };
 
@@ -142,35 +157,51 @@ struct zw_endpoint {
 	__u32 pad1;
 };
 
+/* zw_endpoints value: a slot is absent when its zone is ZW_ZONE_NONE (an
+ * endpoint is always in a zone, ZW_ZONE_UNZONED at least). */
+struct zw_endpoint_val {
+	struct zw_endpoint slot[2];	/* [ZW_SLOT(gen)] */
+};
+
 /* ---- addresses -> zone ---- */
 struct zw_addr_key {
-	__u32 gen;		/* host */
 	__u8 addr[16];		/* net, IPv4-mapped for IPv4 */
 };
 
 #define ZW_AIF_SHARED		0x0001	/* an allowed-address-pair address (VIP): see zw_pairs */
+#define ZW_AIF_INHERITED	0x0002	/* zw_cidrs: the prefix is not in this slot's
+					 * generation; zone is its longest present
+					 * covering prefix's (see zw_cidr_key) */
 
 struct zw_addr_info {
-	__u16 zone;		/* host */
+	__u16 zone;		/* host; ZW_ZONE_NONE: absent slot */
 	__u16 flags;		/* host: ZW_AIF_* */
 	__u32 ifindex;		/* host: owning VM interface; 0 for CIDR zones and VIPs */
 };
 
+/* zw_addrs and zw_cidrs value: a slot is absent when its zone is
+ * ZW_ZONE_NONE. */
+struct zw_addr_val {
+	struct zw_addr_info slot[2];	/* [ZW_SLOT(gen)] */
+};
+
 /* Allowed address pairs: (interface, address) the VM may send from besides
  * its own addresses, e.g. a VIP that moves between VMs of one zone. Only
- * consulted when the own-address lookup misses. Value: unused (__u32 0). */
+ * consulted when the own-address lookup misses. Value: __u32, bit
+ * ZW_SLOT(gen) set when the pair is present in that slot. */
 struct zw_pair_key {
-	__u32 gen;		/* host */
 	__u32 ifindex;		/* host */
 	__u8 addr[16];		/* net, IPv4-mapped for IPv4 */
 };
 
-/* LPM key: prefixlen counts the 32 generation bits first, so each
- * generation is its own trie inside one map: prefixlen = 32 + bits, with
- * bits = 96 + len for an IPv4 /len. */
+/* LPM key: prefixlen = bits, with bits = 96 + len for an IPv4 /len. Both
+ * generations share one trie, so a prefix of only one generation would
+ * still win the longest match in the other: each slot holds the effective
+ * answer of its generation for that prefix, the zone of the longest prefix
+ * of that generation covering it (ZW_AIF_INHERITED when that is a shorter
+ * one), or absent (ZW_ZONE_NONE: the world) when none covers it. */
 struct zw_cidr_key {
 	__u32 prefixlen;	/* host (LPM convention) */
-	__u32 gen;		/* host, always fully matched */
 	__u8 addr[16];		/* net */
 };
 
@@ -367,9 +398,10 @@ struct zw_zp_alloc {
 
 /* ---- endpoint cache: per CPU, direct-mapped by ifindex, a copy of the
  * interface's endpoint tagged with its generation. A generation's endpoint
- * values never change while it is live (an apply writes a new one), so a
- * copy whose gen is the active one is exact; anything else is a miss and
- * the zw_endpoints lookup refills it. ---- */
+ * slot never changes while it is live (an apply writes the other slot and
+ * settles this one only after the flip away from it), so a copy whose gen
+ * is the active one is exact; anything else is a miss and the zw_endpoints
+ * lookup refills it. ---- */
 #define ZW_EP_CACHE_SLOTS	2048	/* power of two */
 
 struct zw_ep_cache_ent {
@@ -454,17 +486,21 @@ struct zw_ev_stats {
 	__u64 pad0;
 };
 
-ZW_STATIC_ASSERT(sizeof(struct zw_policy_key) == 16, "zw_policy_key layout");
+ZW_STATIC_ASSERT(sizeof(struct zw_policy_key) == 12, "zw_policy_key layout");
 ZW_STATIC_ASSERT(sizeof(struct zw_verdict) == 8, "zw_verdict layout");
-ZW_STATIC_ASSERT(sizeof(struct zw_endpoint_key) == 8, "zw_endpoint_key layout");
+ZW_STATIC_ASSERT(sizeof(struct zw_policy_val) == 16, "zw_policy_val layout");
+ZW_STATIC_ASSERT(sizeof(struct zw_endpoint_key) == 4, "zw_endpoint_key layout");
 ZW_STATIC_ASSERT(sizeof(struct zw_endpoint) == 24, "zw_endpoint layout");
-ZW_STATIC_ASSERT(sizeof(struct zw_addr_key) == 20, "zw_addr_key layout");
+ZW_STATIC_ASSERT(sizeof(struct zw_endpoint_val) == 48, "zw_endpoint_val layout");
+ZW_STATIC_ASSERT(sizeof(struct zw_addr_key) == 16, "zw_addr_key layout");
 ZW_STATIC_ASSERT(sizeof(struct zw_addr_info) == 8, "zw_addr_info layout");
-ZW_STATIC_ASSERT(sizeof(struct zw_pair_key) == 24, "zw_pair_key layout");
-ZW_STATIC_ASSERT(sizeof(struct zw_cidr_key) == 24, "zw_cidr_key layout");
+ZW_STATIC_ASSERT(sizeof(struct zw_addr_val) == 16, "zw_addr_val layout");
+ZW_STATIC_ASSERT(sizeof(struct zw_pair_key) == 20, "zw_pair_key layout");
+ZW_STATIC_ASSERT(sizeof(struct zw_cidr_key) == 20, "zw_cidr_key layout");
 ZW_STATIC_ASSERT(sizeof(struct zw_ct_key) == 40, "zw_ct_key layout");
 ZW_STATIC_ASSERT(sizeof(struct zw_ct_entry) == 48, "zw_ct_entry layout");
-ZW_STATIC_ASSERT(sizeof(struct zw_zpair_key) == 8, "zw_zpair_key layout");
+ZW_STATIC_ASSERT(sizeof(struct zw_zpair_key) == 4, "zw_zpair_key layout");
+ZW_STATIC_ASSERT(sizeof(struct zw_zpair) == 4, "zw_zpair layout");
 ZW_STATIC_ASSERT(sizeof(struct zw_ct_usage) == 8, "zw_ct_usage layout");
 ZW_STATIC_ASSERT(sizeof(struct zw_config) == 64, "zw_config layout");
 ZW_STATIC_ASSERT(sizeof(struct zw_ep_stats) == 64, "zw_ep_stats layout");
