@@ -180,13 +180,16 @@ int apply_time(int argc, char** argv) {
       rc = 1;
       return false;
     }
+    std::string phases;
+    for (const auto& [name, pms] : rep->phases)
+      phases += (phases.empty() ? "" : " ") + name + " " + std::to_string(static_cast<int>(pms));
     row(phase, ms,
         "generation " + std::to_string(rep->generation) + "; map entries written " +
             std::to_string(wc.updates() - u0) + ", deleted " + std::to_string(wc.deletes() - d0) +
             " (engine reports " + std::to_string(rep->entries_written) + "/" +
             std::to_string(rep->entries_deleted) + "; policy entries " +
             std::to_string(rep->policy_entries) + ", endpoints " + std::to_string(rep->endpoints) +
-            ")");
+            "; ms: " + phases + ")");
     return true;
   };
   // The CLI's apply: loads a new program instance (verifier) every time.

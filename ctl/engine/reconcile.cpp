@@ -193,16 +193,34 @@ Status detach_endpoint(const Paths& paths, const EndpointState& e) {
 
 }  // namespace
 
+// Phase timings of one apply (ApplyReport::phases, debug log).
+class PhaseClock {
+ public:
+  explicit PhaseClock(ApplyReport& rep) : rep_(rep), t_(std::chrono::steady_clock::now()) {}
+  void lap(const char* phase) {
+    auto now = std::chrono::steady_clock::now();
+    rep_.phases.emplace_back(phase, std::chrono::duration<double, std::milli>(now - t_).count());
+    t_ = now;
+  }
+
+ private:
+  ApplyReport& rep_;
+  std::chrono::steady_clock::time_point t_;
+};
+
 Result<ApplyReport> apply(const Paths& paths, const ApplyInput& in) {
   ApplyReport rep;
+  PhaseClock clock(rep);
   auto prev = read_state(paths);
   if (!prev) return fail(std::move(prev.error()));
+  clock.lap("read state");
 
   IfindexResolver resolve = in.resolve;
   if (!resolve) resolve = [](const std::string& n) { return if_nametoindex(n.c_str()); };
   auto desired = build_desired(*in.policy, *in.inventory, *prev, in.default_attach, resolve);
   if (!desired) return fail(std::move(desired.error()));
   rep.warnings = desired->warnings;
+  clock.lap("desired");
 
   std::optional<dp::Object> loaded;
   const dp::Object* obj = in.programs;
@@ -213,6 +231,7 @@ Result<ApplyReport> apply(const Paths& paths, const ApplyInput& in) {
     obj = &*loaded;
   }
   auto maps = obj->maps();
+  clock.lap("programs");
   if (!maps) return fail(std::move(maps.error()));
   auto cfg = dp::ConfigView::map(maps->config.get());
   if (!cfg) return fail(std::move(cfg.error()));
@@ -228,6 +247,7 @@ Result<ApplyReport> apply(const Paths& paths, const ApplyInput& in) {
   // interrupted apply left unsettled (engine/slots.h).
   auto next = plan_generation(*maps, *desired, active);
   if (!next) return fail(std::move(next.error()).wrap("apply"));
+  clock.lap("plan");
   auto undo_all = [&] {
     next->each([](const auto& m) {
       m.undo();
@@ -240,6 +260,7 @@ Result<ApplyReport> apply(const Paths& paths, const ApplyInput& in) {
     return fail(std::move(st.error()).wrap("apply: write generation " + std::to_string(gen)));
   }
 
+  clock.lap("write");
   // Attach (or atomically replace) programs on every present interface. An
   // interface new to this apply drops everything until the flip: no gap.
   std::map<std::string, bool> created;
@@ -304,6 +325,7 @@ Result<ApplyReport> apply(const Paths& paths, const ApplyInput& in) {
     ++rep.attached;
   }
 
+  clock.lap("attach");
   test_pause_at("after-write");
   if (in.observe) in.observe("after-write");
   cfg->set_active_gen(gen);
@@ -317,6 +339,7 @@ Result<ApplyReport> apply(const Paths& paths, const ApplyInput& in) {
                            " not fully settled (the next apply settles it): " + st.error().str());
   log::info("map entries", {{"written", std::to_string(rep.entries_written)},
                             {"deleted", std::to_string(rep.entries_deleted)}});
+  clock.lap("flip+settle");
 
   State s;
   s.generation = gen;
@@ -371,7 +394,9 @@ Result<ApplyReport> apply(const Paths& paths, const ApplyInput& in) {
         ++rep.detached;
     }
   }
+  clock.lap("detach");
   if (auto st = write_state(paths, s); !st) return fail(std::move(st.error()).wrap("apply"));
+  clock.lap("write state");
   if (in.sweep_conntrack) {
     if (auto sw = sweep_conntrack(*maps); sw)
       rep.flows_expired = sw->expired;
@@ -380,6 +405,7 @@ Result<ApplyReport> apply(const Paths& paths, const ApplyInput& in) {
   }
   rep.policy_entries = desired->compiled.entries.size();
   rep.endpoints = desired->endpoints.size();
+  clock.lap("sweep");
   return rep;
 }
 

@@ -64,7 +64,8 @@ struct ApplyReport {
     size_t written = 0;
     size_t deleted = 0;
   };
-  std::map<std::string, MapChanges> changes;  // per map name (zw_policy, ...)
+  std::map<std::string, MapChanges> changes;           // per map name (zw_policy, ...)
+  std::vector<std::pair<std::string, double>> phases;  // name, milliseconds
   std::vector<std::string> warnings;
 };
 

@@ -11,9 +11,11 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "daemon/metrics.h"
 #include "datapath/attach.h"
@@ -96,9 +98,9 @@ class DatapathTest : public ::testing::Test {
     return path;
   }
 
-  static Result<engine::ApplyReport> apply_text(const std::string& policy_text,
-                                                const std::string& attach = "tc",
-                                                const std::string& extra_vm = "") {
+  static Result<engine::ApplyReport> apply_text(
+      const std::string& policy_text, const std::string& attach = "tc",
+      const std::string& extra_vm = "", std::function<void(std::string_view)> observe = {}) {
     auto p = policy::parse(policy_text, "test-policy.json");
     if (!p) return fail(std::move(p.error()));
     std::string inv_text = std::string(R"({"vms": [
@@ -116,6 +118,7 @@ class DatapathTest : public ::testing::Test {
                           .inventory_source = "test-inventory.json",
                           .default_attach = attach,
                           .keep_hooked = {}};
+    in.observe = std::move(observe);
     return engine::apply(paths_, in);
   }
 
@@ -1459,5 +1462,177 @@ TEST_F(EventsTest, ZonePairCounters) {
             2 * syn.size() + synack.size());
 }
 
+// The maps an apply wrote to, "map:written/deleted" in name order.
+std::string changes(const engine::ApplyReport& r) {
+  std::string out;
+  for (const auto& [name, c] : r.changes)
+    if (c.written || c.deleted)
+      out += (out.empty() ? "" : " ") + name + ":" + std::to_string(c.written) + "/" +
+             std::to_string(c.deleted);
+  return out;
+}
+
+std::string replaced(std::string s, const std::string& from, const std::string& to) {
+  auto at = s.find(from);
+  EXPECT_NE(at, std::string::npos) << from;
+  if (at != std::string::npos) s.replace(at, from.size(), to);
+  return s;
+}
+
 }  // namespace
+
+// Incremental apply: an unchanged policy writes nothing; one changed rule
+// writes its own entries only (endpoints and addresses untouched), its rule
+// id and counter carry on, and packets are judged by the old policy until
+// the flip and by the new one from the flip on, never a mixture.
+TEST_F(DatapathTest, IncrementalApplyOneRuleChanged) {
+  ASSERT_TRUE(apply_text(kPolicy).has_value());
+  auto same = apply_text(kPolicy);
+  ASSERT_TRUE(same.has_value()) << same.error().str();
+  EXPECT_EQ(same->entries_written, 0u);
+  EXPECT_EQ(same->entries_deleted, 0u);
+  EXPECT_EQ(changes(*same), "");
+
+  uint16_t sport = 52000;
+  auto probe = [&](uint16_t port) {
+    return from_vm("zwdA", test::ip("10.1.0.1", "10.1.0.2", kTcp, test::tcp(sport++, port)));
+  };
+  EXPECT_OUTCOME(probe(5432), true, "pass_new", "web-db-pg");
+  uint64_t pg_hits = counts().rules["web-db-pg"];
+  auto ids_before = engine::read_state(paths_);
+  ASSERT_TRUE(ids_before.has_value() && ids_before->has_value());
+
+  const std::string changed = replaced(kPolicy, R"("ports": [5432])", R"("ports": [5433])");
+  int points = 0;
+  auto rep = apply_text(changed, "tc", "", [&](std::string_view at) {
+    ++points;
+    bool flipped = at == "after-flip";
+    SCOPED_TRACE(std::string(at));
+    EXPECT_OUTCOME(probe(5432), !flipped, flipped ? "drop_policy" : "pass_new",
+                   flipped ? "default:inter_zone" : "web-db-pg");
+    EXPECT_OUTCOME(probe(5433), flipped, flipped ? "pass_new" : "drop_policy",
+                   flipped ? "web-db-pg" : "default:inter_zone");
+    EXPECT_OUTCOME(probe(8080), true, "pass_new", "web-db-range");
+  });
+  ASSERT_TRUE(rep.has_value()) << rep.error().str();
+  EXPECT_EQ(points, 2);
+  // The old port's entry: new slot emptied, then deleted; the new port's:
+  // written, then settled. Nothing else.
+  EXPECT_EQ(changes(*rep), "zw_policy:3/1");
+  expect_settled();
+  auto ids_after = engine::read_state(paths_);
+  ASSERT_TRUE(ids_after.has_value() && ids_after->has_value());
+  EXPECT_EQ((*ids_after)->rule_ids, (*ids_before)->rule_ids);
+  EXPECT_EQ((*ids_after)->zones, (*ids_before)->zones);
+  EXPECT_OUTCOME(probe(5433), true, "pass_new", "web-db-pg");
+  EXPECT_GT(counts().rules["web-db-pg"], pg_hits) << "the rule's counter did not carry on";
+
+  auto back = apply_text(kPolicy);
+  ASSERT_TRUE(back.has_value()) << back.error().str();
+  EXPECT_EQ(changes(*back), "zw_policy:3/1");
+  expect_settled();
+}
+
+// One VM added, then its address changed, then removed: only its endpoint
+// and address entries are written, each switch happens at the flip.
+TEST_F(DatapathTest, IncrementalApplyOneVmAddedChangedRemoved) {
+  ASSERT_TRUE(apply_text(kPolicy).has_value());
+  uint16_t sport = 53000;
+  auto from_x = [&](const char* src) {
+    return from_vm("zwdX", test::ip(src, "10.1.0.2", kTcp, test::tcp(sport++, 5432)));
+  };
+  const std::string vm9 =
+      R"(,{"name": "web-9", "interfaces": [{"name": "zwdX", "ips": ["10.1.0.9"]}]})";
+  const std::string vm19 =
+      R"(,{"name": "web-9", "interfaces": [{"name": "zwdX", "ips": ["10.1.0.19"]}]})";
+
+  auto added = apply_text(kPolicy, "tc", vm9, [&](std::string_view at) {
+    SCOPED_TRACE(std::string(at));
+    if (at == "after-write")
+      EXPECT_OUTCOME(from_x("10.1.0.9"), false, "drop_no_endpoint", "");
+    else
+      EXPECT_OUTCOME(from_x("10.1.0.9"), true, "pass_new", "web-db-pg");
+  });
+  ASSERT_TRUE(added.has_value()) << added.error().str();
+  EXPECT_EQ(changes(*added), "zw_addrs:2/0 zw_endpoints:2/0");
+  expect_settled();
+
+  auto moved = apply_text(kPolicy, "tc", vm19, [&](std::string_view at) {
+    SCOPED_TRACE(std::string(at));
+    bool flipped = at == "after-flip";
+    EXPECT_OUTCOME(from_x("10.1.0.9"), !flipped, flipped ? "drop_spoof_ip" : "pass_new",
+                   flipped ? "" : "web-db-pg");
+    EXPECT_OUTCOME(from_x("10.1.0.19"), flipped, flipped ? "pass_new" : "drop_spoof_ip",
+                   flipped ? "web-db-pg" : "");
+  });
+  ASSERT_TRUE(moved.has_value()) << moved.error().str();
+  EXPECT_EQ(changes(*moved), "zw_addrs:3/1");  // the endpoint itself is unchanged
+  expect_settled();
+
+  auto removed = apply_text(kPolicy, "tc", "", [&](std::string_view at) {
+    SCOPED_TRACE(std::string(at));
+    if (at == "after-write")
+      EXPECT_OUTCOME(from_x("10.1.0.19"), true, "pass_new", "web-db-pg");
+    else
+      EXPECT_OUTCOME(from_x("10.1.0.19"), false, "drop_no_endpoint", "");
+  });
+  ASSERT_TRUE(removed.has_value()) << removed.error().str();
+  EXPECT_EQ(changes(*removed), "zw_addrs:1/1 zw_endpoints:1/1");
+  auto n = expect_settled();
+  EXPECT_EQ(n["zw_endpoints"], 3u);  // zwdA, zwdB, zwdC
+}
+
+// A CIDR-zone prefix added inside another zone's prefix, then removed: the
+// shared LPM trie must not let the new /25 shadow the old generation's /24
+// before the flip, nor the old /25 shadow the new generation's /24 after it.
+TEST_F(DatapathTest, IncrementalApplyCidrPrefixAddedRemoved) {
+  // Without the "*" ping rules, a new zone adds no policy entries.
+  std::string base = replaced(
+      kPolicy,
+      R"(    {"name": "ping", "from": "*", "to": "*", "proto": "icmp", "icmp_types": [8], "action": "allow"},)"
+      "\n",
+      "");
+  base = replaced(
+      base,
+      R"(    {"name": "ping6", "from": "*", "to": "*", "proto": "icmpv6", "icmp_types": [128], "action": "allow"},)"
+      "\n",
+      "");
+  const std::string lab =
+      replaced(base, R"("office": {"cidrs": ["198.51.100.0/24", "2001:db8:1::/48"]})",
+               R"("office": {"cidrs": ["198.51.100.0/24", "2001:db8:1::/48"]},
+    "lab": {"cidrs": ["198.51.100.128/25"]})");
+  ASSERT_TRUE(apply_text(base).has_value());
+  uint16_t sport = 54000;
+  auto from_ext = [&](const char* src) {
+    return to_vm("zwdA", test::ip(src, "10.1.0.1", kTcp, test::tcp(sport++, 80)));
+  };
+  EXPECT_OUTCOME(from_ext("198.51.100.200"), true, "pass_new", "office-web-http");
+
+  auto added = apply_text(lab, "tc", "", [&](std::string_view at) {
+    SCOPED_TRACE(std::string(at));
+    bool flipped = at == "after-flip";
+    EXPECT_OUTCOME(from_ext("198.51.100.200"), !flipped, flipped ? "drop_policy" : "pass_new",
+                   flipped ? "default:inter_zone" : "office-web-http");
+    EXPECT_OUTCOME(from_ext("198.51.100.1"), true, "pass_new", "office-web-http");
+  });
+  ASSERT_TRUE(added.has_value()) << added.error().str();
+  EXPECT_EQ(changes(*added), "zw_cidrs:2/0");
+  expect_settled();
+  EXPECT_OUTCOME(from_ext("198.51.100.200"), false, "drop_policy", "default:inter_zone");
+
+  auto removed = apply_text(base, "tc", "", [&](std::string_view at) {
+    SCOPED_TRACE(std::string(at));
+    bool flipped = at == "after-flip";
+    EXPECT_OUTCOME(from_ext("198.51.100.200"), flipped, flipped ? "pass_new" : "drop_policy",
+                   flipped ? "office-web-http" : "default:inter_zone");
+  });
+  ASSERT_TRUE(removed.has_value()) << removed.error().str();
+  EXPECT_EQ(changes(*removed), "zw_cidrs:1/1");
+  auto n = expect_settled();
+  EXPECT_EQ(n["zw_cidrs"], 2u);  // office's two prefixes
+  EXPECT_OUTCOME(from_ext("198.51.100.200"), true, "pass_new", "office-web-http");
+
+  ASSERT_TRUE(apply_text(kPolicy).has_value());
+}
+
 }  // namespace zw

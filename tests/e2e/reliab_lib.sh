@@ -113,11 +113,12 @@ rl_check_round() {
 	zw_log "$what: TCP $sent lines echoed $echoed; UDP sent $RL_UDP_SENT lost $RL_UDP_LOST; denied attempts $att arrived $arrived"
 }
 
-# Generations present in the pinned generation-keyed maps, one per line with
-# its entry count: "GEN COUNT". From bpftool's JSON: the BTF-formatted key's
-# gen field, or the raw key bytes (gen is the first u32, after the LPM
-# prefixlen in zw_cidrs; host order = little endian here).
-rl_generations() {
+# The pinned two-slot maps (ABI header, "Generations and slots"), one
+# line: "P0 P1 UNSETTLED" = entries present in slot 0, entries present in
+# slot 1 (a CIDR slot inherited from a covering prefix does not count), and
+# entries whose two slots differ (an apply in progress or interrupted; 0
+# when every entry is settled). From bpftool's BTF-formatted JSON.
+rl_slots() {
 	local m
 	for m in zw_endpoints zw_addrs zw_cidrs zw_policy zw_pairs zw_zpairs; do
 		[[ -e $ZW_PIN_DIR/$m ]] || zw_die "pinned map $ZW_PIN_DIR/$m missing"
@@ -125,32 +126,58 @@ rl_generations() {
 		bpftool -j map dump pinned "$ZW_PIN_DIR/$m" | tr -d '\n'
 		echo
 	done | "$ZW_PY" -c '
-import collections, json, sys
-n = collections.Counter()
+import json, sys
+present, unsettled = [0, 0], 0
 for line in sys.stdin:
     name, _, dump = line.partition(" ")
     for e in json.loads(dump):
-        f = e.get("formatted")
-        if f is not None:
-            g = f["key"]["gen"]
+        v = e["formatted"]["value"]
+        if name == "zw_pairs":
+            p, same = [bool(v & 1), bool(v & 2)], bool(v & 1) == bool(v & 2)
+        elif name == "zw_zpairs":
+            p, same = [k != 0 for k in v["kinds"]], v["kinds"][0] == v["kinds"][1]
+        elif name == "zw_policy":
+            p, same = [s["rule_id"] != 0 for s in v["slot"]], v["slot"][0] == v["slot"][1]
         else:
-            off = 4 if name == "zw_cidrs" else 0
-            g = int.from_bytes(bytes(int(b, 16) for b in e["key"][off:off + 4]), "little")
-        n[g] += 1
-for g in sorted(n):
-    print(g, n[g])'
+            p = [s["zone"] != 0 and not (s["flags"] & 2) for s in v["slot"]]
+            same = v["slot"][0] == v["slot"][1]
+        for i in (0, 1):
+            present[i] += p[i]
+        unsettled += not same
+print(present[0], present[1], unsettled)'
 }
+
+# Digest of every entry (keys and both slots) of the two-slot maps: equal
+# before and after means nothing was written.
+rl_maps_dump() {
+	local m
+	for m in zw_endpoints zw_addrs zw_cidrs zw_policy zw_pairs zw_zpairs; do
+		bpftool -j map dump pinned "$ZW_PIN_DIR/$m" | "$ZW_PY" -c '
+import json, sys
+print(sorted(json.dumps(e, sort_keys=True) for e in json.load(sys.stdin)))'
+	done | sha256sum | cut -d" " -f1
+}
+
+# Entries of the active generation (present in its slot).
+rl_active_entries() {
+	local gen
+	gen=$(rl_active_gen)
+	rl_slots | awk -v s=$((gen & 1)) '{ print $(s + 1) }'
+}
+
+# Entries whose two slots differ.
+rl_unsettled() { rl_slots | awk '{ print $3 }'; }
 
 # Active generation according to the config map (zonewall status --json).
 rl_active_gen() { zw --json status | zw_json "d['active_generation']"; }
 
-# Asserts that the maps hold exactly one generation and that it is the active one.
+# Asserts that only the active generation is left in the maps: every entry
+# settled (both slots equal), nothing of an interrupted apply left.
 rl_assert_one_generation() {
-	local what=$1 gens active
-	gens=$(rl_generations)
-	active=$(rl_active_gen)
-	zw_assert "$what: only the active generation $active is left in the maps (found: $(echo "$gens" | tr '\n' ';'))" \
-		test "$(echo "$gens" | awk '{print $1}' | sort -u | tr -d '\n')" = "$active"
+	local what=$1 slots
+	slots=$(rl_slots)
+	zw_assert "$what: every map entry settled, only the active generation $(rl_active_gen) left (slot 0, slot 1, unsettled: $slots)" \
+		test "$(echo "$slots" | awk '{ print ($1 == $2 && $3 == 0) ? "yes" : "no" }')" = yes
 }
 
 # Starts `zonewall daemon --policy $1` (static inventory, no libvirt, the
