@@ -143,6 +143,8 @@ void print_apply(const Globals& g, const json& r) {
             << "): " << r["policy_entries"] << " policy entries, " << r["attached"] << "/"
             << r["endpoints"] << " interfaces enforced";
   if (r["detached"].get<size_t>()) std::cout << ", " << r["detached"] << " detached";
+  std::cout << "; map entries written " << r.value("entries_written", size_t{0}) << ", deleted "
+            << r.value("entries_deleted", size_t{0});
   if (r.value("via", "") == "daemon") std::cout << " (through the running daemon)";
   std::cout << "\n";
   for (const auto& w : r["warnings"]) std::cout << "warning: " << w.get<std::string>() << "\n";
@@ -231,6 +233,8 @@ int cmd_apply(const Globals& g, const std::string& policy_path, const std::strin
                   {"endpoints", rep->endpoints},
                   {"attached", rep->attached},
                   {"detached", rep->detached},
+                  {"entries_written", rep->entries_written},
+                  {"entries_deleted", rep->entries_deleted},
                   {"warnings", rep->warnings}});
   return kOk;
 }

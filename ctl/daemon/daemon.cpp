@@ -387,6 +387,8 @@ Result<std::optional<engine::ApplyReport>> Daemon::Impl::reconcile(const char* w
                            {"endpoints", std::to_string(rep->endpoints)},
                            {"attached", std::to_string(rep->attached)},
                            {"detached", std::to_string(rep->detached)},
+                           {"entries_written", std::to_string(rep->entries_written)},
+                           {"entries_deleted", std::to_string(rep->entries_deleted)},
                            {"took_us", us_since(t0)}});
   // A warning is logged when it appears, not on every reconcile after.
   std::set<std::string> now(rep->warnings.begin(), rep->warnings.end());
@@ -512,6 +514,8 @@ json Daemon::Impl::handle_apply(const json& req) {
           {"endpoints", r.endpoints},
           {"attached", r.attached},
           {"detached", r.detached},
+          {"entries_written", r.entries_written},
+          {"entries_deleted", r.entries_deleted},
           {"warnings", r.warnings},
           {"via", "daemon"}};
 }

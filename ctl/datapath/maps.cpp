@@ -65,6 +65,14 @@ Status ensure_bpffs(const std::string& pin_dir) {
   return {};
 }
 
+bool map_has_batch_ops(int fd) {
+  bpf_map_info info{};
+  uint32_t len = sizeof info;
+  if (bpf_obj_get_info_by_fd(fd, &info, &len) != 0) return false;
+  return info.type == BPF_MAP_TYPE_HASH || info.type == BPF_MAP_TYPE_PERCPU_HASH ||
+         info.type == BPF_MAP_TYPE_LRU_HASH || info.type == BPF_MAP_TYPE_ARRAY;
+}
+
 bool lookup_endpoint(int fd, uint32_t gen, uint32_t ifindex, zw_endpoint* out) {
   zw_endpoint_val v{};
   if (!map_lookup(fd, zw_endpoint_key{ifindex}, &v)) return false;

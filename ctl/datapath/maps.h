@@ -6,6 +6,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <string>
@@ -79,9 +80,21 @@ Result<std::vector<K>> map_keys(int fd) {
 
 // Every entry of a map: batched lookups where the map type has them (hash),
 // a key walk otherwise (LPM). A snapshot: concurrent changes may be missed.
+bool map_has_batch_ops(int fd);  // hash maps yes; the LPM trie no
+
 template <MapKey K, typename V>
 Result<std::vector<std::pair<K, V>>> map_entries(int fd) {
   std::vector<std::pair<K, V>> out;
+  if (!map_has_batch_ops(fd)) {
+    auto ks = map_keys<K>(fd);
+    if (!ks) return fail(std::move(ks.error()));
+    out.reserve(ks->size());
+    for (const K& k : *ks) {
+      V v{};
+      if (bpf_map_lookup_elem(fd, &k, &v) == 0) out.emplace_back(k, v);
+    }
+    return out;
+  }
   std::vector<K> keys;
   std::vector<V> vals;
   uint64_t token = 0;
@@ -96,27 +109,17 @@ Result<std::vector<std::pair<K, V>>> map_entries(int fd) {
     int rc = bpf_map_lookup_batch(fd, first ? nullptr : &token, &token, keys.data() + n,
                                   vals.data() + n, &count, &opts);
     int e = rc ? errno : 0;
-    keys.resize(n + count);
-    vals.resize(n + count);
+    if (rc != 0 && e != ENOENT) count = 0;  // only a completed or final batch counts
+    keys.resize(n + std::min(count, chunk));
+    vals.resize(keys.size());
     if (rc == 0) {
       first = false;
       continue;
     }
-    if (e == ENOENT) break;           // done
-    if (e == ENOSPC && count == 0) {  // one bucket holds more than a chunk
+    if (e == ENOENT) break;                   // done
+    if (e == ENOSPC && chunk < (1u << 20)) {  // one bucket holds more than a chunk
       chunk *= 2;
       continue;
-    }
-    if ((e == EINVAL || e == EOPNOTSUPP || e == ENOTSUP || e == 524 /* ENOTSUPP */) && first &&
-        keys.empty()) {
-      auto ks = map_keys<K>(fd);  // no batch ops for this map type
-      if (!ks) return fail(std::move(ks.error()));
-      out.reserve(ks->size());
-      for (const K& k : *ks) {
-        V v{};
-        if (bpf_map_lookup_elem(fd, &k, &v) == 0) out.emplace_back(k, v);
-      }
-      return out;
     }
     errno = e;
     return fail(Error::sys("bpf_map_lookup_batch"));
@@ -130,21 +133,16 @@ Result<std::vector<std::pair<K, V>>> map_entries(int fd) {
 // (BPF_MAP_UPDATE_BATCH; one update per entry where it has none).
 template <MapKey K, typename V>
 Status map_update_many(int fd, const std::vector<K>& keys, const std::vector<V>& vals) {
-  size_t done = 0;
-  while (done < keys.size()) {
-    uint32_t count = static_cast<uint32_t>(keys.size() - done);
+  if (keys.empty()) return {};
+  if (map_has_batch_ops(fd)) {
+    uint32_t count = static_cast<uint32_t>(keys.size());
     LIBBPF_OPTS(bpf_map_batch_opts, opts, .elem_flags = BPF_ANY);
-    if (bpf_map_update_batch(fd, keys.data() + done, vals.data() + done, &count, &opts) == 0)
-      return {};
-    int e = errno;
-    if (e != EINVAL && e != EOPNOTSUPP && e != ENOTSUP && e != 524) {
-      errno = e;
+    if (bpf_map_update_batch(fd, keys.data(), vals.data(), &count, &opts) != 0)
       return fail(Error::sys("bpf_map_update_batch"));
-    }
-    for (size_t i = done; i < keys.size(); ++i)
-      if (auto st = map_update(fd, keys[i], vals[i]); !st) return st;
     return {};
   }
+  for (size_t i = 0; i < keys.size(); ++i)
+    if (auto st = map_update(fd, keys[i], vals[i]); !st) return st;
   return {};
 }
 
@@ -152,24 +150,18 @@ Status map_update_many(int fd, const std::vector<K>& keys, const std::vector<V>&
 template <MapKey K>
 Status map_delete_many(int fd, const std::vector<K>& keys) {
   size_t done = 0;
-  while (done < keys.size()) {
-    uint32_t count = static_cast<uint32_t>(keys.size() - done);
-    LIBBPF_OPTS(bpf_map_batch_opts, opts);
-    if (bpf_map_delete_batch(fd, keys.data() + done, &count, &opts) == 0) return {};
-    int e = errno;
-    done += count;
-    if (e == ENOENT) {  // keys[done] is gone already: skip it
-      ++done;
-      continue;
+  if (map_has_batch_ops(fd)) {
+    while (done < keys.size()) {
+      uint32_t count = static_cast<uint32_t>(keys.size() - done);
+      LIBBPF_OPTS(bpf_map_batch_opts, opts);
+      if (bpf_map_delete_batch(fd, keys.data() + done, &count, &opts) == 0) return {};
+      if (errno != ENOENT) return fail(Error::sys("bpf_map_delete_batch"));
+      done += std::min<size_t>(count, keys.size() - done) + 1;  // keys[done] was gone already
     }
-    if (e != EINVAL && e != EOPNOTSUPP && e != ENOTSUP && e != 524) {
-      errno = e;
-      return fail(Error::sys("bpf_map_delete_batch"));
-    }
-    for (size_t i = done; i < keys.size(); ++i)
-      if (auto st = map_delete(fd, keys[i]); !st) return st;
     return {};
   }
+  for (const K& k : keys)
+    if (auto st = map_delete(fd, k); !st) return st;
   return {};
 }
 

@@ -46,29 +46,22 @@ struct SlotMap {
   slots::Plan<K, V> plan;
 
   Status before_flip(ApplyReport& rep) const {
-    if (auto st = dp::map_update_many(fd, plan.write_keys, plan.write_vals); !st)
-      return fail(std::move(st.error()).wrap(name));
-    count(rep, plan.write_keys.size(), 0);
-    if (auto st = dp::map_delete_many(fd, plan.drop_keys); !st)
-      return fail(std::move(st.error()).wrap(name));
-    count(rep, 0, plan.drop_keys.size());
-    return {};
+    return write(rep, plan.write_keys, plan.write_vals, plan.drop_keys);
   }
   Status after_flip(ApplyReport& rep) const {
-    if (auto st = dp::map_update_many(fd, plan.settle_keys, plan.settle_vals); !st)
-      return fail(std::move(st.error()).wrap(name));
-    count(rep, plan.settle_keys.size(), 0);
-    if (auto st = dp::map_delete_many(fd, plan.delete_keys); !st)
-      return fail(std::move(st.error()).wrap(name));
-    count(rep, 0, plan.delete_keys.size());
-    return {};
+    return write(rep, plan.settle_keys, plan.settle_vals, plan.delete_keys);
   }
-  void count(ApplyReport& rep, size_t written, size_t deleted) const {
-    rep.entries_written += written;
-    rep.entries_deleted += deleted;
+  Status write(ApplyReport& rep, const std::vector<K>& keys, const std::vector<V>& vals,
+               const std::vector<K>& dels) const {
     auto& c = rep.changes[name];
-    c.written += written;
-    c.deleted += deleted;
+    if (auto st = dp::map_update_many(fd, keys, vals); !st)
+      return fail(std::move(st.error()).wrap(name));
+    rep.entries_written += keys.size();
+    c.written += keys.size();
+    if (auto st = dp::map_delete_many(fd, dels); !st) return fail(std::move(st.error()).wrap(name));
+    rep.entries_deleted += dels.size();
+    c.deleted += dels.size();
+    return {};
   }
   // A failed apply: the inactive slots back as they were (best effort; the
   // next apply's plan re-settles whatever this leaves).
@@ -282,8 +275,30 @@ Result<ApplyReport> apply(const Paths& paths, const ApplyInput& in) {
   int from_tc = obj->prog_fd(dp::Prog::kFromVmTc);
   int from_xdp = obj->prog_fd(dp::Prog::kFromVmXdp);
   int to_tc = obj->prog_fd(dp::Prog::kToVmTc);
+  // An interface whose hooks already run these very programs (the daemon's
+  // instance, reused) is left alone: three queries instead of replacing
+  // three hooks.
+  const uint32_t from_tc_id = dp::prog_id_of_fd(from_tc), from_xdp_id = dp::prog_id_of_fd(from_xdp),
+                 to_tc_id = dp::prog_id_of_fd(to_tc);
+  auto hooked_already = [&](const DesiredEndpoint& e) {
+    if (!managed_before.count(e.ifindex)) return false;
+    int ifx = static_cast<int>(e.ifindex);
+    auto eg = dp::tc_prog_id(ifx, dp::TcHook::kEgress);
+    if (!eg || *eg != to_tc_id) return false;
+    auto ing = dp::tc_prog_id(ifx, dp::TcHook::kIngress);
+    auto xl = dp::xdp_link_info(paths.link_pin(e.ifindex));
+    if (!ing || !xl) return false;
+    if (e.attach == "xdp")
+      return *ing == 0 && xl->prog_id == from_xdp_id && xl->ifindex == e.ifindex;
+    return *ing == from_tc_id && xl->prog_id == 0;
+  };
   for (const auto& e : desired->endpoints) {
     if (e.ifindex == 0 || !in.attach) continue;
+    if (hooked_already(e)) {
+      ++rep.attached;
+      ++rep.hooks_unchanged;
+      continue;
+    }
     int ifx = static_cast<int>(e.ifindex);
     auto made = dp::ensure_clsact(ifx);
     Status st = made ? Status{} : fail(std::move(made.error()));

@@ -54,6 +54,7 @@ struct ApplyReport {
   size_t policy_entries = 0;
   size_t endpoints = 0;
   size_t attached = 0;
+  size_t hooks_unchanged = 0;  // of attached: already ran these programs, not touched
   size_t detached = 0;
   size_t flows_expired = 0;  // conntrack entries the sweep removed
   // Map entries this apply wrote and deleted (both halves: the new slots

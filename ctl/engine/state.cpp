@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -91,9 +92,141 @@ State from_json(const json& j) {
   }
   return s;
 }
+
+// The state file is written on every apply (10,000 endpoints: megabytes):
+// streamed straight to text, not through a JSON document. One object per
+// line inside the arrays, keys sorted as the document would have them.
+class Writer {
+ public:
+  std::string out;
+
+  void str(std::string_view v) {
+    out += '"';
+    for (unsigned char c : v) {
+      if (c == '"' || c == '\\') {
+        out += '\\';
+        out += static_cast<char>(c);
+      } else if (c < 0x20) {
+        char buf[8];
+        std::snprintf(buf, sizeof buf, "\\u%04x", c);
+        out += buf;
+      } else {
+        out += static_cast<char>(c);
+      }
+    }
+    out += '"';
+  }
+  void key(std::string_view k) {
+    sep();
+    str(k);
+    out += ':';
+    first_ = true;
+  }
+  void num(uint64_t v) {
+    sep();
+    out += std::to_string(v);
+  }
+  void boolean(bool v) {
+    sep();
+    out += v ? "true" : "false";
+  }
+  void string(std::string_view v) {
+    sep();
+    str(v);
+  }
+  void open(char c) {
+    sep();
+    out += c;
+    first_ = true;
+  }
+  void close(char c) {
+    out += c;
+    first_ = false;
+  }
+  void newline() { out += '\n'; }
+  template <typename T>
+  void field(std::string_view k, const T& v) {
+    key(k);
+    value(v);
+  }
+  void value(const std::string& v) { string(v); }
+  void value(uint32_t v) { num(v); }
+  void value(uint16_t v) { num(v); }
+  void value(bool v) { boolean(v); }
+  void value(const std::vector<std::string>& v) {
+    open('[');
+    for (const auto& x : v) string(x);
+    close(']');
+  }
+  template <typename V>
+  void value(const std::map<std::string, V>& m) {
+    open('{');
+    for (const auto& [k, v] : m) field(k, v);
+    close('}');
+  }
+
+ private:
+  void sep() {
+    if (!first_) out += ',';
+    first_ = false;
+  }
+  bool first_ = true;
+};
+
 }  // namespace
 
-std::string state_to_json(const State& s, int indent) { return to_json(s).dump(indent); }
+std::string state_to_json(const State& s, int indent) {
+  if (indent >= 0) return to_json(s).dump(indent);
+  Writer w;
+  w.open('{');
+  w.field("applied_at", s.applied_at);
+  w.field("defaults", s.defaults);
+  w.key("endpoints");
+  w.open('[');
+  for (const auto& e : s.endpoints) {
+    w.newline();
+    w.open('{');
+    w.field("addrs", e.addrs);
+    w.field("allowed", e.allowed);
+    w.field("attach", e.attach);
+    w.field("created_clsact", e.created_clsact);
+    w.field("id", e.id);
+    w.field("ifindex", e.ifindex);
+    w.field("ifname", e.ifname);
+    w.field("key", e.key);
+    w.field("mac", e.mac);
+    w.field("uuid", e.vm_uuid);
+    w.field("vm", e.vm_name);
+    w.field("zone", e.zone);
+    w.close('}');
+  }
+  w.close(']');
+  w.newline();
+  w.field("generation", s.generation);
+  w.field("inventory_source", s.inventory_source);
+  w.field("policy_files", s.policy_files);
+  w.field("policy_source", s.policy_source);
+  w.key("rule_ids");
+  w.value(s.rule_ids);
+  w.newline();
+  w.key("rules");
+  w.open('[');
+  for (const auto& r : s.rules) {
+    w.newline();
+    w.open('{');
+    w.field("action", r.action);
+    w.field("id", r.id);
+    w.field("name", r.name);
+    w.field("summary", r.summary);
+    w.close('}');
+  }
+  w.close(']');
+  w.newline();
+  w.field("version", uint32_t{1});
+  w.field("zones", s.zones);
+  w.close('}');
+  return std::move(w.out);
+}
 
 Result<std::optional<State>> read_state(const Paths& paths) {
   std::ifstream in(paths.state_file());
@@ -117,7 +250,7 @@ Status write_state(const Paths& paths, const State& s) {
   std::string tmp = paths.state_file() + ".tmp";
   {
     std::ofstream out(tmp, std::ios::trunc);
-    out << state_to_json(s) << '\n';
+    out << state_to_json(s, -1) << '\n';
     out.flush();
     if (!out) return fail(Error::sys("write " + tmp));
   }

@@ -66,6 +66,8 @@ struct State {
 Result<std::optional<State>> read_state(const Paths& paths);
 Status write_state(const Paths& paths, const State& s);  // atomic (tmp + rename)
 
+// indent < 0: the compact form the state file uses (streamed, one array
+// element per line); otherwise pretty-printed through a JSON document.
 std::string state_to_json(const State& s, int indent = 2);
 
 // Exclusive lock on the pin directory for state-changing commands (flock on

@@ -55,8 +55,8 @@ mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
 
 case $MODE in
   smoke) SECS=0.5; TCP_SECS=1; RR_SECS=1; RULES="10 1000"; TAP_TRIALS=3; CTRL_VMS=400; CTRL_RULES=1000; CTRL_ZONES=100 ;;
-  quick) SECS=1.5; TCP_SECS=3; RR_SECS=2; RULES="10 1000 10000"; TAP_TRIALS=5; CTRL_VMS=4000; CTRL_RULES=10000; CTRL_ZONES=1000 ;;
-  full)  SECS=3; TCP_SECS=8; RR_SECS=5; RULES="10 1000 10000"; TAP_TRIALS=20; CTRL_VMS=4000; CTRL_RULES=10000; CTRL_ZONES=1000 ;;
+  quick) SECS=1.5; TCP_SECS=3; RR_SECS=2; RULES="10 1000 10000"; TAP_TRIALS=5; CTRL_VMS=10000; CTRL_RULES=10000; CTRL_ZONES=1000 ;;
+  full)  SECS=3; TCP_SECS=8; RR_SECS=5; RULES="10 1000 10000"; TAP_TRIALS=20; CTRL_VMS=10000; CTRL_RULES=10000; CTRL_ZONES=1000 ;;
 esac
 
 ID="zwb$$"
@@ -278,7 +278,7 @@ if [[ ,$ONLY, == *,control,* ]]; then
   # The CLI as users run it, with /usr/bin/time: wall time and peak RSS.
   printf 'cli\tcommand\tvms\texit\tseconds\tmax_rss_kb\tmessage\n' > "$OUT/cli.tsv"
   ip netns add "$ID-c"
-  for vms in 10000 "$CTRL_VMS"; do
+  for vms in $(printf "%s\n" 10000 "$CTRL_VMS" | sort -un); do
     "$ZWB" gen --zones "$CTRL_ZONES" --vms "$vms" --rules "$CTRL_RULES" --out "$TMP/cli$vms"
     for cmd in check apply; do
       set +e
