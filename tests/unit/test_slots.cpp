@@ -52,8 +52,9 @@ struct Sim {
       auto it = m.find(p.write_keys[i]);
       typename T::Slot a = it == m.end() ? typename T::Slot{} : T::get(it->second, active);
       typename T::Slot na = T::get(p.write_vals[i], active);
-      if (it != m.end())
+      if (it != m.end()) {
         EXPECT_EQ(std::memcmp(&a, &na, sizeof a), 0) << "the active slot changed before the flip";
+      }
       m[p.write_keys[i]] = p.write_vals[i];
     }
     for (const auto& k : p.drop_keys) {
