@@ -15,9 +15,12 @@ static __always_inline int zw_mac_eq(const __u8 *a, const __u8 *b)
 	       a[3] == b[3] && a[4] == b[4] && a[5] == b[5];
 }
 
+/* IPv4 is stored IPv4-mapped (::ffff:a.b.c.d): all 96 bits of the prefix,
+ * or an IPv6 address like 2001:db8::ffff:e000:1 passes for IPv4 multicast
+ * (found by the datapath fuzzer). */
 static __always_inline int zw_is_v4(const __u8 *a)
 {
-	return a[10] == 0xff && a[11] == 0xff;
+	return zw_is_v4_mapped(a);
 }
 
 static __always_inline int zw_is_v4_any(const __u8 *a)

@@ -810,6 +810,33 @@ TEST_F(DatapathTest, AnIpv6CidrZoneDoesNotClaimIpv4) {
   ASSERT_TRUE(back.has_value()) << back.error().str();
 }
 
+TEST_F(DatapathTest, Ipv6UnicastThatEndsLikeMappedIpv4MulticastIsUnicast) {
+  // Found by the datapath fuzzer: an IPv6 address with ffff in its bytes
+  // 10-11 and 224 or more in byte 12 (2001:db8:1::ffff:e000:1) was taken
+  // for IPv4 multicast: delivered to a VM it is not for, and judged
+  // against the world instead of its own zone (office), with no flow.
+  std::string policy = kPolicy;
+  policy.insert(
+      policy.find(R"(    {"name": "db-web-deny")"),
+      R"(    {"name": "web-world", "from": "web", "to": "world", "proto": "tcp", "action": "allow"},
+)");
+  auto rep = apply_text(policy);
+  ASSERT_TRUE(rep.has_value()) << rep.error().str();
+  const char* odd = "2001:db8:1::ffff:e000:1";
+  EXPECT_OUTCOME(to_vm("zwdA", test::ip("fd00::2", odd, kUdp, test::udp(48500, 53))), false,
+                 "drop_not_for_vm", "");
+  EXPECT_OUTCOME(from_vm("zwdA", test::ip("fd00::1", odd, kTcp, test::tcp(48501, 443))), false,
+                 "drop_policy", "default:inter_zone");
+  EXPECT_OUTCOME(
+      from_vm("zwdA", test::ip("fd00::1", "2001:db8:2::ffff:e000:1", kTcp, test::tcp(48502, 443))),
+      true, "pass_new", "web-world");
+  // As a source it is unicast too: office may reach web on 80, as a flow.
+  EXPECT_OUTCOME(to_vm("zwdA", test::ip(odd, "fd00::1", kTcp, test::tcp(48503, 80))), true,
+                 "pass_new", "office-web-http");
+  auto back = apply_text(kPolicy);
+  ASSERT_TRUE(back.has_value()) << back.error().str();
+}
+
 TEST_F(DatapathTest, ClosedTcpConnectionsLeaveConntrackInSeconds) {
   auto maps = datapath::open_pinned_maps(paths_.pin_dir);
   ASSERT_TRUE(maps.has_value());

@@ -81,12 +81,14 @@ const std::vector<CidrPool> kCidrs = {
     {"203.0.113.0/24", {"203.0.113.5"}},
     {"10.7.0.0/16", {"10.7.200.1", "10.7.0.1"}},  // covers the VMs' own addresses
     {"0.0.0.0/0", {"8.8.8.8"}},
-    {"2001:db8:1::/48", {"2001:db8:1::9", "2001:db8:1:8000::1"}},
+    // ...::ffff:e000:1 ends like IPv4-mapped multicast (a datapath fuzzer finding).
+    {"2001:db8:1::/48", {"2001:db8:1::9", "2001:db8:1:8000::1", "2001:db8:1::ffff:e000:1"}},
     {"2001:db8:1:8000::/49", {"2001:db8:1:8000::1"}},
     {"fd07::/16", {"fd07:ffff::1"}},
     {"::/0", {"2606:4700::1"}},  // all of IPv6, none of IPv4
 };
-const std::vector<const char*> kWorld = {"192.0.2.9", "8.8.8.8", "2001:db8:ff::9", "2606:4700::1"};
+const std::vector<const char*> kWorld = {"192.0.2.9", "8.8.8.8", "2001:db8:ff::9", "2606:4700::1",
+                                         "2001:db8:ff::ffff:ffff:ffff"};
 const std::vector<const char*> kSpecial = {"0.0.0.0", "255.255.255.255", "224.0.0.251",
                                            "::",      "ff02::1",         "ff02::1:ff00:1",
                                            "fe80::1", "127.0.0.1"};
