@@ -15,7 +15,6 @@
 #include "datapath/maps.h"
 #include "engine/desired.h"
 #include "engine/inspect.h"
-#include "policy/compile.h"
 #include "zonewall/abi/zonewall.h"
 
 namespace zw::engine {
@@ -125,6 +124,27 @@ zw_verdict live_judge(const dp::Maps& m, uint32_t gen, uint16_t sz, uint16_t dz,
 }
 
 }  // namespace
+
+model::World desired_world(const policy::Policy& p, const Desired& d) {
+  model::World w;
+  w.policy = &p;
+  for (const auto& de : d.endpoints) {
+    model::Endpoint e{.ifname = de.ep.ifname, .zone = de.zone, .mac = de.ep.mac};
+    for (const auto& a : de.ep.addrs) e.addrs.push_back(model::Ip::from(a));
+    for (const auto& a : de.ep.allowed) e.allowed.push_back(model::Ip::from(a));
+    w.endpoints.push_back(std::move(e));
+  }
+  return w;
+}
+
+FlowJudgement judge_flow(const model::World& w, const net::Addr& src, const net::Addr& dst,
+                         uint8_t proto, uint16_t port) {
+  FlowJudgement j;
+  j.src_zone = model::zone_of(w, model::Ip::from(src));
+  j.dst_zone = model::zone_of(w, model::Ip::from(dst));
+  j.answer = model::decide(*w.policy, j.src_zone, j.dst_zone, proto, port);
+  return j;
+}
 
 json diff_rules(const std::vector<RuleInfo>& before, const std::vector<RuleInfo>& after) {
   std::map<std::string, const RuleInfo*> b, a;
@@ -281,31 +301,9 @@ Result<json> plan(const Paths& paths, const policy::Policy& p, const std::string
   }
 
   // ---- established flows the new policy cuts ----
-  std::map<net::Addr, uint16_t> new_addr_zone;
-  for (const auto& [k, v] : d->addrs) new_addr_zone[addr_of(k.addr)] = v.zone;
-  auto new_zone_of = [&](const net::Addr& a) -> uint16_t {
-    if (auto it = new_addr_zone.find(a); it != new_addr_zone.end()) return it->second;
-    int best = -1;
-    uint16_t z = ZW_ZONE_WORLD;
-    for (const auto& [k, v] : d->cidrs) {
-      int bits = static_cast<int>(k.prefixlen) - 32;
-      bool in = true;
-      for (int i = 0; i < bits && in; ++i) {
-        uint8_t mask = 0x80 >> (i % 8);
-        in = (a.bytes[i / 8] & mask) == (k.addr[i / 8] & mask);
-      }
-      if (in && bits > best) {
-        best = bits;
-        z = v.zone;
-      }
-    }
-    return z;
-  };
-  std::map<uint16_t, std::string> new_zone_name;
-  for (const auto& [n, id] : d->ids.zone) new_zone_name[id] = n;
-  std::map<uint32_t, std::string> live_rule_names, new_rule_names;
+  const model::World world = desired_world(p, *d);
+  std::map<uint32_t, std::string> live_rule_names;
   for (const auto& r : live.rules) live_rule_names[r.id] = r.name;
-  for (const auto& [n, id] : d->ids.rule) new_rule_names[id] = n;
   std::map<net::Addr, std::string> vm_of;
   for (const auto& e : live.endpoints)
     for (const auto& a : e.addrs)
@@ -329,20 +327,19 @@ Result<json> plan(const Paths& paths, const policy::Policy& p, const std::string
                                k.proto, e.policy_port);
     if (lv.action != ZW_ACT_ALLOW && !(lv.flags & ZW_VF_AUDIT)) continue;  // already dead
     ++tracked;
-    uint16_t sz = new_zone_of(s), dz = new_zone_of(t);
-    zw_verdict v = policy::evaluate(p, d->ids, sz, dz, k.proto, e.policy_port);
-    if (v.action == ZW_ACT_ALLOW || (v.flags & ZW_VF_AUDIT)) continue;
-    auto side = [&](const net::Addr& a, uint16_t port, uint16_t z) {
-      json j{{"address", a.str()}, {"zone", new_zone_name.count(z) ? new_zone_name[z] : "?"}};
+    const FlowJudgement v = judge_flow(world, s, t, k.proto, e.policy_port);
+    if (!v.cut()) continue;
+    auto side = [&](const net::Addr& a, uint16_t port, const std::string& z) {
+      json j{{"address", a.str()}, {"zone", z}};
       if (k.proto == 6 || k.proto == 17 || k.proto == 132) j["port"] = ntohs(port);
       if (auto it = vm_of.find(a); it != vm_of.end()) j["vm"] = it->second;
       return j;
     };
     json f{{"proto", proto_str(k.proto)},
-           {"src", side(s, k.sport, sz)},
-           {"dst", side(t, k.dport, dz)},
+           {"src", side(s, k.sport, v.src_zone)},
+           {"dst", side(t, k.dport, v.dst_zone)},
            {"allowed_by", rule_name(e.rule_id, live_rule_names)},
-           {"cut_by", rule_name(v.rule_id, new_rule_names)}};
+           {"cut_by", v.answer.rule.str()}};
     if (k.proto == 1 || k.proto == 58) f["icmp_type"] = e.policy_port;
     cut.push_back(f);
   }

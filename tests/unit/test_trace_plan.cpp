@@ -1,6 +1,7 @@
 // Pure parts of trace, test and plan: expectation files (and their
 // file + JSON pointer errors), the frames trace builds, plan's rule and
-// endpoint diffs and its human rendering.
+// endpoint diffs, how it judges established flows (the reference model)
+// and its human rendering.
 #include <gtest/gtest.h>
 
 #include <string>
@@ -8,6 +9,8 @@
 #include "engine/expect.h"
 #include "engine/plan.h"
 #include "engine/trace.h"
+#include "inventory/static_json.h"
+#include "policy/json.h"
 
 namespace zw::engine {
 namespace {
@@ -196,6 +199,82 @@ TEST(Plan, EndpointDiff) {
                 R"([{"vm": "web-1", "ifname": "vnet-web-1", "from": "web", "to": "quarantine"}])"));
   EXPECT_EQ(d["added"], json::parse(R"([{"vm": "web-9", "ifname": "vnet-web-9", "zone": "web"}])"));
   EXPECT_EQ(d["removed"], json::parse(R"([{"vm": "old", "ifname": "vnet-old", "zone": "db"}])"));
+}
+
+// Which established flows the new policy cuts is the reference model's
+// answer over the desired endpoints: zones of own addresses, allowed
+// address pairs (VIPs) and CIDRs of the address's own family, first match
+// over ports, ranges, ICMP types, protocol numbers and `*`, defaults, and
+// audit (a deny that only audits keeps the flow).
+TEST(Plan, FlowsAreJudgedByTheModel) {
+  auto p = policy::parse(R"({"version": 1,
+    "defaults": {"intra_zone": "allow", "inter_zone": "deny"},
+    "zones": {"web": {"vms": ["web-*"]}, "db": {"vms": ["db-*"]},
+              "lab": {"vms": ["lab-*"], "mode": "audit"},
+              "office": {"cidrs": ["198.51.100.0/24"]},
+              "v6all": {"cidrs": ["::/0"]}},
+    "rules": [
+      {"name": "pg", "from": "web", "to": "db", "proto": "tcp", "ports": [5432, "8000-8999"], "action": "allow"},
+      {"name": "office-vip", "from": "office", "to": "lab", "proto": "tcp", "ports": [80], "action": "allow"},
+      {"name": "v6-db", "from": "v6all", "to": "db", "proto": "tcp", "ports": [5432], "action": "allow"},
+      {"name": "ping", "from": "*", "to": "*", "proto": "icmp", "icmp_types": [8], "action": "allow"},
+      {"name": "gre", "from": "web", "to": "db", "proto": 47, "action": "allow"},
+      {"name": "no-db-web", "from": "db", "to": "web", "action": "deny"}
+    ]})",
+                         "new.json");
+  ASSERT_TRUE(p) << p.error().str();
+  auto inv = inventory::parse_static(R"({"vms": [
+    {"name": "web-1", "interfaces": [{"name": "vnet0", "ips": ["10.1.0.1", "fd00::1"]}]},
+    {"name": "db-1", "interfaces": [{"name": "vnet1", "ips": ["10.1.0.2", "fd00::2"]}]},
+    {"name": "lab-1", "interfaces": [{"name": "vnet2", "ips": ["10.1.0.3"], "allowed_addresses": ["10.1.0.100"]}]}
+  ]})",
+                                     "inv.json");
+  ASSERT_TRUE(inv) << inv.error().str();
+  auto d = build_desired(*p, *inv, std::nullopt, "tc", [](const std::string&) { return 0u; });
+  ASSERT_TRUE(d) << d.error().str();
+  const model::World w = desired_world(*p, *d);
+  struct Case {
+    const char *src, *dst;
+    uint8_t proto;
+    uint16_t port;
+    const char *src_zone, *dst_zone, *rule;
+    bool cut;
+  };
+  const Case cases[] = {
+      {"10.1.0.1", "10.1.0.2", 6, 5432, "web", "db", "pg", false},
+      {"10.1.0.1", "10.1.0.2", 6, 8999, "web", "db", "pg", false},
+      {"10.1.0.1", "10.1.0.2", 6, 9000, "web", "db", "default:inter_zone", true},
+      {"10.1.0.1", "10.1.0.2", 17, 5432, "web", "db", "default:inter_zone", true},
+      {"10.1.0.1", "10.1.0.2", 47, 0, "web", "db", "gre", false},
+      {"10.1.0.2", "10.1.0.1", 6, 5432, "db", "web", "no-db-web", true},
+      {"fd00::1", "fd00::1", 6, 22, "web", "web", "default:intra_zone", false},
+      // The VIP is lab's; an office address reaches it on 80 only.
+      {"198.51.100.7", "10.1.0.100", 6, 80, "office", "lab", "office-vip", false},
+      {"198.51.100.7", "10.1.0.1", 6, 80, "office", "web", "default:inter_zone", true},
+      // An IPv6 ::/0 zone covers IPv6 addresses only: IPv4 is the world's.
+      {"2001:db8::9", "fd00::2", 6, 5432, "v6all", "db", "v6-db", false},
+      {"192.0.2.9", "10.1.0.2", 6, 5432, "world", "db", "default:inter_zone", true},
+      {"192.0.2.9", "10.1.0.2", 1, 8, "world", "db", "ping", false},
+      {"192.0.2.9", "10.1.0.2", 1, 13, "world", "db", "default:inter_zone", true},
+      // lab audits: a deny into or out of it keeps the flow.
+      {"10.1.0.2", "10.1.0.3", 6, 22, "db", "lab", "default:inter_zone", false},
+  };
+  for (const auto& c : cases) {
+    auto j = judge_flow(w, *net::parse_addr(c.src), *net::parse_addr(c.dst), c.proto, c.port);
+    SCOPED_TRACE(std::string(c.src) + " -> " + c.dst + " proto " + std::to_string(c.proto) +
+                 " port " + std::to_string(c.port));
+    EXPECT_EQ(j.src_zone, c.src_zone);
+    EXPECT_EQ(j.dst_zone, c.dst_zone);
+    EXPECT_EQ(j.answer.rule.str(), c.rule);
+    EXPECT_EQ(j.cut(), c.cut);
+    // The answer is the model's, as the differential test knows it.
+    auto m =
+        model::decide(*p, model::zone_of(w, model::Ip::from(*net::parse_addr(c.src))),
+                      model::zone_of(w, model::Ip::from(*net::parse_addr(c.dst))), c.proto, c.port);
+    EXPECT_EQ(j.answer.rule, m.rule);
+    EXPECT_EQ(j.answer.allow, m.allow);
+    EXPECT_EQ(j.answer.audit, m.audit);
+  }
 }
 
 TEST(Plan, HumanFormat) {
