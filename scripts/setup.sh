@@ -9,7 +9,7 @@ PKGS=(
   libnl-3-dev libnl-route-3-dev nlohmann-json3-dev libcli11-dev
   libvirt-dev libxml2-dev libvirt-clients libvirt-daemon
   libgtest-dev libgmock-dev libcpp-httplib-dev prometheus
-  clang-16 libclang-rt-16-dev
+  clang-16 libclang-rt-16-dev ninja-build
   iproute2 iputils-ping ethtool netcat-openbsd socat tcpdump iperf3 util-linux
   python3 python3-scapy python3-pytest python3-matplotlib time
   nftables iptables netsniff-ng
