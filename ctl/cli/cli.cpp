@@ -208,19 +208,29 @@ int cmd_apply(const Globals& g, const std::string& policy_path, const std::strin
     return report(
         g,
         Error::invalid("apply: give --inventory FILE and/or --libvirt URI (no daemon is running)"));
-  auto inv = inventory::gather(libvirt, inv_path);
-  if (!inv) return report(g, inv.error());
   if (auto st = datapath::ensure_bpffs(paths.pin_dir); !st) return report(g, st.error());
   auto lock = engine::PinLock::acquire(paths.pin_dir);
   if (!lock) return report(g, lock.error());
+  // The programs load (verifier) while the inventory is read and the
+  // desired state is built; a failure before the flip unpins what a first
+  // load created.
+  auto programs = engine::ProgramLoad::start(paths);
+  auto inv = inventory::gather(libvirt, inv_path);
+  if (!inv) {
+    programs.reset();
+    ::rmdir(paths.pin_dir.c_str());
+    return report(g, inv.error());
+  }
   engine::ApplyInput in{.policy = &*p,
                         .inventory = &inv->inventory,
+                        .preload = programs.get(),
                         .policy_source = absolute(policy_path),
                         .inventory_source = inv->source,
                         .default_attach = attach,
                         .keep_hooked = {}};
   auto rep = engine::apply(paths, in);
   if (!rep) {
+    programs.reset();
     ::rmdir(paths.pin_dir.c_str());  // a refused first apply leaves no empty pin dir
     return report(g, rep.error());
   }

@@ -121,7 +121,7 @@ Result<Object> Object::load(const std::string& pin_dir, const LoadOptions& opts)
     std::filesystem::create_directories(pin_dir, ec);
     if (ec) return fail(Error(ErrorKind::kSystem, "create " + pin_dir, ec.value()));
   }
-  if (opts.pin_progs)
+  if (opts.create_maps || opts.pin_progs)
     for (const char* sub : {"/progs", "/links"}) {
       std::filesystem::create_directories(pin_dir + sub, ec);
       if (ec) return fail(Error(ErrorKind::kSystem, "create " + pin_dir + sub, ec.value()));
@@ -140,8 +140,10 @@ Result<Object> Object::load(const std::string& pin_dir, const LoadOptions& opts)
   static_assert(std::size(maps) == std::size(kMapNames));
   if (auto st = check_pinned_layout(maps, std::size(maps), pin_dir); !st)
     return fail(std::move(st.error()));
+  obj.created_maps_ = true;
   for (size_t i = 0; i < std::size(maps); ++i) {
     std::string path = pin_dir + "/" + kMapNames[i];
+    if (std::filesystem::exists(path, ec)) obj.created_maps_ = false;
     if (!opts.create_maps && !std::filesystem::exists(path, ec))
       return fail(Error(ErrorKind::kNotFound,
                         "no zonewall maps pinned at " + path + " (nothing applied?)", ENOENT));
@@ -155,14 +157,26 @@ Result<Object> Object::load(const std::string& pin_dir, const LoadOptions& opts)
     return fail(
         Error(ErrorKind::kSystem, "load BPF programs (libbpf/verifier log follows)\n" + log, -err));
   }
+  if (opts.pin_progs)
+    if (auto st = obj.pin_programs(pin_dir); !st) return fail(std::move(st.error()));
+  return obj;
+}
+
+Status Object::pin_programs(const std::string& pin_dir) const {
   for (Prog p : kAllProgs) {
-    if (!opts.pin_progs) break;
     std::string path = pin_dir + "/progs/" + prog_name(p);
     ::unlink(path.c_str());
-    if (bpf_program__pin(prog_of(obj.skel_.get(), p), path.c_str()) != 0)
+    if (bpf_program__pin(prog_of(skel_.get(), p), path.c_str()) != 0)
       return fail(Error::sys("pin " + path));
   }
-  return obj;
+  return {};
+}
+
+void Object::unpin_created(const std::string& pin_dir) const {
+  if (!created_maps_) return;
+  for (const char* name : kMapNames) ::unlink((pin_dir + "/" + name).c_str());
+  for (Prog p : kAllProgs) ::unlink((pin_dir + "/progs/" + prog_name(p)).c_str());
+  for (const char* sub : {"/progs", "/links", ""}) ::rmdir((pin_dir + sub).c_str());
 }
 
 int Object::prog_fd(Prog p) const { return bpf_program__fd(prog_of(skel_.get(), p)); }

@@ -40,9 +40,19 @@ class Object {
   int prog_fd(Prog p) const;
   Result<Maps> maps() const;  // duplicated fds, independent of this object
 
+  // This load created and pinned the maps (none was pinned before it): a
+  // first apply. If that apply then fails, unpin_created() removes the map
+  // and program pins again, so a refused first apply leaves nothing behind.
+  bool created_maps() const { return created_maps_; }
+  void unpin_created(const std::string& pin_dir) const;
+  // Pins the programs under pin_dir/progs/, replacing the pins of the
+  // instance before (what `status` compares the attached programs with).
+  Status pin_programs(const std::string& pin_dir) const;
+
  private:
   explicit Object(zonewall_bpf* s) : skel_(s) {}
   std::unique_ptr<zonewall_bpf, SkelDeleter> skel_;
+  bool created_maps_ = false;
 };
 
 // A pinned program by path (for test runs and inspection).

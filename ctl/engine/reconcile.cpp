@@ -201,6 +201,32 @@ class PhaseClock {
   std::chrono::steady_clock::time_point t_;
 };
 
+std::unique_ptr<ProgramLoad> ProgramLoad::start(const Paths& paths) {
+  std::unique_ptr<ProgramLoad> l(new ProgramLoad(paths.pin_dir));
+  l->pending_ = std::async(std::launch::async, [dir = paths.pin_dir] {
+    return dp::Object::load(dir, {.pin_progs = false});
+  });
+  return l;
+}
+
+Result<const dp::Object*> ProgramLoad::get() {
+  if (!done_) done_.emplace(pending_.get());
+  if (!*done_) return fail(done_->error());
+  return &**done_;
+}
+
+Status ProgramLoad::commit() {
+  committed_ = true;
+  auto o = get();
+  if (!o) return fail(o.error());
+  return (*o)->pin_programs(pin_dir_);
+}
+
+ProgramLoad::~ProgramLoad() {
+  if (!done_ && pending_.valid()) done_.emplace(pending_.get());
+  if (!committed_ && done_ && *done_) (*done_)->unpin_created(pin_dir_);
+}
+
 Result<ApplyReport> apply(const Paths& paths, const ApplyInput& in) {
   ApplyReport rep;
   PhaseClock clock(rep);
@@ -215,13 +241,17 @@ Result<ApplyReport> apply(const Paths& paths, const ApplyInput& in) {
   rep.warnings = desired->warnings;
   clock.lap("desired");
 
-  std::optional<dp::Object> loaded;
+  std::unique_ptr<ProgramLoad> own_load;
+  ProgramLoad* load = in.programs ? nullptr : in.preload;
+  if (!in.programs && !load) {
+    own_load = ProgramLoad::start(paths);
+    load = own_load.get();
+  }
   const dp::Object* obj = in.programs;
-  if (!obj) {
-    auto o = dp::Object::load(paths.pin_dir);
+  if (load) {
+    auto o = load->get();
     if (!o) return fail(std::move(o.error()).wrap("apply"));
-    loaded.emplace(std::move(*o));
-    obj = &*loaded;
+    obj = *o;
   }
   auto maps = obj->maps();
   clock.lap("programs");
@@ -344,6 +374,8 @@ Result<ApplyReport> apply(const Paths& paths, const ApplyInput& in) {
   test_pause_at("after-write");
   if (in.observe) in.observe("after-write");
   cfg->set_active_gen(gen);
+  if (load)
+    if (auto st = load->commit(); !st) rep.warnings.push_back("pin programs: " + st.error().str());
   test_pause_at("after-flip");
   if (in.observe) in.observe("after-flip");
   rep.generation = gen;

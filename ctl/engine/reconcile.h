@@ -6,7 +6,10 @@
 #pragma once
 
 #include <functional>
+#include <future>
 #include <map>
+#include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -18,6 +21,32 @@
 
 namespace zw::engine {
 
+// A new instance of the programs, loading on another thread: the verifier
+// and the maps' creation take hundreds of milliseconds, which the CLI
+// overlaps with reading the inventory, the state file and building the
+// desired state (start it once the pin lock is held; apply() waits for it).
+// Its programs are pinned only when an apply commits it. Unless one does (its generation flipped),
+// a load that created the maps (a first apply) unpins them again when it is destroyed: a refused
+// first apply leaves nothing pinned.
+class ProgramLoad {
+ public:
+  static std::unique_ptr<ProgramLoad> start(const Paths& paths);
+  ~ProgramLoad();
+  ProgramLoad(const ProgramLoad&) = delete;
+  ProgramLoad& operator=(const ProgramLoad&) = delete;
+
+  Result<const datapath::Object*> get();  // waits for the load
+  // The apply flipped its generation: keep the maps, pin the programs.
+  Status commit();
+
+ private:
+  explicit ProgramLoad(std::string pin_dir) : pin_dir_(std::move(pin_dir)) {}
+  std::string pin_dir_;
+  std::future<Result<datapath::Object>> pending_;
+  std::optional<Result<datapath::Object>> done_;
+  bool committed_ = false;
+};
+
 struct ApplyInput {
   const policy::Policy* policy = nullptr;
   const inventory::Inventory* inventory = nullptr;
@@ -25,6 +54,9 @@ struct ApplyInput {
   // build replaces the old one). The daemon passes the instance it loaded
   // once at start, so an event costs map writes, not a verifier run.
   const datapath::Object* programs = nullptr;
+  // Without `programs`: a load already under way (ProgramLoad::start), or
+  // null to load here.
+  ProgramLoad* preload = nullptr;
   std::string policy_source;
   std::string inventory_source;
   std::string default_attach = "tc";

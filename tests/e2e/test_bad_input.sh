@@ -63,6 +63,32 @@ zw_assert "all 4 endpoints still enforced ($n)" test "$n" = 4
 expect_allow web-1 db-1 tcp/5432 4
 expect_deny web-1 db-1 tcp/5433 4
 
+# A refused FIRST apply (fresh pin directory) leaves nothing pinned: the
+# programs load while the inventory and the desired state are read, and a
+# refusal after that unpins the maps the load created. An address one VM
+# owns and another claims as an allowed address (VIP) is refused while the
+# desired state is built; a duplicate own address, while the inventory is
+# read.
+fresh=$ZW_PIN_DIR-fresh
+"$ZW_PY" - "$inv" "$ZW_TMP" <<'EOF2' || zw_die "could not make the conflicting inventories"
+import json, sys
+inv = json.load(open(sys.argv[1]))
+ifs = [i for vm in inv["vms"] for i in vm["interfaces"] if i.get("ips")]
+ifs[1]["allowed_addresses"] = [ifs[0]["ips"][0]]
+json.dump(inv, open(sys.argv[2] + "/inventory-vipowned.json", "w"))
+del ifs[1]["allowed_addresses"]
+ifs[1]["ips"] = list(ifs[0]["ips"])
+json.dump(inv, open(sys.argv[2] + "/inventory-dupaddr.json", "w"))
+EOF2
+for bad in inventory-vipowned.json inventory-dupaddr.json inventory-utf8.json; do
+	rc=0
+	out=$(nsenter --net="/run/netns/$ZW_HOSTNS" "$ZONEWALL" --pin-dir "$fresh" apply "$ZW_POLICY_LAB" \
+		--inventory "$ZW_TMP/$bad" 2>&1) || rc=$?
+	zw_assert "first apply with $bad refused: exit 3 (got $rc: ${out:0:200})" test "$rc" = 3
+	zw_assert "first apply with $bad refused: nothing left under $fresh ($(ls -R "$fresh" 2>&1 | head -5))" \
+		test ! -e "$fresh"
+done
+
 zw_assert "zonewall down exits 0" zw down
 zw_assert_detached down
 zw_summary
