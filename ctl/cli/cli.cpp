@@ -31,6 +31,7 @@
 #include "policy/compile.h"
 #include "policy/json.h"
 #include "util/log.h"
+#include "util/text.h"
 
 namespace zw::cli {
 
@@ -60,12 +61,28 @@ int exit_for(const Error& e) {
   return kSystemError;
 }
 
+// Names in text output (VM names from libvirt, interface names from the
+// kernel, zone and rule names): never raw control bytes on a terminal.
+std::string txt(const json& v) {
+  return text::printable(v.is_string() ? v.get_ref<const std::string&>() : v.dump());
+}
+std::string txt(const std::string& v) { return text::printable(v); }
+
 // Prints an error (stderr, or a JSON object on stdout with --json) and
 // returns the matching exit status.
 int report(const Globals& g, const Error& e) {
+  // Messages quote names from files, libvirt and the kernel: escaped line
+  // by line (the line breaks are the message's own).
+  std::string msg;
+  for (size_t pos = 0; pos <= e.str().size();) {
+    size_t nl = e.str().find('\n', pos);
+    msg += text::printable(std::string_view(e.str()).substr(pos, nl - pos));
+    if (nl == std::string::npos) break;
+    msg += '\n';
+    pos = nl + 1;
+  }
   if (g.json_out) {
     json errs = json::array();
-    std::string msg = e.str();
     size_t pos = 0;
     while (pos <= msg.size()) {
       size_t nl = msg.find('\n', pos);
@@ -76,7 +93,7 @@ int report(const Globals& g, const Error& e) {
     }
     std::cout << json{{"ok", false}, {"exit", exit_for(e)}, {"errors", errs}}.dump(2) << "\n";
   } else {
-    std::cerr << "zonewall: error: " << e.str() << "\n";
+    std::cerr << "zonewall: error: " << msg << "\n";
   }
   return exit_for(e);
 }
@@ -128,8 +145,8 @@ int cmd_check(const Globals& g, const std::string& policy_path, const std::strin
     std::cout << "ok: " << policy_path << ": " << p->zones.size() << " zones, " << p->rules.size()
               << " rules, " << compiled->entries.size() << " datapath entries\n";
     for (const auto& e : assigned)
-      std::cout << "  " << e["vm"].get<std::string>() << " (" << e["ifname"].get<std::string>()
-                << ") -> zone " << e["zone"].get<std::string>() << "\n";
+      std::cout << "  " << txt(e["vm"]) << " (" << txt(e["ifname"]) << ") -> zone "
+                << txt(e["zone"]) << "\n";
   }
   return kOk;
 }
@@ -147,7 +164,7 @@ void print_apply(const Globals& g, const json& r) {
             << r.value("entries_deleted", size_t{0});
   if (r.value("via", "") == "daemon") std::cout << " (through the running daemon)";
   std::cout << "\n";
-  for (const auto& w : r["warnings"]) std::cout << "warning: " << w.get<std::string>() << "\n";
+  for (const auto& w : r["warnings"]) std::cout << "warning: " << txt(w) << "\n";
 }
 
 std::string absolute(const std::string& p) {
@@ -277,7 +294,7 @@ int cmd_status(const Globals& g) {
     return kOk;
   }
   std::printf("generation %u  policy %s  applied %s\n", s["active_generation"].get<uint32_t>(),
-              s["policy"].get<std::string>().c_str(), s["applied_at"].get<std::string>().c_str());
+              txt(s["policy"]).c_str(), txt(s["applied_at"]).c_str());
   std::printf("%zu policy entries, %zu tracked flows, %zu/%zu interfaces enforced\n\n",
               s["policy_entries"].get<size_t>(), s["conntrack_entries"].get<size_t>(),
               s["endpoints_enforced"].get<size_t>(), s["endpoints"].size());
@@ -288,14 +305,13 @@ int cmd_status(const Globals& g) {
                         : e["ifname"].get<std::string>().empty() ? "stopped"
                         : !e["present"].get<bool>()              ? "absent"
                                                                  : "NOT-ENFORCED";
-    std::printf("%-16s %-10s %-15s %-5s %-9s %s\n", e["vm"].get<std::string>().c_str(),
-                e["zone"].get<std::string>().c_str(), e["ifname"].get<std::string>().c_str(),
-                e["attach"].get<std::string>().c_str(), state, join(e["addrs"]).c_str());
+    std::printf("%-16s %-10s %-15s %-5s %-9s %s\n", txt(e["vm"]).c_str(), txt(e["zone"]).c_str(),
+                txt(e["ifname"]).c_str(), txt(e["attach"]).c_str(), state,
+                txt(join(e["addrs"])).c_str());
   }
   for (const auto& u : s["hooked_unclaimed"])
-    std::printf("%-16s %-10s %-15s %-5s %-9s %s\n", "-", "-",
-                u["ifname"].get<std::string>().c_str(), "tc", "dropping",
-                "(no VM claims it: fail closed)");
+    std::printf("%-16s %-10s %-15s %-5s %-9s %s\n", "-", "-", txt(u["ifname"]).c_str(), "tc",
+                "dropping", "(no VM claims it: fail closed)");
   return kOk;
 }
 
@@ -303,8 +319,8 @@ int cmd_status(const Globals& g) {
 void print_stats_extra(const json& s) {
   std::printf("\n%-14s %-14s %12s %12s %12s\n", "SRC ZONE", "DST ZONE", "PASS", "DROP", "AUDIT");
   for (const auto& z : s["zone_pairs"])
-    std::printf("%-14s %-14s %12lu %12lu %12lu\n", z["src_zone"].get<std::string>().c_str(),
-                z["dst_zone"].get<std::string>().c_str(), z["pass"]["packets"].get<uint64_t>(),
+    std::printf("%-14s %-14s %12lu %12lu %12lu\n", txt(z["src_zone"]).c_str(),
+                txt(z["dst_zone"]).c_str(), z["pass"]["packets"].get<uint64_t>(),
                 z["drop"]["packets"].get<uint64_t>(), z["audit"]["packets"].get<uint64_t>());
   const json& ev = s["events"];
   std::printf("\nevents: %lu emitted, %lu suppressed (rate limit), %lu lost (ring buffer full)\n",
@@ -317,7 +333,7 @@ void print_stats_extra(const json& s) {
                                                : " (BPF run-time statistics are off: run the "
                                                  "daemon, or sysctl kernel.bpf_stats_enabled=1)");
   for (const auto& p : cpu["programs"])
-    std::printf("  %-16s %12lu runs %10s ns/packet\n", p["program"].get<std::string>().c_str(),
+    std::printf("  %-16s %12lu runs %10s ns/packet\n", txt(p["program"]).c_str(),
                 p["run_count"].get<uint64_t>(),
                 p["ns_per_packet"].is_number()
                     ? std::to_string(std::lround(p["ns_per_packet"].get<double>())).c_str()
@@ -325,9 +341,9 @@ void print_stats_extra(const json& s) {
   std::printf("%-16s %-15s %14s %10s %10s\n", "VM", "INTERFACE", "CPU S (EST.)", "EVENTS",
               "SUPPRESSED");
   for (const auto& e : s["endpoints"])
-    std::printf("%-16s %-15s %14.6f %10lu %10lu\n", e["vm"].get<std::string>().c_str(),
-                e["ifname"].get<std::string>().c_str(), e["cpu_seconds_estimated"].get<double>(),
-                e["events"]["emitted"].get<uint64_t>(), e["events"]["suppressed"].get<uint64_t>());
+    std::printf("%-16s %-15s %14.6f %10lu %10lu\n", txt(e["vm"]).c_str(), txt(e["ifname"]).c_str(),
+                e["cpu_seconds_estimated"].get<double>(), e["events"]["emitted"].get<uint64_t>(),
+                e["events"]["suppressed"].get<uint64_t>());
 }
 
 int cmd_stats(const Globals& g) {
@@ -341,25 +357,23 @@ int cmd_stats(const Globals& g) {
   std::printf("%-24s %12s %14s\n", "REASON", "PACKETS", "BYTES");
   for (const auto& [name, c] : s["reasons"].items())
     if (c["packets"].get<uint64_t>())
-      std::printf("%-24s %12lu %14lu\n", name.c_str(), c["packets"].get<uint64_t>(),
+      std::printf("%-24s %12lu %14lu\n", txt(name).c_str(), c["packets"].get<uint64_t>(),
                   c["bytes"].get<uint64_t>());
   std::printf("\n%-24s %-12s %12s %14s %10s  %s\n", "RULE", "ACTION", "PACKETS", "BYTES", "AUDIT",
               "MATCHES");
   for (const auto& r : s["rules"])
-    std::printf("%-24s %-12s %12lu %14lu %10lu  %s\n", r["name"].get<std::string>().c_str(),
-                r["action"].get<std::string>().c_str(), r["packets"].get<uint64_t>(),
-                r["bytes"].get<uint64_t>(), r.value("audit_packets", uint64_t{0}),
-                r["summary"].get<std::string>().c_str());
+    std::printf("%-24s %-12s %12lu %14lu %10lu  %s\n", txt(r["name"]).c_str(),
+                txt(r["action"]).c_str(), r["packets"].get<uint64_t>(), r["bytes"].get<uint64_t>(),
+                r.value("audit_packets", uint64_t{0}), txt(r["summary"]).c_str());
   if (!s["never_matched"].empty())
-    std::printf("\nnever matched: %s\n", join(s["never_matched"]).c_str());
+    std::printf("\nnever matched: %s\n", txt(join(s["never_matched"])).c_str());
   std::printf("\n%-16s %-15s %16s %16s %16s %16s\n", "VM", "INTERFACE", "FROM-VM PASS",
               "FROM-VM DROP", "TO-VM PASS", "TO-VM DROP");
   for (const auto& e : s["endpoints"])
     std::printf(
-        "%-16s %-15s %16lu %16lu %16lu %16lu\n", e["vm"].get<std::string>().c_str(),
-        e["ifname"].get<std::string>().c_str(), e["from_vm_pass"]["packets"].get<uint64_t>(),
-        e["from_vm_drop"]["packets"].get<uint64_t>(), e["to_vm_pass"]["packets"].get<uint64_t>(),
-        e["to_vm_drop"]["packets"].get<uint64_t>());
+        "%-16s %-15s %16lu %16lu %16lu %16lu\n", txt(e["vm"]).c_str(), txt(e["ifname"]).c_str(),
+        e["from_vm_pass"]["packets"].get<uint64_t>(), e["from_vm_drop"]["packets"].get<uint64_t>(),
+        e["to_vm_pass"]["packets"].get<uint64_t>(), e["to_vm_drop"]["packets"].get<uint64_t>());
   print_stats_extra(s);
   std::printf("\n%zu tracked flows\n", s["conntrack_entries"].get<size_t>());
   return kOk;

@@ -15,6 +15,7 @@
 #include "datapath/events.h"
 #include "engine/inspect.h"
 #include "util/log.h"
+#include "util/text.h"
 
 namespace zw::engine {
 
@@ -65,21 +66,7 @@ std::string iso_time(int64_t real_ns) {
   return buf;
 }
 
-// Control bytes (and with `ascii`, every byte above 0x7e) as \xNN: names
-// from the kernel or libvirt reach terminals and JSON encoders.
-std::string printable(const std::string& s, bool ascii) {
-  std::string out;
-  for (unsigned char c : s) {
-    if (c < 0x20 || c == 0x7f || (ascii && c > 0x7e)) {
-      char esc[8];
-      std::snprintf(esc, sizeof esc, "\\x%02x", c);
-      out += esc;
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  return out;
-}
+using text::printable;
 
 const char* proto_name(uint8_t p) {
   switch (p) {

@@ -4,12 +4,18 @@
 #include <cstdio>
 #include <string>
 
+#include "util/text.h"
+
 namespace zw::log {
 
 namespace {
 Level g_level = Level::kWarn;
 
-std::string quote(std::string_view v) {
+// Values quote names from libvirt and the kernel: control bytes and
+// invalid UTF-8 escaped (text::printable), then logfmt quoting.
+std::string quote(std::string_view raw) {
+  std::string safe = text::printable(raw);
+  std::string_view v = safe;
   bool plain = !v.empty();
   for (char c : v)
     if (c == ' ' || c == '"' || c == '=' || c == '\n' || c == '\\') plain = false;

@@ -89,6 +89,25 @@ for bad in inventory-vipowned.json inventory-dupaddr.json inventory-utf8.json; d
 		test ! -e "$fresh"
 done
 
+# A VM name with terminal controls (libvirt names are the guest owner's
+# choice on shared hosts) is shown escaped by status, stats and check.
+"$ZW_PY" - "$inv" "$ZW_TMP/inventory-escape.json" <<'EOF2' || zw_die "could not make the hostile-name inventory"
+import json, sys
+inv = json.load(open(sys.argv[1]))
+for vm in inv["vms"]:
+    if vm["name"] == "web-2":
+        vm["name"] = "web-2\x1b[2J\x1b]0;owned\x07"
+json.dump(inv, open(sys.argv[2], "w"))
+EOF2
+zw_apply "$ZW_POLICY_LAB" --inventory "$ZW_TMP/inventory-escape.json"
+for cmd in status stats "check $ZW_POLICY_LAB --inventory $ZW_TMP/inventory-escape.json"; do
+	# shellcheck disable=SC2086
+	out=$(zw $cmd 2>&1)
+	zw_assert "$cmd: no raw ESC or BEL from the VM name" \
+		test "$(printf '%s' "$out" | tr -cd '\033\007' | wc -c)" = 0
+	zw_assert "$cmd: the name shown escaped" grep -qF 'web-2\x1b[2J\x1b]0;owned\x07' <<<"$out"
+done
+
 zw_assert "zonewall down exits 0" zw down
 zw_assert_detached down
 zw_summary
