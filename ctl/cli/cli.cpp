@@ -71,16 +71,8 @@ std::string txt(const std::string& v) { return text::printable(v); }
 // Prints an error (stderr, or a JSON object on stdout with --json) and
 // returns the matching exit status.
 int report(const Globals& g, const Error& e) {
-  // Messages quote names from files, libvirt and the kernel: escaped line
-  // by line (the line breaks are the message's own).
-  std::string msg;
-  for (size_t pos = 0; pos <= e.str().size();) {
-    size_t nl = e.str().find('\n', pos);
-    msg += text::printable(std::string_view(e.str()).substr(pos, nl - pos));
-    if (nl == std::string::npos) break;
-    msg += '\n';
-    pos = nl + 1;
-  }
+  // Messages quote names from files, libvirt and the kernel.
+  std::string msg = text::printable_lines(e.str());
   if (g.json_out) {
     json errs = json::array();
     size_t pos = 0;
@@ -490,7 +482,7 @@ int cmd_trace(const Globals& g, const TraceFlags& f) {
   if (g.json_out)
     print_json(*t);
   else
-    std::cout << engine::format_trace(*t);
+    std::cout << text::printable_lines(engine::format_trace(*t));
   return (*t)["verdict"] == "allow" ? kOk : kVerdictDeny;
 }
 
@@ -525,7 +517,7 @@ int cmd_test(const Globals& g, const std::string& policy_path, const std::string
   if (g.json_out)
     print_json(*r);
   else
-    std::cout << engine::format_test_results(*r);
+    std::cout << text::printable_lines(engine::format_test_results(*r));
   return (*r)["ok"].get<bool>() ? kOk : kVerdictDeny;
 }
 
@@ -548,7 +540,7 @@ int cmd_plan(const Globals& g, const std::string& policy_path, const std::string
   if (g.json_out)
     print_json(*pl);
   else
-    std::cout << engine::format_plan(*pl);
+    std::cout << text::printable_lines(engine::format_plan(*pl));
   return (*pl)["changes"].get<bool>() ? kChanges : kOk;
 }
 

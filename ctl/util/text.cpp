@@ -57,4 +57,16 @@ std::string printable(std::string_view s, bool ascii) {
   return out;
 }
 
+std::string printable_lines(std::string_view s) {
+  std::string out;
+  for (size_t pos = 0; pos <= s.size();) {
+    size_t nl = s.find('\n', pos);
+    out += printable(s.substr(pos, nl == std::string_view::npos ? nl : nl - pos));
+    if (nl == std::string_view::npos) break;
+    out += '\n';
+    pos = nl + 1;
+  }
+  return out;
+}
+
 }  // namespace zw::text

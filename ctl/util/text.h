@@ -14,4 +14,7 @@ namespace zw::text {
 // UTF-8 and prints as what it is.
 std::string printable(std::string_view s, bool ascii = false);
 
+// The same for text of several lines: its line breaks are kept.
+std::string printable_lines(std::string_view s);
+
 }  // namespace zw::text

@@ -59,3 +59,9 @@ TEST(Text, LogLinesCarryNoRawControlBytes) {
   EXPECT_NE(line.find(R"(vm="evil\\x1b]0;title\\x07\\x0a level=error")"), std::string::npos)
       << line;
 }
+
+TEST(Text, PrintableLinesKeepsOnlyTheLineBreaks) {
+  EXPECT_EQ(zw::text::printable_lines("a\x1b\nb\r\n\n"), "a\\x1b\nb\\x0d\n\n");
+  EXPECT_EQ(zw::text::printable_lines("one line"), "one line");
+  EXPECT_EQ(zw::text::printable_lines(""), "");
+}
