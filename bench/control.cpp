@@ -160,19 +160,28 @@ int apply_time(int argc, char** argv) {
   engine::Paths paths = engine::make_paths(pin_dir);
   if (auto st = datapath::ensure_bpffs(pin_dir); !st) return 1;
   int rc = 0;
+  auto input = [&](const policy::Policy& pp, const inventory::Inventory& ii) {
+    return engine::ApplyInput{.policy = &pp,
+                              .inventory = &ii,
+                              .policy_source = pol,
+                              .inventory_source = inv,
+                              .default_attach = "tc",
+                              .keep_hooked = {}};
+  };
+  auto phases_of = [](const engine::ApplyReport& rep) {
+    std::string phases;
+    for (const auto& [name, pms] : rep.phases)
+      phases += (phases.empty() ? "" : " ") + name + " " + std::to_string(static_cast<int>(pms));
+    return phases;
+  };
   auto do_apply = [&](const char* phase, const policy::Policy& pp, const inventory::Inventory& ii,
                       const datapath::Object* programs) {
     auto lock = engine::PinLock::acquire(paths.pin_dir);
     if (!lock) return false;
     uint64_t u0 = wc.updates(), d0 = wc.deletes();
     auto t0 = Clock::now();
-    engine::ApplyInput ai{.policy = &pp,
-                          .inventory = &ii,
-                          .programs = programs,
-                          .policy_source = pol,
-                          .inventory_source = inv,
-                          .default_attach = "tc",
-                          .keep_hooked = {}};
+    engine::ApplyInput ai = input(pp, ii);
+    ai.programs = programs;
     auto rep = engine::apply(paths, ai);
     double ms = ms_since(t0);
     if (!rep) {
@@ -180,16 +189,13 @@ int apply_time(int argc, char** argv) {
       rc = 1;
       return false;
     }
-    std::string phases;
-    for (const auto& [name, pms] : rep->phases)
-      phases += (phases.empty() ? "" : " ") + name + " " + std::to_string(static_cast<int>(pms));
     row(phase, ms,
         "generation " + std::to_string(rep->generation) + "; map entries written " +
             std::to_string(wc.updates() - u0) + ", deleted " + std::to_string(wc.deletes() - d0) +
             " (engine reports " + std::to_string(rep->entries_written) + "/" +
             std::to_string(rep->entries_deleted) + "; policy entries " +
             std::to_string(rep->policy_entries) + ", endpoints " + std::to_string(rep->endpoints) +
-            "; ms: " + phases + ")");
+            "; ms: " + phases_of(*rep) + ")");
     return true;
   };
   auto end_to_end = [&] {
@@ -204,24 +210,16 @@ int apply_time(int argc, char** argv) {
     auto programs = engine::ProgramLoad::start(paths);
     auto ii = inventory::load_static(inv);
     if (!ii) return false;
-    engine::ApplyInput ai{.policy = &*pp,
-                          .inventory = &*ii,
-                          .preload = programs.get(),
-                          .policy_source = pol,
-                          .inventory_source = inv,
-                          .default_attach = "tc",
-                          .keep_hooked = {}};
+    engine::ApplyInput ai = input(*pp, *ii);
+    ai.preload = programs.get();
     auto rep = engine::apply(paths, ai);
     double ms = ms_since(t0);
     if (!rep) {
       std::fprintf(stderr, "apply-time: end to end: %s\n", rep.error().str().c_str());
       return false;
     }
-    std::string phases;
-    for (const auto& [name, pms] : rep->phases)
-      phases += (phases.empty() ? "" : " ") + name + " " + std::to_string(static_cast<int>(pms));
     row("end to end as the CLI: files to flip, first (programs load alongside)", ms,
-        "generation " + std::to_string(rep->generation) + "; apply ms: " + phases);
+        "generation " + std::to_string(rep->generation) + "; apply ms: " + phases_of(*rep));
     programs.reset();
     return engine::down(paths).has_value();
   };
