@@ -15,6 +15,7 @@ PKGS=(
   nftables iptables netsniff-ng
   qemu-system-x86 libvirt-daemon-driver-qemu busybox-static kmod cpio
   dpkg-dev file man-db passwd
+  etcd-server etcd-client libcurl4-openssl-dev libssl-dev
 )
 
 if [ "$(id -u)" -ne 0 ]; then
