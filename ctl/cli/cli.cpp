@@ -12,6 +12,8 @@
 #include <variant>
 
 #include "cli/docs.h"
+#include "cluster/admin.h"
+#include "cluster/etcd.h"
 #include "config/config.h"
 #include "daemon/control.h"
 #include "daemon/daemon.h"
@@ -546,6 +548,77 @@ int cmd_plan(const Globals& g, const std::string& policy_path, const std::string
 
 // Daemon options: the configuration file, then the flags given on the
 // command line over it.
+// `apply --cluster`: checked exactly as `check` does (same messages, same
+// exit status), then stored in one txn. Nothing is written on any error.
+int cmd_apply_cluster(const Globals& g, const std::string& endpoints, const std::string& prefix,
+                      const std::string& policy_path) {
+  auto pfx = cluster::normalize_prefix(prefix);
+  if (!pfx) return report(g, pfx.error());
+  auto files = cluster::read_policy_files(policy_path, [&]() -> Status {
+    auto p = policy::load(policy_path);
+    if (!p) return fail(std::move(p.error()));
+    auto d = engine::build_desired(*p, inventory::Inventory{}, std::nullopt, "tc",
+                                   [](const std::string&) -> uint32_t { return 1; });
+    if (!d) return fail(std::move(d.error()));
+    return {};
+  });
+  if (!files) return report(g, files.error());
+  auto c = cluster::Client::make(cluster::split_endpoints(endpoints));
+  if (!c) return report(g, c.error());
+  cluster::PolicyRecord rec;
+  rec.source = absolute(policy_path);
+  char host[256] = {};
+  ::gethostname(host, sizeof host - 1);
+  const char* user = std::getenv("USER");
+  rec.applied_by = std::string(user ? user : std::to_string(::getuid())) + "@" + host;
+  rec.time = cluster::now_rfc3339();
+  rec.files = std::move(*files);
+  auto pub = cluster::publish_policy(*c, cluster::Layout{*pfx}, std::move(rec));
+  if (!pub) return report(g, pub.error());
+  if (g.json_out) {
+    print_json({{"ok", true},
+                {"revision", pub->revision},
+                {"digest", pub->digest},
+                {"unchanged", pub->unchanged}});
+  } else {
+    std::cout << (pub->unchanged ? "unchanged: the cluster already has this policy, revision "
+                                 : "stored: cluster policy revision ")
+              << pub->revision << " (sha256 " << pub->digest.substr(0, 12) << ")\n";
+  }
+  return kOk;
+}
+
+// `status --cluster`: from etcd alone. Exit 0 converged, kNotConverged not.
+int cmd_status_cluster(const Globals& g, const std::string& endpoints, const std::string& prefix) {
+  auto pfx = cluster::normalize_prefix(prefix);
+  if (!pfx) return report(g, pfx.error());
+  auto c = cluster::Client::make(cluster::split_endpoints(endpoints));
+  if (!c) return report(g, c.error());
+  auto st = cluster::cluster_status(*c, cluster::Layout{*pfx});
+  if (!st) return report(g, st.error());
+  const json& s = *st;
+  bool converged = s["converged"].get<bool>();
+  if (g.json_out) {
+    print_json(s);
+  } else {
+    std::printf("cluster policy revision %ld  %s  %s\n", s["policy_revision"].get<long>(),
+                s["policy_digest"].get<std::string>().substr(0, 12).c_str(),
+                converged ? "converged" : "NOT CONVERGED");
+    std::printf("%-20s %-9s %-10s %-6s %-6s %-13s %s\n", "HOST", "REVISION", "STATE", "LOCAL",
+                "REMOTE", "ETCD", "SINCE");
+    for (const auto& h : s["hosts"])
+      std::printf("%-20s %-9ld %-10s %-6ld %-6ld %-13s %s\n", h["host"].get<std::string>().c_str(),
+                  h["policy_revision"].get<long>(),
+                  h["converged"].get<bool>() ? "current" : "behind",
+                  h["local_endpoints"].get<long>(), h["remote_endpoints"].get<long>(),
+                  h["etcd"].get<std::string>().c_str(), h["since"].get<std::string>().c_str());
+    if (s.contains("malformed"))
+      for (const auto& m : s["malformed"])
+        std::printf("malformed host record: %s\n", m.get<std::string>().c_str());
+  }
+  return converged ? kOk : kNotConverged;
+}
+
 struct DaemonFlags {
   CLI::Option *policy, *libvirt, *no_libvirt, *inventory, *attach, *tap_pattern, *resync;
   std::string policy_path, libvirt_uri, inventory_path, attach_mode;
@@ -555,14 +628,44 @@ struct DaemonFlags {
   uint32_t event_rate = 0, event_burst = 0;
   bool no_bpf_stats = false;
   int resync_seconds = 30;
+  std::string cluster, host, cluster_prefix;
 };
 
 Result<daemon::Options> daemon_options(const Globals& g, const config::Config& c,
                                        const DaemonFlags& f) {
   daemon::Options o;
   o.paths = engine::make_paths(g.pin_dir, g.state_dir);
+  if (!f.cluster.empty())
+    o.cluster.endpoints = cluster::split_endpoints(f.cluster);
+  else
+    o.cluster.endpoints = c.cluster.endpoints;
+  if (!o.cluster.endpoints.empty()) {
+    // The policy comes from the store; a local one would be a second truth.
+    if (f.policy->count())
+      return fail(
+          Error::invalid("daemon: --policy and --cluster exclude each other: in cluster "
+                         "mode the policy is the one `zonewall apply --cluster` stored"));
+    for (const auto& e : o.cluster.endpoints)
+      if (!e.starts_with("http://") && !e.starts_with("https://"))
+        return fail(Error::invalid("daemon: --cluster: '" + e +
+                                   "' is not an etcd client URL (http://HOST:PORT)"));
+    o.cluster.host = f.host.empty() ? c.cluster.host : f.host;
+    if (o.cluster.host.empty()) {
+      char h[256] = {};
+      ::gethostname(h, sizeof h - 1);
+      o.cluster.host = h;
+    }
+    if (auto st = cluster::check_segment(o.cluster.host, "daemon: --host"); !st)
+      return fail(std::move(st.error()));
+    auto pfx =
+        cluster::normalize_prefix(f.cluster_prefix.empty() ? c.cluster.prefix : f.cluster_prefix);
+    if (!pfx) return fail(std::move(pfx.error()));
+    o.cluster.prefix = *pfx;
+    o.cluster.lease_ttl = c.cluster.lease_ttl;
+  }
   o.policy_path = f.policy->count() ? f.policy_path : c.policy;
-  if (o.policy_path.empty())
+  if (!o.cluster.endpoints.empty()) o.policy_path.clear();
+  if (o.policy_path.empty() && o.cluster.endpoints.empty())
     return fail(Error::invalid("daemon: no policy: give --policy or \"policy\" in " +
                                (c.source.empty() ? g.config_path : c.source)));
   o.libvirt_uri = c.libvirt.value_or("");
@@ -581,7 +684,7 @@ Result<daemon::Options> daemon_options(const Globals& g, const config::Config& c
     o.access.apply_gid = c.apply_group->gid;
     o.access.apply_group = c.apply_group->name;
   }
-  o.policy_path = absolute(o.policy_path);
+  if (!o.policy_path.empty()) o.policy_path = absolute(o.policy_path);
   o.inventory_path = absolute(o.inventory_path);
   o.metrics_listen = f.metrics_listen.empty() ? c.metrics_listen : f.metrics_listen;
   o.flow_log = f.flow_log.empty() ? c.flow_log : absolute(f.flow_log);
@@ -633,6 +736,11 @@ int run(int argc, char** argv) {
   apply->add_option("--attach", attach, "from-VM hook for interfaces that name none")
       ->check(CLI::IsMember({"tc", "xdp"}))
       ->capture_default_str();
+  std::string cluster_eps, cluster_prefix = cluster::kDefaultPrefix;
+  apply->add_option("--cluster", cluster_eps,
+                    "store the checked policy in etcd for every host (ENDPOINTS: "
+                    "http://HOST:PORT,...) instead of applying it here");
+  apply->add_option("--cluster-prefix", cluster_prefix, "etcd key prefix")->capture_default_str();
 
   DaemonFlags df;
   auto* dmn =
@@ -650,6 +758,11 @@ int run(int argc, char** argv) {
   df.tap_pattern = dmn->add_option(
       "--tap-pattern", df.tap_patterns,
       "interfaces hooked (fail closed) the moment they appear; repeatable; default vnet*");
+  dmn->add_option("--cluster", df.cluster,
+                  "cluster mode: etcd endpoints (http://HOST:PORT,...); the policy and the other "
+                  "hosts' VMs come from there (docs/cluster.md)");
+  dmn->add_option("--host", df.host, "this host's name in the cluster (default: hostname)");
+  dmn->add_option("--cluster-prefix", df.cluster_prefix, "etcd key prefix (default /zonewall)");
   df.resync =
       dmn->add_option("--resync", df.resync_seconds, "full reconcile every N seconds (default 30)")
           ->check(CLI::Range(1, 86400));
@@ -673,6 +786,10 @@ int run(int argc, char** argv) {
 
   auto* status =
       app.add_subcommand("status", "VMs, zones, interfaces and whether each is enforced");
+  status->add_option("--cluster", cluster_eps,
+                     "the cluster instead: which policy revision each host enforces, from etcd; "
+                     "exit 0 converged, 9 not converged");
+  status->add_option("--cluster-prefix", cluster_prefix, "etcd key prefix")->capture_default_str();
   auto* stats = app.add_subcommand("stats", "counters by reason, rule and VM interface");
   auto* down = app.add_subcommand("down", "detach everything and remove pins and state");
 
@@ -747,6 +864,9 @@ int run(int argc, char** argv) {
     g.pin_dir = cfg->pin_dir;
     if (!state_opt->count()) g.state_dir = cfg->state_dir;
   }
+  if (*apply && !cluster_eps.empty())
+    return cmd_apply_cluster(g, cluster_eps, cluster_prefix, policy_path);
+  if (*status && !cluster_eps.empty()) return cmd_status_cluster(g, cluster_eps, cluster_prefix);
   if (*apply) return cmd_apply(g, policy_path, inv_path, libvirt, attach);
   if (*trace) return cmd_trace(g, tf);
   if (*plan) return cmd_plan(g, policy_path, inv_path, libvirt);

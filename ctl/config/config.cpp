@@ -81,7 +81,7 @@ class Parser {
     w_.check_fields(doc, "",
                     {"$schema", "description", "policy", "inventory", "libvirt", "pin_dir",
                      "state_dir", "tap_patterns", "attach", "resync_seconds", "metrics", "flow_log",
-                     "fail_mode", "control_socket", "log_level"});
+                     "fail_mode", "control_socket", "log_level", "cluster"});
     if (doc.contains("$schema")) w_.expect_string(doc["$schema"], "/$schema");
     if (doc.contains("description")) w_.expect_string(doc["description"], "/description");
     path(doc, "/policy", "policy", c_.policy, false);
@@ -157,6 +157,8 @@ class Parser {
           c_.flow_log_rate = v.get<unsigned>();
       }
     }
+    if (doc.contains("cluster") && w_.expect_object(doc["cluster"], "/cluster"))
+      cluster(doc["cluster"]);
     if (doc.contains("fail_mode")) {
       const json& v = doc["fail_mode"];
       if (v == "closed")
@@ -251,6 +253,44 @@ class Parser {
           w_.error(std::string("/attach/kinds/") + kind,
                    "expected \"tc\" or \"xdp\", got " + jsondoc::show(k[kind]));
       }
+    }
+  }
+
+  void cluster(const json& c) {
+    w_.check_fields(c, "/cluster", {"endpoints", "host", "prefix", "lease_ttl"});
+    if (c.contains("endpoints") && w_.expect_array(c["endpoints"], "/cluster/endpoints")) {
+      for (size_t i = 0; i < c["endpoints"].size(); ++i) {
+        const json& e = c["endpoints"][i];
+        std::string p = "/cluster/endpoints/" + std::to_string(i);
+        if (!w_.expect_string(e, p)) continue;
+        const auto& u = e.get_ref<const std::string&>();
+        if (!u.starts_with("http://") && !u.starts_with("https://"))
+          w_.error(p, jsondoc::show(e) + ": expected an etcd client URL (http://HOST:PORT)");
+        else
+          c_.cluster.endpoints.push_back(u);
+      }
+    }
+    if (c.contains("host") && w_.expect_string(c["host"], "/cluster/host")) {
+      const auto& h = c["host"].get_ref<const std::string&>();
+      if (h.empty() || h.find('/') != std::string::npos)
+        w_.error("/cluster/host", jsondoc::show(c["host"]) + ": expected a host name without '/'");
+      else
+        c_.cluster.host = h;
+    }
+    if (c.contains("prefix") && w_.expect_string(c["prefix"], "/cluster/prefix")) {
+      const auto& pf = c["prefix"].get_ref<const std::string&>();
+      if (pf.empty() || pf[0] != '/' || pf.find("//") != std::string::npos)
+        w_.error("/cluster/prefix",
+                 jsondoc::show(c["prefix"]) + ": expected a key prefix like \"/zonewall\"");
+      else
+        c_.cluster.prefix = pf;
+    }
+    if (c.contains("lease_ttl")) {
+      const json& v = c["lease_ttl"];
+      if (!v.is_number_integer() || v.get<int64_t>() < 3 || v.get<int64_t>() > 3600)
+        w_.error("/cluster/lease_ttl", "expected seconds from 3 to 3600, got " + jsondoc::show(v));
+      else
+        c_.cluster.lease_ttl = v.get<int>();
     }
   }
 

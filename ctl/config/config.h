@@ -39,13 +39,20 @@ struct Config {
   std::string attach_default = "tc";
   std::vector<AttachRule> attach_rules;  // interfaces first, then kinds
   int resync_seconds = 30;
-  std::string metrics_listen;  // "" = off
-  std::string flow_log;        // "" = off; "stderr" or an absolute file path
+  std::string metrics_listen;    // "" = off
+  std::string flow_log;          // "" = off; "stderr" or an absolute file path
   unsigned flow_log_rate = 100;  // events/s per VM interface (datapath limit)
   std::string fail_mode = "closed";
   std::optional<Group> read_group;
   std::optional<Group> apply_group;
   std::string log_level = "info";
+  // Cluster mode (docs/cluster.md): empty endpoints = single host.
+  struct Cluster {
+    std::vector<std::string> endpoints;  // etcd client URLs
+    std::string host;                    // "": the machine's hostname
+    std::string prefix = "/zonewall";
+    int lease_ttl = 10;  // seconds; keepalive every ttl/3
+  } cluster;
 };
 
 // Parses `text` as file `file`. Groups are looked up (getgrnam): a group

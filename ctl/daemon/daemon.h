@@ -37,6 +37,15 @@ struct Options {
   uint32_t event_burst = 0;    // bucket depth, 0 = datapath default
   bool bpf_stats = true;       // keep the kernel's BPF run-time statistics on
   size_t flows_kept = 1000;    // recent events served to `zonewall flows`
+  // Cluster mode (docs/cluster.md): the policy and the other hosts' VMs
+  // come from etcd; this host's VMs are published there. Off when no
+  // endpoints are given.
+  struct Cluster {
+    std::vector<std::string> endpoints;
+    std::string host;
+    std::string prefix = "/zonewall";
+    int lease_ttl = 10;
+  } cluster;
 };
 
 class Daemon {

@@ -86,7 +86,7 @@ TEST(Config, ErrorsNameFileAndPointer) {
   EXPECT_EQ(error_of(R"({"polcy": "/x"})"),
             "zw.json: /polcy: unknown field 'polcy' (known: $schema, description, policy, "
             "inventory, libvirt, pin_dir, state_dir, tap_patterns, attach, resync_seconds, "
-            "metrics, flow_log, fail_mode, control_socket, log_level)");
+            "metrics, flow_log, fail_mode, control_socket, log_level, cluster)");
   EXPECT_EQ(error_of(R"({"policy": "relative/p"})"),
             "zw.json: /policy: \"relative/p\" is not an absolute path");
   EXPECT_EQ(error_of(R"({"resync_seconds": "30"})"),
@@ -142,6 +142,31 @@ TEST(Config, AttachModeGlobThenKindThenDefault) {
   EXPECT_EQ(attach_mode({}, "xdp", "anything"), "xdp");
   EXPECT_EQ(device_kind("lo"), "");
   EXPECT_EQ(device_kind("zw-absent-if0"), "");
+}
+
+}  // namespace
+}  // namespace zw::config
+
+namespace zw::config {
+namespace {
+
+TEST(Config, ClusterKeys) {
+  auto c = parse(R"({"cluster": {"endpoints": ["http://10.0.0.1:2379", "http://10.0.0.2:2379"],
+                     "host": "h1", "prefix": "/zw", "lease_ttl": 6}})",
+                 "zw.json");
+  ASSERT_TRUE(c) << c.error().str();
+  EXPECT_EQ(c->cluster.endpoints.size(), 2u);
+  EXPECT_EQ(c->cluster.host, "h1");
+  EXPECT_EQ(c->cluster.prefix, "/zw");
+  EXPECT_EQ(c->cluster.lease_ttl, 6);
+  auto bad = parse(
+      R"({"cluster": {"endpoints": ["10.0.0.1:2379"], "host": "a/b", "prefix": "zw", "lease_ttl": 1, "x": 1}})",
+      "zw.json");
+  ASSERT_FALSE(bad);
+  std::string m = bad.error().str();
+  for (const char* p : {"/cluster/endpoints/0", "/cluster/host", "/cluster/prefix",
+                        "/cluster/lease_ttl", "/cluster/x"})
+    EXPECT_NE(m.find(std::string("zw.json: ") + p), std::string::npos) << p << "\n" << m;
 }
 
 }  // namespace
