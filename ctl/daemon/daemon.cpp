@@ -24,6 +24,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "cluster/member.h"
 #include "daemon/control.h"
 #include "daemon/metrics.h"
 #include "datapath/attach.h"
@@ -123,6 +124,11 @@ struct Daemon::Impl {
   std::unique_ptr<MetricsServer> metrics_;
   std::mutex apply_mu_;  // guards apply_info_ (the metrics thread reads it)
   ApplyInfo apply_info_;
+  // Cluster mode: the policy and the other hosts' VMs from etcd.
+  Status start_cluster();
+  void on_cluster_watch();
+  std::unique_ptr<cluster::Member> cluster_;
+  bool announced_ = false;
 };
 
 Status Daemon::Impl::load_policy(const std::string& path) {
@@ -143,7 +149,10 @@ Status Daemon::Impl::start() {
   if (!lock) return fail(std::move(lock.error()));
   lock_.emplace(std::move(*lock));
 
-  if (auto st = load_policy(o_.policy_path); !st) {
+  if (!o_.cluster.endpoints.empty()) {
+    // The policy arrives from the store; until then new taps are hooked
+    // fail closed and an enforced generation from before stays.
+  } else if (auto st = load_policy(o_.policy_path); !st) {
     // With a policy already enforced, keep it and wait for a valid one;
     // never flush on start.
     auto prev = engine::read_state(o_.paths);
@@ -196,7 +205,43 @@ Status Daemon::Impl::start() {
       return fail(std::move(st.error()).wrap("libvirt"));
     connect_libvirt();
   }
+  if (!o_.cluster.endpoints.empty()) return start_cluster();
   return {};
+}
+
+Status Daemon::Impl::start_cluster() {
+  auto m = cluster::Member::start({.endpoints = o_.cluster.endpoints,
+                                   .host = o_.cluster.host,
+                                   .prefix = o_.cluster.prefix,
+                                   .lease_ttl = o_.cluster.lease_ttl,
+                                   .policy_dir = o_.paths.state_dir + "/cluster-policy",
+                                   .timeouts = {}});
+  if (!m) return fail(std::move(m.error()).wrap("cluster"));
+  cluster_ = std::move(*m);
+  log::info("cluster mode", {{"host", o_.cluster.host},
+                             {"prefix", o_.cluster.prefix},
+                             {"lease_ttl", std::to_string(o_.cluster.lease_ttl)}});
+  return {};
+}
+
+// Store changes: a new policy revision is loaded and applied in the same
+// reconcile as everything else (one generation flip); endpoint changes of
+// other hosts mark the desired state dirty.
+void Daemon::Impl::on_cluster_watch() {
+  auto c = cluster_->on_watch();
+  if (c.policy) {
+    if (auto p = cluster_->take_policy(); p && *p) {
+      policy_ = std::move(**p);
+      o_.policy_path = o_.paths.state_dir + "/cluster-policy";
+      ++policy_serial_;
+      dirty_ = true;
+    }
+  }
+  if (c.endpoints) dirty_ = true;
+  if (cluster_->synced() && !policy_ && !announced_) {
+    cluster_->announce();  // listed in `status --cluster`, revision 0
+    announced_ = true;
+  }
 }
 
 void Daemon::Impl::connect_libvirt() {
@@ -345,16 +390,24 @@ Result<std::optional<engine::ApplyReport>> Daemon::Impl::reconcile(const char* w
     for (auto& e : inv.endpoints)
       if (!e.attach && !e.ifname.empty())
         e.attach = config::attach_mode(o_.attach_rules, o_.default_attach, e.ifname);
+  std::optional<inventory::Inventory> local;
+  if (cluster_) {
+    local = inv;
+    auto w = cluster_->add_remote(*policy_, inv);
+    warnings.insert(warnings.end(), w.begin(), w.end());
+  }
   std::string fp = fingerprint(policy_serial_, inv, o_.default_attach);
   if (!force && fp == applied_fp_) {
     log::debug("reconcile: nothing changed", {{"why", why}});
+    if (cluster_) cluster_->enforced(*local, cluster_->loaded_revision());
     return std::optional<engine::ApplyReport>{};
   }
   engine::ApplyInput in{
       .policy = &*policy_,
       .inventory = &inv,
       .programs = &*progs_,
-      .policy_source = o_.policy_path,
+      .policy_source = cluster_ ? "cluster revision " + std::to_string(cluster_->loaded_revision())
+                                : o_.policy_path,
       .inventory_source = o_.libvirt_uri.empty() ? o_.inventory_path : o_.libvirt_uri,
       .default_attach = o_.default_attach,
       .keep_hooked = o_.tap_patterns,
@@ -365,6 +418,7 @@ Result<std::optional<engine::ApplyReport>> Daemon::Impl::reconcile(const char* w
   for (const auto& w : warnings) rep->warnings.push_back(w);
   applied_fp_ = fp;
   ++applies_;
+  if (cluster_) cluster_->enforced(*local, cluster_->loaded_revision());
   {
     std::lock_guard lk(apply_mu_);
     apply_info_.applies = applies_;
@@ -453,7 +507,9 @@ void Daemon::Impl::on_links() {
 void Daemon::Impl::on_signal() {
   signalfd_siginfo si{};
   while (::read(sigfd_.get(), &si, sizeof si) == sizeof si) {
-    if (si.ssi_signo == SIGHUP) {
+    if (si.ssi_signo == SIGHUP && cluster_) {
+      dirty_ = true;  // the policy is the store's; re-read the inventory
+    } else if (si.ssi_signo == SIGHUP) {
       if (auto st = load_policy(o_.policy_path); !st)
         log::error("reload: policy invalid, keeping the enforced one",
                    {{"error", st.error().str()}});
@@ -474,6 +530,7 @@ json Daemon::Impl::handle(const json& req) {
   if (cmd == "status" || cmd == "stats") {
     auto r = cmd == "status" ? engine::status(o_.paths) : engine::stats(o_.paths);
     if (!r) return {{"ok", false}, {"exit", 1}, {"errors", {r.error().str()}}};
+    if (cluster_ && cmd == "status") (*r)["cluster"] = cluster_->status();
     return {{"ok", true}, {"result", *r}};
   }
   if (cmd == "flows") return handle_flows(req);
@@ -483,6 +540,19 @@ json Daemon::Impl::handle(const json& req) {
 
 json Daemon::Impl::handle_apply(const json& req) {
   std::string cmd = request_cmd(req);
+  if (cluster_ && cmd == "apply")
+    return {{"ok", false},
+            {"exit", 3},
+            {"errors",
+             {"this daemon is in cluster mode: its policy is the cluster's; use `zonewall apply "
+              "--cluster ENDPOINTS POLICY`"}}};
+  if (cluster_) {  // reload: the inventory again, the same policy
+    auto rep = reconcile("control request", true);
+    if (!rep) return {{"ok", false}, {"exit", 1}, {"errors", {rep.error().str()}}};
+    return {{"ok", true},
+            {"via", "daemon"},
+            {"warnings", rep->has_value() ? (*rep)->warnings : std::vector<std::string>{}}};
+  }
   std::optional<policy::Policy> old = policy_;
   std::string old_path = o_.policy_path, old_inv = o_.inventory_path;
   std::string path = o_.policy_path;
@@ -675,16 +745,18 @@ bool Daemon::Impl::step(int timeout_ms) {
       dirty_ = true;
     }
     if (awaiting_lease_ && now >= next_lease_look_) next_lease_look_ = now + kLeasePoll;
-    if (dirty_ && policy_ && (o_.libvirt_uri.empty() || lv_)) {
+    if (dirty_ && policy_ && (o_.libvirt_uri.empty() || lv_) && (!cluster_ || cluster_->synced())) {
       dirty_ = false;
       if (auto r = reconcile("change"); !r)
         log::error("reconcile failed", {{"error", r.error().str()}});
     }
-    pollfd fds[4] = {{sigfd_.get(), POLLIN, 0},
+    pollfd fds[6] = {{sigfd_.get(), POLLIN, 0},
                      {evfd_.get(), POLLIN, 0},
                      {tap_evfd_.get(), POLLIN, 0},
-                     {ctl_.get(), POLLIN, 0}};
-    int n = ::poll(fds, 4, timeout_ms);
+                     {ctl_.get(), POLLIN, 0},
+                     {cluster_ ? cluster_->watch_fd() : -1, POLLIN, 0},
+                     {cluster_ ? cluster_->publisher_fd() : -1, POLLIN, 0}};
+    int n = ::poll(fds, 6, timeout_ms);
     if (n < 0 && errno != EINTR) {
       log::error("poll failed", {{"errno", std::to_string(errno)}});
       stop_ = true;
@@ -693,6 +765,8 @@ bool Daemon::Impl::step(int timeout_ms) {
     if (fds[0].revents) on_signal();
     if (fds[2].revents) on_links();
     if (fds[1].revents) on_libvirt_events();
+    if (fds[4].revents) on_cluster_watch();
+    if (fds[5].revents) cluster_->on_publisher();
     if (fds[3].revents) on_control();
   }
   return !stop_;
