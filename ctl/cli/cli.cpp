@@ -295,10 +295,11 @@ int cmd_status(const Globals& g) {
   std::printf("%-16s %-10s %-15s %-5s %-9s %s\n", "VM", "ZONE", "INTERFACE", "HOOK", "STATE",
               "ADDRESSES");
   for (const auto& e : s["endpoints"]) {
-    const char* state = e["enforced"].get<bool>()                ? "enforced"
-                        : e["ifname"].get<std::string>().empty() ? "stopped"
-                        : !e["present"].get<bool>()              ? "absent"
-                                                                 : "NOT-ENFORCED";
+    const char* state = e["enforced"].get<bool>() ? "enforced"
+                        : e["ifname"].get<std::string>().empty()
+                            ? (s.contains("cluster") ? "elsewhere" : "stopped")
+                        : !e["present"].get<bool>() ? "absent"
+                                                    : "NOT-ENFORCED";
     std::printf("%-16s %-10s %-15s %-5s %-9s %s\n", txt(e["vm"]).c_str(), txt(e["zone"]).c_str(),
                 txt(e["ifname"]).c_str(), txt(e["attach"]).c_str(), state,
                 txt(join(e["addrs"])).c_str());
@@ -306,6 +307,15 @@ int cmd_status(const Globals& g) {
   for (const auto& u : s["hooked_unclaimed"])
     std::printf("%-16s %-10s %-15s %-5s %-9s %s\n", "-", "-", txt(u["ifname"]).c_str(), "tc",
                 "dropping", "(no VM claims it: fail closed)");
+  if (s.contains("cluster")) {
+    const json& c = s["cluster"];
+    std::printf(
+        "\ncluster: host %s, etcd %s, policy revision %ld enforced (%ld stored), "
+        "%zu local VMs, %zu remote VMs\n",
+        txt(c["host"]).c_str(), txt(c["etcd"]).c_str(), c["policy_revision"].get<long>(),
+        c["policy_revision_stored"].get<long>(), c["local_endpoints"].get<size_t>(),
+        c["remote_endpoints"].get<size_t>());
+  }
   return kOk;
 }
 

@@ -57,7 +57,11 @@ const std::map<std::string, Page>& pages() {
         "When a daemon runs, the request is handed to it over its control socket and "
         "checked against the caller's credentials (root, or the configured apply group; "
         "see \\fBzonewall.json\\fR(5)). Otherwise \\fBapply\\fR writes the datapath itself and "
-        "needs \\fB\\-\\-inventory\\fR and/or \\fB\\-\\-libvirt\\fR.",
+        "needs \\fB\\-\\-inventory\\fR and/or \\fB\\-\\-libvirt\\fR.\n.PP\n"
+        "With \\fB\\-\\-cluster\\fR \\fIENDPOINTS\\fR the policy is checked exactly as "
+        "\\fBcheck\\fR checks it (same messages, same exit status) and then stored in etcd in "
+        "one transaction for every cluster daemon to apply; nothing is written on any error. "
+        "It prints the cluster policy revision. See \\fIdocs/cluster.md\\fR.",
         ""}},
       {"daemon",
        {"Keeps the policy on every VM interface while VMs are defined, started, stopped, "
@@ -79,14 +83,24 @@ const std::map<std::string, Page>& pages() {
         ".BR SIGTERM \", \" SIGINT\nExit; enforcement stays in place.\n"
         ".SH ENVIRONMENT\nThe systemd unit reads \\fB/etc/default/zonewall\\fR: "
         "\\fBZONEWALL_OPTS\\fR holds global options (for example \\fB\\-\\-config\\fR "
-        "\\fIFILE\\fR).\n"}},
+        "\\fIFILE\\fR).\n"
+        ".SH CLUSTER MODE\nWith \\fB\\-\\-cluster\\fR \\fIENDPOINTS\\fR (or "
+        "\\fBcluster.endpoints\\fR in the configuration) the policy comes from etcd "
+        "(\\fBzonewall apply \\-\\-cluster\\fR) and \\fB\\-\\-policy\\fR is refused; "
+        "this host's VMs are published under a lease and the other hosts' VMs are zoned "
+        "here by address. If etcd is unreachable the last state stays enforced. "
+        "See \\fIdocs/cluster.md\\fR.\n"}},
       {"status",
        {"Shows the live generation, the policy it came from, and every VM interface with its "
         "zone, hook and whether it is enforced. Interfaces hooked by the daemon that no VM "
         "claims are listed as dropping (fail closed).\n.PP\n"
         "When a daemon runs the answer comes from it over the control socket, so members of "
         "the configured read group can use it without privileges; otherwise the pins and "
-        "state are read directly (root).",
+        "state are read directly (root). A daemon in cluster mode adds a cluster section "
+        "(host, etcd connected or not, policy revision enforced, remote VMs).\n.PP\n"
+        "With \\fB\\-\\-cluster\\fR \\fIENDPOINTS\\fR it reads etcd only (no daemon "
+        "needed): the stored policy revision and, per live host, the revision it enforces; "
+        "exit status 0 when every live host enforces the current revision, 9 when not.",
         ""}},
       {"stats",
        {"Packets and bytes by verdict reason, by rule (and the rules that never matched), "
@@ -113,7 +127,8 @@ constexpr const char* kExitStatus =
     "5\nNothing applied under this pin directory.\n.TP\n.B 6\nThe daemon refused "
     "the request for the caller's credentials.\n.TP\n.B 7\n\\fBtrace\\fR: the packet would be "
     "dropped; \\fBtest\\fR: an expectation failed.\n.TP\n.B 8\n\\fBplan\\fR: applying the "
-    "policy would change something.\n";
+    "policy would change something.\n.TP\n.B 9\n\\fBstatus \\-\\-cluster\\fR: "
+    "some host does not enforce the current cluster policy revision (not converged).\n";
 
 void options(std::ostream& o, const CLI::App& app, bool positional) {
   for (const CLI::Option* opt : app.get_options()) {

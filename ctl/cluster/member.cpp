@@ -97,6 +97,7 @@ HostRecord Member::host_record(int64_t revision) {
 }
 
 void Member::enforced(const inventory::Inventory& local, int64_t revision) {
+  applied_etcd_revision_ = view_.revision();
   auto recs = records_of(local, o_.host, now_rfc3339());
   local_vms_ = recs.size();
   // The time field changes on every call: compare without it, so an apply
@@ -131,6 +132,7 @@ json Member::status() const {
           {"remote_endpoints", remote_vms_},
           {"remote_records", view_.remote_records()},
           {"local_endpoints", local_vms_},
+          {"etcd_revision", applied_etcd_revision_},
           {"watch_compactions", watch_->compactions()}};
 }
 

@@ -77,6 +77,7 @@ class Member {
   int64_t loaded_revision_ = 0, offered_revision_ = 0;
   std::string loaded_digest_;
   int64_t enforced_revision_ = 0;
+  int64_t applied_etcd_revision_ = 0;  // the store revision the last apply saw
   std::string since_;
   size_t local_vms_ = 0, remote_vms_ = 0;
   std::vector<EndpointRecord> last_local_;

@@ -148,8 +148,11 @@ TEST(ClusterMember, RemoteVmsBecomeZonedAddressesWithoutAnInterface) {
   EXPECT_EQ(z["10.0.0.2"], std::make_pair(std::string("db"), 0u));   // remote: no interface
   EXPECT_EQ(z["10.0.0.1"], std::make_pair(std::string("web"), 7u));  // local: hooked
   // Nothing to attach for the remote VM.
-  for (const auto& e : b.d.endpoints)
-    if (e.ep.vm_name == "db1") EXPECT_EQ(e.ifindex, 0u);
+  for (const auto& e : b.d.endpoints) {
+    if (e.ep.vm_name == "db1") {
+      EXPECT_EQ(e.ifindex, 0u);
+    }
+  }
   EXPECT_EQ(h1->status()["remote_endpoints"], 1);
 
   // A third host claims the same address for another VM: ambiguous, unused.
