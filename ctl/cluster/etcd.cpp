@@ -247,8 +247,13 @@ Result<Client> Client::make(std::vector<std::string> endpoints, Timeouts t) {
 const std::vector<std::string>& Client::endpoints() const { return impl_->endpoints; }
 
 Result<RangeResult> Client::range(const std::string& key, bool prefix, int64_t revision) {
+  return range_between(key, prefix ? prefix_end(key) : "", revision);
+}
+
+Result<RangeResult> Client::range_between(const std::string& key, const std::string& range_end,
+                                          int64_t revision) {
   json req{{"key", base64_encode(key)}};
-  if (prefix) req["range_end"] = base64_encode(prefix_end(key));
+  if (!range_end.empty()) req["range_end"] = base64_encode(range_end);
   if (revision) req["revision"] = std::to_string(revision);
   auto j = impl_->post("/v3/kv/range", req, "range");
   if (!j) return fail(std::move(j.error()).wrap(key));
@@ -326,14 +331,22 @@ Status Client::compact(int64_t revision) {
 
 // ---- Watcher ---------------------------------------------------------------
 
-Watcher::Watcher(std::vector<std::string> endpoints, std::string prefix, Timeouts t)
-    : endpoints_(std::move(endpoints)), prefix_(std::move(prefix)), t_(t) {}
+Watcher::Watcher(std::vector<std::string> endpoints, std::string key, std::string end, Timeouts t)
+    : endpoints_(std::move(endpoints)), key_(std::move(key)), end_(std::move(end)), t_(t) {}
 
 Result<std::unique_ptr<Watcher>> Watcher::start(std::vector<std::string> endpoints,
                                                 std::string prefix, Timeouts t, int64_t from) {
+  std::string end = prefix_end(prefix);
+  return start_range(std::move(endpoints), std::move(prefix), std::move(end), t, from);
+}
+
+Result<std::unique_ptr<Watcher>> Watcher::start_range(std::vector<std::string> endpoints,
+                                                      std::string key, std::string range_end,
+                                                      Timeouts t, int64_t from) {
   if (endpoints.empty()) return fail(Error::invalid("etcd watch: no endpoints given"));
   global_init();
-  std::unique_ptr<Watcher> w(new Watcher(std::move(endpoints), std::move(prefix), t));
+  std::unique_ptr<Watcher> w(
+      new Watcher(std::move(endpoints), std::move(key), std::move(range_end), t));
   w->evfd_.reset(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
   if (!w->evfd_) return fail(Error::sys("eventfd"));
   w->revision_ = from > 0 ? from - 1 : 0;
@@ -402,8 +415,8 @@ void Watcher::stream(const std::string& ep, int64_t from, bool& compacted) {
   set_common(c, t_);
   std::string url = ep + "/v3/watch";
   json req{{"create_request",
-            {{"key", base64_encode(prefix_)},
-             {"range_end", base64_encode(prefix_end(prefix_))},
+            {{"key", base64_encode(key_)},
+             {"range_end", base64_encode(end_)},
              {"start_revision", std::to_string(from)}}}};
   std::string payload = req.dump();
   SlistPtr hdr(curl_slist_append(nullptr, "Content-Type: application/json"));
@@ -487,7 +500,7 @@ void Watcher::loop() {
   };
   while (!stop_.load()) {
     if (need_reset) {
-      auto r = client->range(prefix_, true);
+      auto r = client->range_between(key_, end_);
       if (!r) {
         log::debug("etcd watch: read failed", {{"error", r.error().str()}});
         pause(500);

@@ -79,6 +79,9 @@ class Client {
 
   // `prefix`: every key starting with `key`. `revision` 0: the newest.
   Result<RangeResult> range(const std::string& key, bool prefix = false, int64_t revision = 0);
+  // Every key in [key, range_end); range_end "" = `key` alone.
+  Result<RangeResult> range_between(const std::string& key, const std::string& range_end,
+                                    int64_t revision = 0);
   // Returns the store revision after the put.
   Result<int64_t> put(const std::string& key, const std::string& value, int64_t lease = 0);
   // Returns how many keys were deleted.
@@ -131,6 +134,10 @@ class Watcher {
   static Result<std::unique_ptr<Watcher>> start(std::vector<std::string> endpoints,
                                                 std::string prefix, Timeouts t = {},
                                                 int64_t from = 0);
+  // Every key in [key, range_end) instead of a prefix.
+  static Result<std::unique_ptr<Watcher>> start_range(std::vector<std::string> endpoints,
+                                                      std::string key, std::string range_end,
+                                                      Timeouts t = {}, int64_t from = 0);
   ~Watcher();
   Watcher(const Watcher&) = delete;
   Watcher& operator=(const Watcher&) = delete;
@@ -147,7 +154,7 @@ class Watcher {
   void reconnect() { kick_.store(true); }
 
  private:
-  Watcher(std::vector<std::string> endpoints, std::string prefix, Timeouts t);
+  Watcher(std::vector<std::string> endpoints, std::string key, std::string end, Timeouts t);
   void loop();
   void push(std::vector<WatchEvent> evs);
   // One stream from `from` on endpoint `ep`; returns when it breaks. Sets
@@ -155,7 +162,7 @@ class Watcher {
   void stream(const std::string& ep, int64_t from, bool& compacted);
 
   std::vector<std::string> endpoints_;
-  std::string prefix_;
+  std::string key_, end_;  // the watched range
   Timeouts t_;
   UniqueFd evfd_;
   std::mutex mu_;

@@ -16,7 +16,7 @@ Result<std::unique_ptr<Member>> Member::start(Options o) {
   o.prefix = *pfx;
   std::unique_ptr<Member> m(new Member(std::move(o)));
   Layout l{m->o_.prefix};
-  auto w = Watcher::start(m->o_.endpoints, l.all(), m->o_.timeouts);
+  auto w = Watcher::start_range(m->o_.endpoints, l.watch_from(), l.watch_end(), m->o_.timeouts);
   if (!w) return fail(std::move(w.error()));
   m->watch_ = std::move(*w);
   auto p = Publisher::start({.endpoints = m->o_.endpoints,

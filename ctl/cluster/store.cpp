@@ -421,6 +421,12 @@ View::Remote View::remote_endpoints(const inventory::Inventory& local) const {
         out.warnings.push_back("cluster: address " + a.str() + " claimed by " + key +
                                " belongs to " + l->second + "; the remote claim is not used");
       refused.insert(a);
+    } else if (local_allowed.count(a)) {
+      for (const auto& [id, key] : who)
+        out.warnings.push_back("cluster: address " + a.str() + " claimed by " + key +
+                               " is a shared address of VMs on this host; the remote claim is "
+                               "not used");
+      refused.insert(a);
     } else if (who.size() > 1) {
       std::string list;
       for (const auto& [id, key] : who) list += (list.empty() ? "" : " and ") + key;
@@ -461,18 +467,38 @@ View::Remote View::remote_endpoints(const inventory::Inventory& local) const {
 void sanitize_remote(const policy::Policy& p, std::vector<inventory::Endpoint>& remote,
                      std::vector<std::string>& warnings) {
   inventory::Inventory all{remote};
-  if (inventory::assign_zones(p, all)) return;
-  for (auto& e : remote) {
-    inventory::Inventory one{{e}};
-    auto r = inventory::assign_zones(p, one);
-    if (r) continue;
-    warnings.push_back(e.source + ": remote VM '" + e.vm_name +
-                       "' has no zone under this policy (" + r.error().str() +
-                       "); its addresses are unzoned (fail closed)");
-    e.vm_name = "";
-    e.vm_uuid = "";
-    e.zone_tag.reset();
+  if (!inventory::assign_zones(p, all)) {
+    for (auto& e : remote) {
+      inventory::Inventory one{{e}};
+      auto r = inventory::assign_zones(p, one);
+      if (r) continue;
+      warnings.push_back(e.source + ": remote VM '" + e.vm_name +
+                         "' has no zone under this policy (" + r.error().str() +
+                         "); its addresses are unzoned (fail closed)");
+      e.vm_name = "";
+      e.vm_uuid = "";
+      e.zone_tag.reset();
+    }
   }
+  // A shared address (allowed pair) belongs to one zone: remote VMs of
+  // different zones sharing one cannot all be right; none is used.
+  auto zoned = inventory::assign_zones(p, inventory::Inventory{remote});
+  if (!zoned) return;  // cannot happen after the pass above
+  std::map<net::Addr, std::set<std::string>> zones_of;
+  for (const auto& a : *zoned)
+    for (const auto& addr : a.endpoint.allowed) zones_of[addr].insert(a.zone);
+  std::set<net::Addr> split;
+  for (const auto& [addr, zs] : zones_of)
+    if (zs.size() > 1) {
+      std::string list;
+      for (const auto& z : zs) list += (list.empty() ? "'" : ", '") + z + "'";
+      warnings.push_back("cluster: shared address " + addr.str() +
+                         " is allowed for remote VMs of zones " + list + "; not used");
+      split.insert(addr);
+    }
+  if (split.empty()) return;
+  for (auto& e : remote)
+    std::erase_if(e.allowed, [&](const net::Addr& a) { return split.count(a) > 0; });
 }
 
 }  // namespace zw::cluster

@@ -36,8 +36,10 @@ struct Layout {
   }
   std::string hosts() const { return prefix + "/hosts/"; }
   std::string host(const std::string& h) const { return hosts() + h; }
-  // Everything a daemon watches.
-  std::string all() const { return prefix + "/"; }
+  // What a daemon watches: [watch_from, watch_end) holds endpoints/,
+  // hosts/ and policy but not policy-history/ (which only grows).
+  std::string watch_from() const { return endpoints(); }
+  std::string watch_end() const { return policy() + std::string(1, '\0'); }
 };
 
 // "/zonewall", "zonewall/" -> "/zonewall"; errors on empty or "//".

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "cluster/etcd.h"
+#include "cluster/store.h"
 #include "etcd_fixture.h"
 
 namespace zw::cluster {
@@ -265,6 +266,38 @@ TEST(ClusterWatch, FromARevisionDeliversTheHistorySinceThen) {
   ASSERT_EQ(got.size(), 2u);
   EXPECT_EQ(got[0].kv.value, "1");
   EXPECT_EQ(got[1].kv.value, "2");
+}
+
+TEST(ClusterWatch, ARangeWatchSeesOnlyItsRange) {
+  EtcdServer s;
+  auto c = client_for(s);
+  // What a daemon watches: endpoints/, hosts/ and policy, not policy-history/.
+  Layout l{"/zw"};
+  ASSERT_TRUE(c.put(l.history(1), "old"));
+  ASSERT_TRUE(c.put(l.policy(), "p"));
+  auto w = Watcher::start_range({s.url()}, l.watch_from(), l.watch_end());
+  ASSERT_TRUE(w);
+  auto first = collect(**w, [](auto& g) { return !g.empty(); });
+  ASSERT_EQ(first.size(), 1u);
+  ASSERT_EQ(first[0].snapshot.size(), 1u);
+  EXPECT_EQ(first[0].snapshot[0].key, "/zw/policy");
+  for (int i = 0; i < 100 && !(*w)->connected(); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  ASSERT_TRUE(c.put(l.history(2), "not seen"));
+  ASSERT_TRUE(c.put(l.endpoint("h1", "vm"), "e"));
+  ASSERT_TRUE(c.put(l.host("h1"), "h"));
+  ASSERT_TRUE(c.put("/zw/policz", "not seen"));
+  ASSERT_TRUE(c.put(l.policy(), "p2"));
+  auto got = collect(**w, [](auto& g) { return g.size() >= 3; });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  for (auto& e : (*w)->drain()) got.push_back(std::move(e));
+  ASSERT_EQ(got.size(), 3u);
+  EXPECT_EQ(got[0].kv.key, "/zw/endpoints/h1/vm");
+  EXPECT_EQ(got[1].kv.key, "/zw/hosts/h1");
+  EXPECT_EQ(got[2].kv.value, "p2");
+  auto r = c.range_between(l.watch_from(), l.watch_end());
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->kvs.size(), 3u);
 }
 
 }  // namespace

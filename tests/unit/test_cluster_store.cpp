@@ -281,5 +281,46 @@ TEST(ClusterView, UnknownZoneTagOfARemoteVmIsUnzonedNotAFailure) {
   EXPECT_EQ(zone_of["10.0.0.10"], "db");
 }
 
+TEST(ClusterView, SharedAddressConflictsNeverFailTheWholeReconcile) {
+  auto p = policy::parse(R"({"version":1,"zones":{"web":{"vms":["web*"]},"db":{"vms":["db*"]}}})",
+                         "p.json");
+  ASSERT_TRUE(p) << p.error().str();
+  View v(L, "h1");
+  auto w = rec("h2", U2, "web2", {"10.0.0.2"});
+  w.interfaces[0].allowed = {A("10.0.0.100"), A("10.0.0.101")};
+  auto d = rec("h3", U3, "db3", {"10.0.0.3"});
+  d.interfaces[0].allowed = {A("10.0.0.100")};  // the same VIP in another zone
+  v.apply(put_rec(w, 5));
+  v.apply(put_rec(d, 6));
+  // A VM here shares 10.0.0.50; a remote VM claims it as its own address.
+  auto x = rec("h3", "44444444-4444-4444-4444-444444444444", "web4", {"10.0.0.50"});
+  v.apply(put_rec(x, 7));
+  inventory::Inventory local;
+  inventory::Endpoint mine{.vm_name = "web1", .vm_uuid = U1, .ifname = "vnet0"};
+  mine.addrs = {A("10.0.0.1")};
+  mine.allowed = {A("10.0.0.50")};
+  local.endpoints = {mine};
+  auto r = v.remote_endpoints(local);
+  sanitize_remote(*p, r.endpoints, r.warnings);
+  std::string all;
+  for (const auto& m : r.warnings) all += m + "\n";
+  EXPECT_NE(all.find("10.0.0.100"), std::string::npos) << all;
+  EXPECT_NE(all.find("10.0.0.50"), std::string::npos) << all;
+  inventory::Inventory inv = local;
+  for (auto& e : r.endpoints) inv.endpoints.push_back(e);
+  auto z = inventory::assign_zones(*p, inv);
+  ASSERT_TRUE(z) << z.error().str();
+  for (const auto& a : *z) {
+    for (const auto& s : a.endpoint.allowed) EXPECT_NE(s, A("10.0.0.100"));
+    if (!a.endpoint.ifname.empty()) continue;
+    for (const auto& s : a.endpoint.addrs) EXPECT_NE(s, A("10.0.0.50"));
+  }
+  // The unambiguous VIP stays.
+  bool kept = false;
+  for (const auto& e : r.endpoints)
+    for (const auto& s : e.allowed) kept = kept || s == A("10.0.0.101");
+  EXPECT_TRUE(kept);
+}
+
 }  // namespace
 }  // namespace zw::cluster
