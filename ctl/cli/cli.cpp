@@ -617,14 +617,14 @@ int cmd_status_cluster(const Globals& g, const std::string& endpoints, const std
     std::printf("%-20s %-9s %-10s %-6s %-6s %-13s %s\n", "HOST", "REVISION", "STATE", "LOCAL",
                 "REMOTE", "ETCD", "SINCE");
     for (const auto& h : s["hosts"])
-      std::printf("%-20s %-9ld %-10s %-6ld %-6ld %-13s %s\n", h["host"].get<std::string>().c_str(),
+      std::printf("%-20s %-9ld %-10s %-6ld %-6ld %-13s %s\n", txt(h["host"]).c_str(),
                   h["policy_revision"].get<long>(),
                   h["converged"].get<bool>() ? "current" : "behind",
                   h["local_endpoints"].get<long>(), h["remote_endpoints"].get<long>(),
-                  h["etcd"].get<std::string>().c_str(), h["since"].get<std::string>().c_str());
+                  txt(h["etcd"]).c_str(), txt(h["since"]).c_str());
     if (s.contains("malformed"))
       for (const auto& m : s["malformed"])
-        std::printf("malformed host record: %s\n", m.get<std::string>().c_str());
+        std::printf("malformed host record: %s\n", txt(m).c_str());
   }
   return converged ? kOk : kNotConverged;
 }
