@@ -50,30 +50,59 @@ std::string summarize(const policy::Rule& r) {
   return s + ports;
 }
 
-// Endpoint ids (counter slots): keep the id a VM interface had, give new
-// ones the lowest free. Keyed by VM identity and MAC, so a VM restarted on a
-// new tap keeps its counters.
+// Endpoint ids (counter slots, < ZW_MAX_ENDPOINTS): keep the id a VM
+// interface had, give new ones the lowest free. Keyed by VM identity and
+// MAC, so a VM restarted on a new tap keeps its counters. VMs without an
+// interface here (stopped, or running on another host of a cluster) hook
+// nothing and count nothing: they keep an id only while no interface needs
+// it, else kNoEndpointId, so that they never take a slot an interface
+// needs (a cluster's remote VMs may outnumber the slots).
 std::map<std::string, uint32_t> endpoint_ids(const std::vector<inventory::Assigned>& eps,
                                              const std::optional<State>& prev) {
   std::map<std::string, uint32_t> ids;
-  std::set<uint32_t> used;
+  std::map<uint32_t, std::string> holder;  // id -> key
   std::map<std::string, uint32_t> old;
   if (prev)
     for (const auto& e : prev->endpoints) old[e.key] = e.id;
-  for (const auto& a : eps) {
-    std::string k = endpoint_key(a.endpoint);
-    if (auto it = old.find(k); it != old.end() && !used.count(it->second)) {
-      ids[k] = it->second;
-      used.insert(it->second);
+  std::set<uint32_t> spare;  // ids held by interface-less VMs: an interface may take them
+  auto take = [&](const std::string& k, uint32_t id, bool with_interface) {
+    ids[k] = id;
+    if (id == kNoEndpointId) return;
+    holder[id] = k;
+    if (!with_interface) spare.insert(id);
+  };
+  auto keep_old = [&](bool with_interface) {
+    for (const auto& a : eps) {
+      if (a.endpoint.ifname.empty() == with_interface) continue;
+      std::string k = endpoint_key(a.endpoint);
+      auto it = old.find(k);
+      if (!ids.count(k) && it != old.end() && it->second < ZW_MAX_ENDPOINTS &&
+          !holder.count(it->second))
+        take(k, it->second, with_interface);
     }
-  }
+  };
   uint32_t next = 0;
-  for (const auto& a : eps) {
+  auto lowest_free = [&] {
+    while (next < ZW_MAX_ENDPOINTS && holder.count(next)) ++next;
+    return next < ZW_MAX_ENDPOINTS ? next : kNoEndpointId;
+  };
+  keep_old(true);
+  keep_old(false);
+  for (const auto& a : eps) {  // new interfaces: the lowest free, else an interface-less VM's
+    if (a.endpoint.ifname.empty()) continue;
     std::string k = endpoint_key(a.endpoint);
     if (ids.count(k)) continue;
-    while (used.count(next)) ++next;
-    ids[k] = next;
-    used.insert(next);
+    uint32_t id = lowest_free();
+    if (id == kNoEndpointId && !spare.empty()) {
+      id = *spare.begin();
+      spare.erase(spare.begin());
+      ids[holder[id]] = kNoEndpointId;
+    }
+    take(k, id, true);
+  }
+  for (const auto& a : eps) {  // interface-less VMs: what is left
+    std::string k = endpoint_key(a.endpoint);
+    if (!ids.count(k)) take(k, lowest_free(), false);
   }
   return ids;
 }
@@ -118,8 +147,10 @@ Result<Desired> build_desired(const policy::Policy& p, const inventory::Inventor
                        " zone pairs exceed the zone-pair map (" + std::to_string(ZW_MAX_ZPAIRS) +
                        ")");
   }
-  if (assigned->size() > ZW_MAX_ENDPOINTS)
-    errors.push_back("inventory: " + std::to_string(assigned->size()) +
+  const auto interfaces = std::count_if(assigned->begin(), assigned->end(),
+                                        [](const auto& a) { return !a.endpoint.ifname.empty(); });
+  if (interfaces > ZW_MAX_ENDPOINTS)
+    errors.push_back("inventory: " + std::to_string(interfaces) +
                      " VM interfaces exceed the endpoint map (" + std::to_string(ZW_MAX_ENDPOINTS) +
                      ")");
 

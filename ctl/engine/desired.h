@@ -36,6 +36,10 @@ struct Desired {
   std::vector<std::string> warnings;
 };
 
+// The id of a VM without an interface here (stopped, or on another host of
+// a cluster) once every counter slot is taken: it has no counters.
+inline constexpr uint32_t kNoEndpointId = 0xffffffff;
+
 // Stable identity of a VM interface across restarts and tap renames.
 std::string endpoint_key(const inventory::Endpoint& e);
 

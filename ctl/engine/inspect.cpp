@@ -193,9 +193,13 @@ Result<json> stats(const Paths& paths) {
     bool in_map =
         e.ifindex && dp::lookup_endpoint(live->maps.endpoints.get(), live->gen, e.ifindex, &ev);
     auto flows = usage->find(e.id);
-    auto es = dp::percpu_sum<zw_ep_stats>(live->maps.st_ep.get(), e.id, kAdd);
+    // A VM without an interface here may have no counter slot (kNoEndpointId).
+    const bool slot = e.id < ZW_MAX_ENDPOINTS;
+    auto es = slot ? dp::percpu_sum<zw_ep_stats>(live->maps.st_ep.get(), e.id, kAdd)
+                   : Result<zw_ep_stats>(zw_ep_stats{});
     if (!es) return fail(std::move(es.error()));
-    auto evs = dp::percpu_sum<zw_ev_stats>(live->maps.st_ev.get(), e.id, kAdd);
+    auto evs = slot ? dp::percpu_sum<zw_ev_stats>(live->maps.st_ev.get(), e.id, kAdd)
+                    : Result<zw_ev_stats>(zw_ev_stats{});
     if (!evs) return fail(std::move(evs.error()));
     agg::add(ev_total, *evs);
     eps.push_back({{"vm", e.vm_name},
