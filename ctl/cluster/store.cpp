@@ -431,7 +431,7 @@ View::Remote View::remote_endpoints(const inventory::Inventory& local) const {
       std::string list;
       for (const auto& [id, key] : who) list += (list.empty() ? "" : " and ") + key;
       out.warnings.push_back("cluster: address " + a.str() + " is claimed by " + list +
-                             "; ambiguous, neither claim is used (fail closed)");
+                             "; ambiguous, neither claim is used (judged as no VM's address)");
       refused.insert(a);
     }
   }
@@ -474,7 +474,7 @@ void sanitize_remote(const policy::Policy& p, std::vector<inventory::Endpoint>& 
       if (r) continue;
       warnings.push_back(e.source + ": remote VM '" + e.vm_name +
                          "' has no zone under this policy (" + r.error().str() +
-                         "); its addresses are unzoned (fail closed)");
+                         "); its addresses are in zone unzoned");
       e.vm_name = "";
       e.vm_uuid = "";
       e.zone_tag.reset();

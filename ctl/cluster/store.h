@@ -134,8 +134,8 @@ class View {
   // added to `local`. A VM also running here (same uuid: a migration) is
   // left to the local entry; two records of one VM (migration overlap)
   // yield one (the newer). An address claimed by two different VMs is
-  // ambiguous: no remote claim of it is used (the local VM keeps its own),
-  // and a warning names both.
+  // ambiguous: no remote claim of it is used (the local VM keeps its own;
+  // otherwise it is judged as no VM's address), and a warning names both.
   Remote remote_endpoints(const inventory::Inventory& local) const;
 
  private:
