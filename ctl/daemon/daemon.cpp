@@ -111,6 +111,9 @@ struct Daemon::Impl {
   UniqueFd tap_stop_, tap_evfd_;
   uint64_t policy_serial_ = 0;  // bumped on every successful load
   std::string applied_fp_;      // fingerprint of the last applied input
+  // The state file as the last apply wrote it: the daemon holds the pin
+  // lock, nobody else writes it, so it is not read back on every event.
+  std::shared_ptr<const engine::State> applied_state_;
   uint64_t applies_ = 0;
   std::set<std::string> warned_;
   bool awaiting_lease_ = false;  // a VM on a libvirt network has no address yet
@@ -348,9 +351,10 @@ namespace {
 std::string fingerprint(uint64_t policy_serial, const inventory::Inventory& inv,
                         const std::string& attach) {
   std::string fp = std::to_string(policy_serial) + "|" + attach;
+  const net::InterfaceIndexes ifindex;
   for (const auto& e : inv.endpoints) {
     fp += "\n" + e.vm_name + "|" + e.vm_uuid + "|" + e.zone_tag.value_or("-") + "|" + e.ifname +
-          "|" + std::to_string(e.ifname.empty() ? 0 : if_nametoindex(e.ifname.c_str())) + "|" +
+          "|" + std::to_string(e.ifname.empty() ? 0 : ifindex(e.ifname)) + "|" +
           (e.mac ? net::mac_str(*e.mac) : "-") + "|" + e.attach.value_or("-");
     for (const auto& a : e.addrs) fp += "," + a.str();
   }
@@ -406,6 +410,7 @@ Result<std::optional<engine::ApplyReport>> Daemon::Impl::reconcile(const char* w
       .policy = &*policy_,
       .inventory = &inv,
       .programs = &*progs_,
+      .previous = applied_state_.get(),
       .policy_source = cluster_ ? "cluster revision " + std::to_string(cluster_->loaded_revision())
                                 : o_.policy_path,
       .inventory_source = o_.libvirt_uri.empty() ? o_.inventory_path : o_.libvirt_uri,
@@ -417,6 +422,7 @@ Result<std::optional<engine::ApplyReport>> Daemon::Impl::reconcile(const char* w
   if (!rep) return fail(std::move(rep.error()));
   for (const auto& w : warnings) rep->warnings.push_back(w);
   applied_fp_ = fp;
+  applied_state_ = rep->state;
   ++applies_;
   if (cluster_) cluster_->enforced(*local, cluster_->loaded_revision());
   {
@@ -430,10 +436,11 @@ Result<std::optional<engine::ApplyReport>> Daemon::Impl::reconcile(const char* w
     std::lock_guard lk(link_mu_);
     known_ifnames_.clear();
     known_ifindexes_.clear();
+    const net::InterfaceIndexes ifindex;
     for (const auto& e : inv.endpoints) {
       if (e.ifname.empty()) continue;
       known_ifnames_.insert(e.ifname);
-      if (unsigned ifx = if_nametoindex(e.ifname.c_str())) known_ifindexes_.insert(ifx);
+      if (unsigned ifx = ifindex(e.ifname)) known_ifindexes_.insert(ifx);
     }
   }
   log::info("reconciled", {{"why", why},

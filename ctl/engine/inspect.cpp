@@ -15,6 +15,7 @@
 #include "datapath/reasons.h"
 #include "engine/aggregate.h"
 #include "engine/conntrack.h"
+#include "util/net.h"
 
 namespace zw::engine {
 
@@ -94,8 +95,9 @@ Result<json> status(const Paths& paths) {
 
   json eps = json::array();
   size_t enforced = 0;
+  const net::InterfaceIndexes ifindex;
   for (const auto& e : live->state.endpoints) {
-    uint32_t now_ifindex = if_nametoindex(e.ifname.c_str());
+    uint32_t now_ifindex = e.ifname.empty() ? 0 : ifindex(e.ifname);
     bool present = e.ifindex != 0 && now_ifindex == e.ifindex;
     zw_endpoint v{};
     bool in_map =

@@ -11,6 +11,7 @@
 #include <map>
 #include <set>
 #include <sstream>
+#include <unordered_map>
 
 #include "datapath/maps.h"
 #include "engine/desired.h"
@@ -224,10 +225,13 @@ Result<json> plan(const Paths& paths, const policy::Policy& p, const std::string
   }
   // Interfaces resolve as apply would, but an interface of the live state
   // keeps its index (a plan may run in another namespace than the taps).
+  std::unordered_map<std::string, uint32_t> live_ifindex;
+  for (const auto& e : live.endpoints)
+    if (e.ifindex) live_ifindex.emplace(e.ifname, e.ifindex);
+  const net::InterfaceIndexes here;
   auto resolve = [&](const std::string& n) -> uint32_t {
-    for (const auto& e : live.endpoints)
-      if (e.ifname == n && e.ifindex) return e.ifindex;
-    return if_nametoindex(n.c_str());
+    auto it = live_ifindex.find(n);
+    return it != live_ifindex.end() ? it->second : here(n);
   };
   auto d = build_desired(p, *inventory, live, "tc", resolve);
   if (!d) return fail(std::move(d.error()).wrap("plan"));

@@ -230,12 +230,12 @@ ProgramLoad::~ProgramLoad() {
 Result<ApplyReport> apply(const Paths& paths, const ApplyInput& in) {
   ApplyReport rep;
   PhaseClock clock(rep);
-  auto prev = read_state(paths);
+  auto prev = in.previous ? Result<std::optional<State>>(*in.previous) : read_state(paths);
   if (!prev) return fail(std::move(prev.error()));
   clock.lap("read state");
 
   IfindexResolver resolve = in.resolve;
-  if (!resolve) resolve = [](const std::string& n) { return if_nametoindex(n.c_str()); };
+  if (!resolve) resolve = net::InterfaceIndexes();
   auto desired = build_desired(*in.policy, *in.inventory, *prev, in.default_attach, resolve);
   if (!desired) return fail(std::move(desired.error()));
   rep.warnings = desired->warnings;
@@ -443,6 +443,7 @@ Result<ApplyReport> apply(const Paths& paths, const ApplyInput& in) {
   }
   clock.lap("detach");
   if (auto st = write_state(paths, s); !st) return fail(std::move(st.error()).wrap("apply"));
+  rep.state = std::make_shared<const State>(std::move(s));
   clock.lap("write state");
   if (in.sweep_conntrack) {
     if (auto sw = sweep_conntrack(*maps); sw)

@@ -57,6 +57,10 @@ struct ApplyInput {
   // Without `programs`: a load already under way (ProgramLoad::start), or
   // null to load here.
   ProgramLoad* preload = nullptr;
+  // The state as the caller knows it from the apply before (the daemon,
+  // the only writer of the state file while it holds the pin lock); null:
+  // read the state file.
+  const State* previous = nullptr;
   std::string policy_source;
   std::string inventory_source;
   std::string default_attach = "tc";
@@ -64,7 +68,7 @@ struct ApplyInput {
   // more: a VM tap keeps dropping everything after its VM left the
   // inventory, instead of being left unfiltered (the daemon's tap patterns).
   std::vector<std::string> keep_hooked;
-  // Interface name -> ifindex; empty: if_nametoindex (tests inject races).
+  // Interface name -> ifindex; empty: net::InterfaceIndexes (tests inject races).
   IfindexResolver resolve;
   // Sweep expired conntrack entries after the flip (the CLI; the daemon
   // sweeps on its own schedule instead).
@@ -100,6 +104,7 @@ struct ApplyReport {
   std::map<std::string, MapChanges> changes;           // per map name (zw_policy, ...)
   std::vector<std::pair<std::string, double>> phases;  // name, milliseconds
   std::vector<std::string> warnings;
+  std::shared_ptr<const State> state;  // as written to the state file
 };
 
 // Caller holds the PinLock.

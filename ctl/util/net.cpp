@@ -2,6 +2,7 @@
 #include "util/net.h"
 
 #include <arpa/inet.h>
+#include <net/if.h>
 
 #include <charconv>
 #include <cstdio>
@@ -100,6 +101,21 @@ std::string mac_str(const Mac& m) {
   std::snprintf(buf, sizeof buf, "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4],
                 m[5]);
   return buf;
+}
+
+InterfaceIndexes::InterfaceIndexes() {
+  struct if_nameindex* all = if_nameindex();
+  if (!all) return;
+  for (const struct if_nameindex* i = all; i->if_index != 0 && i->if_name; ++i)
+    by_name_.emplace(i->if_name, i->if_index);
+  if_freenameindex(all);
+  read_ = true;
+}
+
+uint32_t InterfaceIndexes::operator()(const std::string& name) const {
+  if (!read_) return if_nametoindex(name.c_str());
+  auto it = by_name_.find(name);
+  return it == by_name_.end() ? 0 : it->second;
 }
 
 }  // namespace zw::net
