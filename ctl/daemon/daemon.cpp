@@ -775,6 +775,11 @@ bool Daemon::Impl::step(int timeout_ms) {
     if (fds[4].revents) on_cluster_watch();
     if (fds[5].revents) cluster_->on_publisher();
     if (fds[3].revents) on_control();
+    if (cluster_ && metrics_) {  // the metrics thread renders this copy, never the Member
+      auto cs = cluster_->status();
+      std::lock_guard lk(apply_mu_);
+      apply_info_.cluster = std::move(cs);
+    }
   }
   return !stop_;
 }

@@ -182,6 +182,28 @@ std::string render_metrics(const json& stats, const json& status, const ApplyInf
   w.family("zonewall_last_apply_timestamp_seconds", "gauge",
            "when the last apply finished (Unix time)");
   w.sample("zonewall_last_apply_timestamp_seconds", {}, num(apply.last_unix_seconds));
+  if (const json& c = apply.cluster; c.is_object()) {
+    auto flag = [&](const char* name, const char* help, bool v) {
+      w.family(name, "gauge", help);
+      w.sample(name, {}, v ? "1" : "0");
+    };
+    flag("zonewall_cluster_etcd_connected", "1 while this host reaches etcd (else fail static)",
+         c.value("etcd", "") == "connected");
+    flag("zonewall_cluster_synced", "1 once the first full read of the cluster store arrived",
+         c.value("synced", false));
+    w.family("zonewall_cluster_policy_revision", "gauge",
+             "cluster policy revision: enforced here, and stored in etcd as last seen");
+    w.sample("zonewall_cluster_policy_revision", {{"which", "enforced"}},
+             num(c.value("policy_revision", json(0))));
+    w.sample("zonewall_cluster_policy_revision", {{"which", "stored"}},
+             num(c.value("policy_revision_stored", json(0))));
+    w.family("zonewall_cluster_endpoints", "gauge",
+             "VMs published by this host (local) and zoned from other hosts' records (remote)");
+    w.sample("zonewall_cluster_endpoints", {{"where", "local"}},
+             num(c.value("local_endpoints", json(0))));
+    w.sample("zonewall_cluster_endpoints", {{"where", "remote"}},
+             num(c.value("remote_endpoints", json(0))));
+  }
   return w.str();
 }
 

@@ -23,6 +23,7 @@ struct ApplyInfo {
   uint64_t applies = 0;              // reconciles that wrote a generation
   double last_duration_seconds = 0;  // of the last one
   double last_unix_seconds = 0;      // when it finished (0: none yet)
+  nlohmann::json cluster;            // cluster mode: the "cluster" section of status; else null
 };
 
 // The exposition text from `zonewall stats --json` and `status --json`

@@ -662,6 +662,32 @@ TEST(Metrics, EmptyStatsStillValid) {
   expect_promtool_accepts(text);
 }
 
+// A cluster daemon adds the cluster section of its status: etcd reached or
+// not (fail static), policy revision enforced and stored, VM counts. The
+// section is the daemon's own `status` JSON (cluster::Member::status()).
+TEST(Metrics, ClusterStateOfACutOffHost) {
+  daemon::ApplyInfo apply{2, 0.01, 1767323045.5};
+  apply.cluster = {
+      {"host", "hv2"},           {"etcd", "disconnected"},       {"synced", true},
+      {"policy_revision", 41},   {"policy_revision_stored", 42}, {"local_endpoints", 3},
+      {"remote_endpoints", 118}, {"remote_records", 120}};
+  std::string text = daemon::render_metrics(stats_doc(), status_doc(), apply);
+  std::vector<std::string> problems;
+  auto samples = parse_exposition(text, problems);
+  ASSERT_TRUE(problems.empty()) << testing::PrintToString(problems) << "\n" << text;
+  EXPECT_EQ(find(samples, "zonewall_cluster_etcd_connected", {})->value, "0");
+  EXPECT_EQ(find(samples, "zonewall_cluster_synced", {})->value, "1");
+  EXPECT_EQ(find(samples, "zonewall_cluster_policy_revision", {{"which", "enforced"}})->value,
+            "41");
+  EXPECT_EQ(find(samples, "zonewall_cluster_policy_revision", {{"which", "stored"}})->value, "42");
+  EXPECT_EQ(find(samples, "zonewall_cluster_endpoints", {{"where", "remote"}})->value, "118");
+  EXPECT_EQ(find(samples, "zonewall_cluster_endpoints", {{"where", "local"}})->value, "3");
+  expect_promtool_accepts(text);
+  // A single-host daemon has no cluster series.
+  std::string single = daemon::render_metrics(stats_doc(), status_doc(), daemon::ApplyInfo{});
+  EXPECT_EQ(single.find("zonewall_cluster_"), std::string::npos);
+}
+
 // The checker itself: promtool and the parser above reject what they must,
 // so the passing runs above mean something.
 TEST(Metrics, CheckersRejectBrokenText) {
