@@ -150,9 +150,11 @@ zwc_underlay_up() {
 }
 
 # Plugs VM NAME into HOST: a new veth, tap end zcvTAG on HOST's br0, eth0 in
-# the VM namespace (made on first use) with the VM's MAC and addresses.
+# the VM namespace (made on first use) with the VM's MAC and addresses; with
+# a third argument "down" eth0 stays down (a paused guest: `ip -n NS link set
+# eth0 up` resumes it).
 zwc_vm_attach() {
-	local name=$1 h=$2 vns hns tap
+	local name=$1 h=$2 state=${3:-up} vns hns tap
 	vns=$(zwc_vns "$name")
 	hns=$(zwc_hns "$h")
 	tap=$(zwc_tap "$name")
@@ -165,7 +167,7 @@ zwc_vm_attach() {
 	ip -n "$hns" link set "$tap" master br0 up
 	ip -n "$vns" addr add "${ZWC_VM_V4[$name]}/24" dev eth0
 	ip -n "$vns" addr add "${ZWC_VM_V6[$name]}/64" dev eth0 nodad
-	ip -n "$vns" link set eth0 up
+	[[ $state == down ]] || ip -n "$vns" link set eth0 up
 	ZWC_VM_ATTACHED[$name]=$h
 }
 
@@ -256,14 +258,19 @@ zwc_etcd_up() {
 }
 
 # ---- daemons ----
-# Starts host HOST's daemon (cluster mode, static inventory, its own pins).
+# Starts host HOST's daemon (cluster mode, static inventory, its own pins);
+# with $ZWC_TMP/config-HOST.json as its configuration file if that exists.
 zwc_daemon_start() {
-	local h=$1 n
+	local h=$1 n config=()
 	n=$((${ZWC_DAEMON_N[$h]:-0} + 1))
 	ZWC_DAEMON_N[$h]=$n
 	ZWC_DAEMON_LOG[$h]=$ZWC_TMP/daemon-$h-$n.log
 	zwc_write_inventory "$h"
-	zwc_zw "$h" daemon --cluster "$ZWC_ENDPOINTS" --host "$h" --cluster-prefix "$ZWC_PFX" \
+	[[ ! -e $ZWC_TMP/config-$h.json ]] || config=(--config "$ZWC_TMP/config-$h.json")
+	# nsenter directly (not through zwc_zw): `&` on a function forks a
+	# subshell and $! would not be the daemon.
+	nsenter --net="/run/netns/$(zwc_hns "$h")" "$ZONEWALL" --pin-dir "$(zwc_pin "$h")" \
+		--state-dir "$(zwc_state "$h")" "${config[@]}" daemon --cluster "$ZWC_ENDPOINTS" --host "$h" --cluster-prefix "$ZWC_PFX" \
 		--no-libvirt --inventory "$(zwc_inv "$h")" --tap-pattern "$ZWC_TAP_PATTERN" \
 		"${ZWC_DAEMON_ARGS[@]}" >"${ZWC_DAEMON_LOG[$h]}" 2>&1 &
 	ZWC_DAEMON_PID[$h]=$!
@@ -293,7 +300,7 @@ zwc_daemon_hup() { kill -HUP "${ZWC_DAEMON_PID[$1]}"; }
 # Polls until `zonewall status --json` of HOST makes the Python expression
 # $2 (over d) true, at most $3 seconds (default 15). Prints the last JSON on
 # timeout; ZWC_WAIT_MS is how long it took.
-ZWC_WAIT_MS=0
+ZWC_WAIT_MS=0 # read by the tests
 ZWC_LAST_JSON=""
 zwc_wait_local() {
 	local h=$1 expr=$2 limit=${3:-15} t0 deadline
@@ -311,6 +318,7 @@ zwc_wait_local() {
 		fi
 		sleep 0.05
 	done
+	# shellcheck disable=SC2034 # read by the tests
 	ZWC_WAIT_MS=$(zwc_ms_since "$t0")
 	printf 'last status of %s: %s\n' "$h" "$ZWC_LAST_JSON" >&2
 	return 1
@@ -329,6 +337,7 @@ zwc_wait_cluster() {
 		fi
 		sleep 0.05
 	done
+	# shellcheck disable=SC2034 # read by the tests
 	ZWC_WAIT_MS=$(zwc_ms_since "$t0")
 	printf 'last status --cluster: %s\n' "$ZWC_LAST_JSON" >&2
 	return 1
@@ -342,12 +351,11 @@ zwc_wait_cluster() {
 # is $ZWC_TMP/loop-LABEL.log; pid in ZWC_LOOP_PID[LABEL].
 declare -A ZWC_LOOP_PID=()
 zwc_loop_start() {
-	local label=$1 src=$2 dst=$3 what=$4 fam=$5 proto port addr
+	local label=$1 src=$2 dst=$3 what=$4 fam=$5 proto pargs=() addr
 	proto=${what%%/*}
-	port=${what#*/}
-	[[ $proto != icmp ]] || port=""
+	[[ $proto == icmp ]] || pargs=("${what#*/}")
 	if [[ $fam == 4 ]]; then addr=${ZWC_VM_V4[$dst]}; else addr=${ZWC_VM_V6[$dst]}; fi
-	ip netns exec "$(zwc_vns "$src")" "$ZW_PY" "$ZWC_PROBE" loop "$proto" "$addr" $port \
+	ip netns exec "$(zwc_vns "$src")" "$ZW_PY" "$ZWC_PROBE" loop "$proto" "$addr" "${pargs[@]}" \
 		--interval 0.02 --timeout 0.25 >"$ZWC_TMP/loop-$label.log" 2>&1 &
 	ZWC_LOOP_PID[$label]=$!
 	ZW_BG_PIDS+=($!)

@@ -1,0 +1,305 @@
+#!/usr/bin/env bash
+# Cluster mode (issue 8) on the cluster lab (cluster_lib.sh): 3 etcd members,
+# 3 hosts each with its own `zonewall daemon --cluster`, pin dir, state dir
+# and static inventory, VMs bridged across hosts by an underlay. Real traffic
+# between VM namespaces throughout:
+#  a. before any cluster policy the daemons enforce fail-closed defaults;
+#  b. one `zonewall apply --cluster` reaches all three hosts (status
+#     --cluster converged; the time is printed); cross-host traffic is allowed
+#     and denied by zone, both directions, IPv4 and IPv6;
+#  c. an invalid policy is refused with check's exit code and nothing is
+#     written (the revision stays);
+#  d. a policy change reaches all hosts and changes cross-host traffic;
+#  e. a VM migrated h2 → h3 (same MAC, addresses, UUID) keeps its policy:
+#     probed every 10-20 ms from every host during the move, no denied
+#     datagram passes, allowed traffic resumes, and the window in which each
+#     host still judged it with stale data is measured and printed (0 for
+#     its own enforcement);
+#  f. one etcd member killed: apply and convergence still work;
+#  g. a host cut off etcd (its management link down): it keeps enforcing its
+#     last state (denied stays denied, allowed stays allowed), its status
+#     says disconnected, its lease expires for the others; a policy applied
+#     meanwhile reaches the others, and it converges to it once reconnected.
+set -euo pipefail
+# shellcheck source=tests/e2e/cluster_lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/cluster_lib.sh"
+
+CONVERGE_S=20 # a policy revision must be enforced everywhere within this
+
+# --- helpers over the contract's JSON ---
+# zonewall apply --cluster POLICY: prints the revision; dies on failure.
+REVISION=0
+cluster_apply() {
+	local out rc=0
+	out=$(zwc_zwu --json apply --cluster "$ZWC_ENDPOINTS" --cluster-prefix "$ZWC_PFX" "$1" 2>&1) || rc=$?
+	if ((rc != 0)); then
+		printf '%s\n' "$out" >&2
+		zw_die "zonewall apply --cluster $1 exited $rc"
+	fi
+	REVISION=$(zw_json "d['revision']" <<<"$out") || zw_die "apply --cluster --json printed no revision: $out"
+	zw_positive "$REVISION" || zw_die "apply --cluster: revision '$REVISION' is not a positive integer"
+	zw_log "applied $(basename "$1") to the cluster: revision $REVISION"
+}
+
+# The revision of PFX/policy as etcd itself has it (0 if there is none).
+etcd_policy_revision() {
+	local out
+	out=$(zwc_etcdctl get "$ZWC_PFX/policy" -w json) || return 1
+	zw_json "d.get('kvs', [{}])[0].get('mod_revision', 0)" <<<"$out"
+}
+
+# Waits until status --cluster shows exactly hosts $2 (space-separated, sorted)
+# all at revision $1 and converged; prints the time it took.
+expect_converged() {
+	local rev=$1 hosts=$2 what=$3
+	if zwc_wait_cluster "d['converged'] and d['policy_revision'] == $rev and \
+' '.join(sorted(h['host'] for h in d['hosts'])) == '$hosts' and \
+all(h['policy_revision'] == $rev and h['converged'] for h in d['hosts'])" "$CONVERGE_S"; then
+		zw_pass "$what: hosts $hosts enforce revision $rev (status --cluster converged after $ZWC_WAIT_MS ms)"
+	else
+		zw_fail "$what: status --cluster did not show hosts '$hosts' converged on revision $rev within $CONVERGE_S s"
+	fi
+}
+
+# The local status of HOST has a cluster section matching expression $2.
+expect_local() {
+	local h=$1 expr=$2 what=$3 limit=${4:-$CONVERGE_S}
+	if zwc_wait_local "$h" "$expr" "$limit"; then
+		zw_pass "$h: $what (after $ZWC_WAIT_MS ms)"
+	else
+		zw_fail "$h: $what: not within $limit s"
+	fi
+}
+
+# --- policies ---
+zwc_setup
+P1=$ZW_POLICY_LAB
+P2=$ZWC_TMP/alt-port.json
+BROKEN=$ZWC_TMP/broken.json
+UNDEFINED=$ZWC_TMP/undefined-zone.json
+"$ZW_PY" - "$P1" "$ZWC_TMP" <<'EOF' || zw_die "could not derive the test policies"
+import json, os, sys
+src, out = sys.argv[1], sys.argv[2]
+p = json.load(open(src))
+rules = [r for r in p["rules"] if r.get("name") != "web-to-db-postgres"]
+if len(rules) != len(p["rules"]) - 1:
+    sys.exit("lab.json has no rule named web-to-db-postgres")
+rules.insert(0, {"name": "web-to-db-5433", "from": "web", "to": "db", "proto": "tcp", "ports": [5433], "action": "allow"})
+json.dump(dict(p, rules=rules), open(os.path.join(out, "alt-port.json"), "w"), indent=2)
+bad = dict(p, rules=p["rules"] + [{"name": "to-nowhere", "from": "web", "to": "nosuchzone", "action": "allow"}])
+json.dump(bad, open(os.path.join(out, "undefined-zone.json"), "w"), indent=2)
+open(os.path.join(out, "broken.json"), "w").write('{"version": 1, "zones": {')
+EOF
+# shellcheck disable=SC2086 # names are single words
+zw_serve ${!ZWC_VM_HOST[*]}
+
+# Lease TTL through the configuration file (cluster.lease_ttl).
+for h in "${ZWC_HOSTS[@]}"; do
+	printf '{"cluster": {"lease_ttl": %d}}\n' "$ZWC_LEASE_TTL" >"$ZWC_TMP/config-$h.json"
+done
+
+echo "== a. daemons start before any cluster policy: fail closed =="
+for h in "${ZWC_HOSTS[@]}"; do zwc_daemon_start "$h"; done
+for h in "${ZWC_HOSTS[@]}"; do
+	expect_local "$h" "d['cluster']['etcd'] == 'connected' and d['cluster']['host'] == '$h' and \
+d['cluster']['policy_revision'] == 0" "cluster section: connected, host $h, no policy revision yet"
+done
+expect_deny web-3 db-2 tcp/5432 4 # same host, allowed by every policy below
+expect_deny web-1 db-2 tcp/5432 4 # cross-host
+out=$(etcd_policy_revision)
+zw_assert "no PFX/policy in etcd yet (revision '$out')" test "$out" = 0
+
+echo "== b. one apply --cluster reaches all three hosts =="
+cluster_apply "$P1"
+REV1=$REVISION
+out=$(etcd_policy_revision)
+zw_assert "PFX/policy's mod_revision in etcd is the printed revision ($out = $REV1)" test "$out" = "$REV1"
+expect_converged "$REV1" "h1 h2 h3" "apply P1"
+for h in "${ZWC_HOSTS[@]}"; do
+	expect_local "$h" "d['cluster']['policy_revision'] == $REV1 and d['endpoints_enforced'] == 2" \
+		"local status: revision $REV1, 2 local VMs enforced"
+done
+# web-1@h1 db-1@h1 web-2@h2 admin-1@h2 web-3@h3 db-2@h3
+expect_allow web-1 db-2 tcp/5432    # h1 → h3, rule web-to-db-postgres
+expect_allow web-1 db-2 udp/53      # h1 → h3, web-to-db-dns
+expect_deny web-1 db-2 tcp/5433     # h1 → h3, no rule
+expect_deny db-2 web-1 tcp/80       # h3 → h1, deny-db-to-web
+expect_allow web-1 web-2 tcp/80     # h1 → h2, same zone
+expect_allow web-2 web-1 udp/54     # h2 → h1, same zone
+expect_allow admin-1 web-1 icmp     # h2 → h1, admin-ping(6)
+expect_deny web-1 admin-1 icmp      # h1 → h2, no rule
+expect_allow admin-1 db-2 tcp/22 4  # h2 → h3, admin-ssh
+expect_deny db-1 web-2 tcp/80 4     # h1 → h2, deny-db-to-web
+expect_allow web-3 db-2 tcp/5432 4  # h3 local
+
+echo "== c. invalid policies: refused, nothing written =="
+for bad in "$BROKEN" "$UNDEFINED"; do
+	rc=0
+	out=$(zwc_zwu apply --cluster "$ZWC_ENDPOINTS" --cluster-prefix "$ZWC_PFX" "$bad" 2>&1) || rc=$?
+	want=0
+	zwc_zwu check "$bad" >/dev/null 2>&1 || want=$?
+	zw_assert "apply --cluster $(basename "$bad") exits like check ($rc = $want, non-zero): ${out%%$'\n'*}" \
+		test "$rc" = "$want" -a "$rc" != 0
+	zw_assert "... and names the file" grep -q "$(basename "$bad")" <<<"$out"
+	out=$(etcd_policy_revision)
+	zw_assert "... and PFX/policy is still revision $REV1 ($out)" test "$out" = "$REV1"
+done
+
+echo "== d. a policy change reaches every host and changes cross-host traffic =="
+cluster_apply "$P2"
+REV2=$REVISION
+zw_assert "the new revision is higher ($REV2 > $REV1)" test "$REV2" -gt "$REV1"
+expect_converged "$REV2" "h1 h2 h3" "apply P2"
+expect_deny web-1 db-2 tcp/5432 4
+expect_allow web-1 db-2 tcp/5433    # both families
+expect_allow web-2 db-1 tcp/5433 4  # h2 → h1
+expect_allow web-3 db-2 tcp/5433 4  # h3 local
+
+echo "== e. web-2 migrates h2 → h3 under continuous probes =="
+# Allowed observers on every host, denied ones on the source's and the
+# destination's host, and the VM's own traffic (allowed and denied).
+zwc_stream_start w1 web-1 web-2 53 4   # h1 → web-2: same zone, allowed
+zwc_stream_start w3 web-3 web-2 53 4   # h3 (destination) → web-2: allowed
+zwc_loop_start a1 admin-1 web-2 icmp 4 # h2 (source) → web-2: admin-ping, allowed
+zwc_stream_start d1 db-1 web-2 53 4    # h1 → web-2: deny-db-to-web
+zwc_stream_start d2 db-2 web-2 53 6    # h3 → web-2: deny-db-to-web
+zwc_stream_start o1 web-2 db-1 53 4    # web-2 → db-1 (h1): web-to-db-dns, allowed
+zwc_stream_start o2 web-2 db-2 53 6    # web-2 → db-2 (h3 after the move): allowed
+zwc_stream_start o3 web-2 admin-1 53 4 # web-2 → admin-1 (h2): no rule, denied
+sleep 1.5
+T_BEFORE=$(zwc_now)
+for l in w1 w3 d1 d2 o1 o2 o3; do
+	read -r sent ok < <(zwc_stream_counts "$l" 0 "$T_BEFORE")
+	case $l in d* | o3) zw_assert "before the move, stream $l: 0 of $sent answered (denied)" test "$ok" = 0 -a "$sent" -gt 0 ;;
+	*) zw_assert "before the move, stream $l: $ok of $sent answered" test "$ok" -gt 0 ;;
+	esac
+done
+# Source: the VM stops on h2 (inventory without it, SIGHUP; its tap goes).
+ZWC_VM_HOST[web-2]=h3
+zwc_write_inventory h2
+T_STOP=$(zwc_now)
+zwc_daemon_hup h2
+zwc_vm_detach web-2
+key2=$ZWC_PFX/endpoints/h2/${ZWC_VM_UUID[web-2]}
+key3=$ZWC_PFX/endpoints/h3/${ZWC_VM_UUID[web-2]}
+for ((i = 0; i < 100; i++)); do
+	[[ -z $(zwc_etcdctl get --keys-only "$key2") ]] && break
+	sleep 0.05
+done
+zw_assert "h2 deleted web-2's record ($(zwc_ms "$T_STOP" "$(zwc_now)") ms after its SIGHUP)" test -z "$(zwc_etcdctl get --keys-only "$key2")"
+# Destination: inventory with it, then its tap appears (hooked fail closed by
+# the tap pattern) with the guest still paused (eth0 down), as an incoming
+# migration's QEMU does; the guest resumes once h3 enforces it.
+zwc_write_inventory h3
+T_TAP=$(zwc_now)
+zwc_vm_attach web-2 h3 down
+zwc_daemon_hup h3
+expect_local h3 "d['endpoints_enforced'] == 3" "enforces web-2 (tap appeared → enforced)" 10
+T_ENF=$(zwc_now)
+for ((i = 0; i < 100; i++)); do
+	[[ -n $(zwc_etcdctl get --keys-only "$key3") ]] && break
+	sleep 0.05
+done
+T_PUB=$(zwc_now)
+zw_assert "h3 published web-2's record ($(zwc_ms "$T_TAP" "$T_PUB") ms after its tap appeared)" test -n "$(zwc_etcdctl get --keys-only "$key3")"
+ip -n "$(zwc_vns web-2)" link set eth0 up
+T_UP=$(zwc_now)
+zwc_vm_announce web-2
+sleep 2.5
+T_END=$(zwc_now)
+for l in w1 w3 d1 d2 o1 o2 o3; do zwc_loop_stop "$l"; done
+zwc_loop_stop a1
+# Denied: never one answer, before, during or after the move.
+for l in d1 d2 o3; do
+	read -r sent ok < <(zwc_stream_counts "$l" 0 "$T_END")
+	zw_assert "stream $l (denied): 0 of $sent datagrams answered across the move" test "$ok" = 0 -a "$sent" -gt 100
+done
+# Allowed: resumed after the guest did, and stayed up; the stale window of
+# the observing host = first answered datagram sent after T_UP - T_UP.
+MIG_REPORT=""
+for l in w1 w3 o1 o2; do
+	first=$(zwc_stream_first_ok "$l" "$T_UP")
+	if [[ -z $first ]]; then
+		zw_fail "stream $l: nothing answered after web-2 resumed on h3"
+		continue
+	fi
+	win=$(zwc_ms "$T_UP" "$first")
+	read -r sent ok < <(zwc_stream_counts "$l" "$(awk -v a="$T_UP" 'BEGIN { printf "%.3f", a + 0.5 }')" "$(awk -v a="$T_END" 'BEGIN { printf "%.3f", a - 0.3 }')")
+	zw_assert "stream $l: answered again ${win} ms after web-2 resumed; from +0.5 s on $ok of $sent answered" test "$ok" -ge $((sent - 1)) -a "$sent" -gt 50
+	MIG_REPORT+=" $l=${win}ms"
+done
+first=$(zwc_loop_first_ok a1 "$T_UP")
+zw_assert "loop a1 (admin-1@h2 → web-2 icmp): answered again $(zwc_ms "$T_UP" "${first:-$T_END}") ms after web-2 resumed" test -n "$first"
+MIG_REPORT+=" a1=$(zwc_ms "$T_UP" "${first:-$T_END}")ms"
+# Its own enforcement (h3, the VM's traffic): nothing sent after the guest
+# resumed was lost to stale data; allow the first datagram, which waits for ARP.
+for l in o1 o2; do
+	lost=$(zwc_stream_last_lost "$l" "$T_UP" "$(awk -v a="$T_END" 'BEGIN { printf "%.3f", a - 0.3 }')")
+	zw_assert "web-2's own traffic ($l): last datagram lost after resuming: ${lost:+$(zwc_ms "$T_UP" "$lost") ms after resume}${lost:-none} (window ≤ 50 ms)" \
+		test -z "$lost" -o "$(zwc_ms "$T_UP" "${lost:-$T_UP}")" -le 50
+done
+zw_log "migration web-2 h2 → h3: record deleted $(zwc_ms "$T_STOP" "$T_TAP") ms before the new tap; tap → enforced on h3 $(zwc_ms "$T_TAP" "$T_ENF") ms; tap → published $(zwc_ms "$T_TAP" "$T_PUB") ms; published → resumed $(zwc_ms "$T_PUB" "$T_UP") ms; stale window per observer after resume:$MIG_REPORT"
+expect_allow web-1 web-2 tcp/80     # both families, h1 → h3 now
+expect_deny db-2 web-2 tcp/80 4     # local on h3 now
+expect_allow admin-1 web-2 tcp/22 4 # h2 → h3 now
+expect_converged "$REV2" "h1 h2 h3" "after the migration"
+
+echo "== f. one etcd member killed =="
+zwc_etcd_kill 1
+zw_log "etcd member 1 (the first endpoint everyone is given) killed"
+cluster_apply "$P1"
+REV3=$REVISION
+expect_converged "$REV3" "h1 h2 h3" "apply P1 with member 1 down"
+expect_allow web-1 db-2 tcp/5432 4
+expect_deny web-1 db-2 tcp/5433 4
+for h in "${ZWC_HOSTS[@]}"; do
+	expect_local "$h" "d['cluster']['etcd'] == 'connected'" "still connected to etcd with member 1 down" 15
+done
+zwc_etcd_start 1
+zwc_etcd_wait_healthy || zw_die "etcd member 1 did not come back"
+zw_log "etcd member 1 restarted and healthy"
+
+echo "== g. h3 cut off etcd: fail static, then converges =="
+zwc_host_etcd_link h3 down
+T_CUT=$(zwc_now)
+# Right away, inside the lease: cross-host as before, both ways.
+expect_allow web-1 db-2 tcp/5432 4
+expect_deny db-2 web-1 tcp/80 4
+expect_local h3 "d['cluster']['etcd'] == 'disconnected'" "status says etcd disconnected" $((3 * ZWC_LEASE_TTL + 10))
+zw_log "h3 reported disconnected $(zwc_ms "$T_CUT" "$(zwc_now)") ms after its link went down"
+# Its lease expires for the others: its records go, the others converge without it.
+expect_converged "$REV3" "h1 h2" "h3's lease expired"
+cluster_apply "$P2"
+REV4=$REVISION
+expect_converged "$REV4" "h1 h2" "apply P2 while h3 is cut off"
+# h3 keeps its last state: policy revision, local verdicts, both ways.
+expect_local h3 "d['cluster']['policy_revision'] == $REV3 and d['cluster']['etcd'] == 'disconnected' and \
+d['endpoints_enforced'] == 3" "still enforces revision $REV3 on its 3 VMs" 2
+expect_allow web-3 db-2 tcp/5432 4 # P1 still on h3: nothing lost
+expect_deny web-3 db-2 tcp/5433 4  # nothing leaks
+expect_deny db-2 web-3 tcp/80 4
+expect_deny db-2 web-2 udp/53 6
+expect_allow web-1 db-1 tcp/5433 4 # P2 on h1
+expect_deny web-1 db-1 tcp/5432 4
+# The others dropped h3's VMs (its lease expired): cross-host fails closed.
+expect_deny web-1 db-2 tcp/5433 4
+zwc_host_etcd_link h3 up
+T_BACK=$(zwc_now)
+expect_converged "$REV4" "h1 h2 h3" "h3 reconnected"
+zw_log "h3 back on revision $REV4 $(zwc_ms "$T_BACK" "$(zwc_now)") ms after its link came up"
+expect_local h3 "d['cluster']['etcd'] == 'connected' and d['cluster']['policy_revision'] == $REV4" "connected, revision $REV4" 5
+expect_allow web-3 db-2 tcp/5433 4
+expect_deny web-3 db-2 tcp/5432 4
+expect_allow web-1 db-2 tcp/5433 # cross-host again, both families
+expect_deny db-2 web-1 tcp/80 6
+
+echo "== the daemons stop cleanly =="
+for h in "${ZWC_HOSTS[@]}"; do
+	rc=0
+	zwc_daemon_stop "$h" || rc=$?
+	zw_assert "daemon $h exits 0 on SIGTERM (got $rc)" test "$rc" = 0
+done
+expect_allow web-1 db-2 tcp/5433 4 # enforcement stays without the daemons
+expect_deny web-1 db-2 tcp/5432 4
+
+zw_summary
