@@ -142,7 +142,9 @@ for ((d = 1; d <= DAEMONS; d++)); do
 	kill -0 "${DAEMON_PIDS[d - 1]}" 2>/dev/null || { tail -20 "$TMP/daemon-$d.log" >&2; echo "[cluster] daemon $d died" >&2; exit 1; }
 done
 # etcd's own footprint, for scale.
-echo >>"$OUT/cluster-$MODE.md"
-awk '/VmRSS|VmHWM/ { printf "etcd %s %.1f MiB; ", $1, $2 / 1024 }' "/proc/$ETCD_PID/status" >>"$OUT/cluster-$MODE.md"
-echo >>"$OUT/cluster-$MODE.md"
+{
+	echo
+	awk '/VmRSS|VmHWM/ { printf "etcd %s %.1f MiB; ", $1, $2 / 1024 }' "/proc/$ETCD_PID/status"
+	echo
+} >>"$OUT/cluster-$MODE.md"
 cat "$OUT/cluster-$MODE.md"
