@@ -51,6 +51,8 @@ ZWC_VMS=(
 )
 declare -A ZWC_VM_TAG=() ZWC_VM_HOST=() ZWC_VM_MAC=() ZWC_VM_V4=() ZWC_VM_V6=() ZWC_VM_UUID=()
 declare -A ZWC_VM_ATTACHED=() # name -> host it is attached to now ("" = detached)
+declare -A ZWC_VM_ALSO=()     # name -> a second host listing it (live migration's overlap)
+declare -A ZWC_VM_INCOMING=() # name -> host where zwc_vm_prepare made its next tap
 declare -A ZWC_ETCD_PID=() ZWC_DAEMON_PID=() ZWC_DAEMON_LOG=() ZWC_DAEMON_N=()
 ZWC_P=""
 ZWC_U=""
@@ -104,7 +106,7 @@ zwc_zwu() { zwc_u "$ZONEWALL" "$@"; }
 zwc_preflight() {
 	[[ $(id -u) -eq 0 ]] || zw_skip "needs root (network namespaces, bpffs, tc); running as uid $(id -u)"
 	local tool
-	for tool in ip tc nsenter etcd etcdctl ping "$ZW_PY"; do
+	for tool in ip tc nsenter etcd etcdctl ping tcpdump "$ZW_PY"; do
 		command -v "$tool" >/dev/null || zw_skip "needs '$tool' (scripts/setup.sh installs it)"
 	done
 	[[ -d /sys/fs/bpf ]] || zw_skip "no /sys/fs/bpf (bpffs) on this system"
@@ -179,6 +181,30 @@ zwc_vm_announce() {
 		"${ZWC_VM_V4[$name]}" "${ZWC_VM_V6[$name]}"
 }
 
+# Live migration, destination side: a tap for VM NAME on HOST whose VM end
+# (eth1, down, no addresses) waits in the VM namespace next to the running
+# eth0, as QEMU's incoming side before the switch-over.
+zwc_vm_prepare() {
+	local name=$1 h=$2
+	ip -n "$(zwc_hns "$h")" link add "$(zwc_tap "$name")" type veth peer name eth1 \
+		netns "$(zwc_vns "$name")" address "${ZWC_VM_MAC[$name]}"
+	ip -n "$(zwc_hns "$h")" link set "$(zwc_tap "$name")" master br0 up
+	ZWC_VM_INCOMING[$name]=$h
+}
+# The switch-over: the source's tap goes (the source QEMU stops), eth1 becomes
+# eth0 with the VM's addresses and comes up (the guest runs on the destination).
+zwc_vm_switch() {
+	local name=$1 vns
+	vns=$(zwc_vns "$name")
+	zwc_vm_detach "$name"
+	ip -n "$vns" link set eth1 name eth0
+	ip -n "$vns" addr add "${ZWC_VM_V4[$name]}/24" dev eth0
+	ip -n "$vns" addr add "${ZWC_VM_V6[$name]}/64" dev eth0 nodad
+	ip -n "$vns" link set eth0 up
+	ZWC_VM_ATTACHED[$name]=${ZWC_VM_INCOMING[$name]}
+	ZWC_VM_INCOMING[$name]=""
+}
+
 # Unplugs VM NAME (its tap and eth0 go); the namespace and its listeners stay.
 zwc_vm_detach() {
 	local name=$1 h=${ZWC_VM_ATTACHED[$1]}
@@ -187,7 +213,8 @@ zwc_vm_detach() {
 	ZWC_VM_ATTACHED[$name]=""
 }
 
-# HOST's static inventory: the VMs ZWC_VM_HOST puts there (attached or not).
+# HOST's static inventory: the VMs ZWC_VM_HOST (or ZWC_VM_ALSO) puts there,
+# attached or not.
 # Written to a temporary file and renamed: a daemon never reads half a file.
 zwc_write_inventory() {
 	local h=$1 name sep="" f
@@ -195,7 +222,7 @@ zwc_write_inventory() {
 	{
 		printf '{"vms": ['
 		for name in "${!ZWC_VM_HOST[@]}"; do
-			[[ ${ZWC_VM_HOST[$name]} == "$h" ]] || continue
+			[[ ${ZWC_VM_HOST[$name]} == "$h" || ${ZWC_VM_ALSO[$name]:-} == "$h" ]] || continue
 			printf '%s\n  {"name": "%s", "uuid": "%s", "interfaces": [{"name": "%s", "mac": "%s", "ips": ["%s", "%s"]}]}' \
 				"$sep" "$name" "${ZWC_VM_UUID[$name]}" "$(zwc_tap "$name")" "${ZWC_VM_MAC[$name]}" \
 				"${ZWC_VM_V4[$name]}" "${ZWC_VM_V6[$name]}"
@@ -228,7 +255,7 @@ zwc_etcd_kill() {
 	local i=$1 pid=${ZWC_ETCD_PID[$1]:-}
 	[[ -n $pid ]] || return 0
 	kill -KILL "$pid" 2>/dev/null
-	wait "$pid" 2>/dev/null
+	wait "$pid" 2>/dev/null || true
 	ZWC_ETCD_PID[$i]=""
 }
 
@@ -363,13 +390,13 @@ zwc_loop_start() {
 zwc_loop_stop() {
 	local pid=${ZWC_LOOP_PID[$1]}
 	kill -TERM "$pid" 2>/dev/null
-	wait "$pid" 2>/dev/null
+	wait "$pid" 2>/dev/null || true
 	return 0
 }
 # Counts of a loop's results sent at or after time $2 (and before $3): "ok drop refused".
 zwc_loop_counts() {
 	awk -v a="${2:-0}" -v b="${3:-1e12}" '$1 >= a && $1 < b { n[$2]++ }
-		END { printf "%d %d %d", n["ok"], n["drop"], n["refused"] }' "$ZWC_TMP/loop-$1.log"
+		END { printf "%d %d %d\n", n["ok"], n["drop"], n["refused"] }' "$ZWC_TMP/loop-$1.log"
 }
 # Time of the first "ok" sent at or after $2 (empty if none).
 zwc_loop_first_ok() {
@@ -389,7 +416,7 @@ zwc_stream_start() {
 # "sent answered" for datagrams sent in [$2, $3) (wall-clock seconds).
 zwc_stream_counts() {
 	awk -v a="${2:-0}" -v b="${3:-1e12}" '$3 >= a && $3 < b { n[$1]++ }
-		END { printf "%d %d", n["sent"], n["ok"] }' "$ZWC_TMP/stream-$1.log"
+		END { printf "%d %d\n", n["sent"], n["ok"] }' "$ZWC_TMP/stream-$1.log"
 }
 # Send time of the first answered datagram sent at or after $2 (empty if none).
 zwc_stream_first_ok() {

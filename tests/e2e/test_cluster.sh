@@ -10,11 +10,12 @@
 #  c. an invalid policy is refused with check's exit code and nothing is
 #     written (the revision stays);
 #  d. a policy change reaches all hosts and changes cross-host traffic;
-#  e. a VM migrated h2 → h3 (same MAC, addresses, UUID) keeps its policy:
-#     probed every 10-20 ms from every host during the move, no denied
-#     datagram passes, allowed traffic resumes, and the window in which each
-#     host still judged it with stale data is measured and printed (0 for
-#     its own enforcement);
+#  e. a VM moved h2 → h3 (stopped, then started: same MAC, addresses,
+#     UUID), then live-migrated h3 → h1 (both hosts publish it during the
+#     overlap), keeps its policy: probed every 10-20 ms from every host
+#     during each move, no denied datagram passes, allowed traffic resumes,
+#     and the window in which each host still judged it with stale data is
+#     measured and printed (0 for its own enforcement);
 #  f. one etcd member killed: apply and convergence still work;
 #  g. a host cut off etcd (its management link down): it keeps enforcing its
 #     last state (denied stays denied, allowed stays allowed), its status
@@ -69,6 +70,61 @@ expect_local() {
 	else
 		zw_fail "$h: $what: not within $limit s"
 	fi
+}
+
+# --- migration analysis over the probe logs (cluster_lib.sh streams/loops) ---
+plus_s() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a + b }'; }
+# A denied stream: not one datagram answered, before, during or after the move.
+denied_throughout() {
+	local sent ok
+	read -r sent ok < <(zwc_stream_counts "$1" 0 "$2")
+	zw_assert "stream $1 (denied): 0 of $sent datagrams answered across the move" test "$ok" = 0 -a "$sent" -gt 100
+}
+# An allowed stream answered again after the guest resumed at $2 and stayed
+# up (from +0.5 s to the end $3, at most one datagram lost); the observer's
+# stale window = first answered datagram sent after $2, minus $2.
+MIG_REPORT=""
+resumed() {
+	local l=$1 t_up=$2 t_end=$3 first win sent ok
+	first=$(zwc_stream_first_ok "$l" "$t_up")
+	if [[ -z $first ]]; then
+		zw_fail "stream $l: nothing answered after web-2 resumed"
+		return
+	fi
+	win=$(zwc_ms "$t_up" "$first")
+	read -r sent ok < <(zwc_stream_counts "$l" "$(plus_s "$t_up" 0.5)" "$(plus_s "$t_end" -0.3)")
+	zw_assert "stream $l: answered again ${win} ms after web-2 resumed; from +0.5 s on $ok of $sent answered" \
+		test "$ok" -ge $((sent - 1)) -a "$sent" -gt 50
+	MIG_REPORT+=" $l=${win}ms"
+}
+loop_resumed() {
+	local first
+	first=$(zwc_loop_first_ok "$1" "$2")
+	zw_assert "loop $1 (icmp, one probe in flight for up to 250 ms): answered again $(zwc_ms "$2" "${first:-$3}") ms after web-2 resumed" test -n "$first"
+	MIG_REPORT+=" $1=$(zwc_ms "$2" "${first:-$3}")ms"
+}
+# The VM's own traffic: nothing it sent after resuming at $2 was lost to stale
+# data (≤ 50 ms: its first datagram waits for ARP).
+own_window() {
+	local lost
+	lost=$(zwc_stream_last_lost "$1" "$2" "$(plus_s "$3" -0.3)")
+	zw_assert "web-2's own traffic ($1): last datagram lost after resuming: ${lost:+$(zwc_ms "$2" "$lost") ms after resume}${lost:-none} (window ≤ 50 ms)" \
+		test -z "$lost" -o "$(zwc_ms "$2" "${lost:-$2}")" -le 50
+}
+# An allowed stream lost nothing in [$2, $3) (at most one datagram in flight at the edge).
+intact() {
+	local sent ok
+	read -r sent ok < <(zwc_stream_counts "$1" "$2" "$3")
+	zw_assert "stream $1: $ok of $sent answered $4" test "$ok" -ge $((sent - 1)) -a "$sent" -gt 50
+}
+wait_key() { # KEY present|absent
+	local i
+	for ((i = 0; i < 200; i++)); do
+		if [[ $2 == present ]]; then [[ -n $(zwc_etcdctl get --keys-only "$1") ]] && return 0
+		else [[ -z $(zwc_etcdctl get --keys-only "$1") ]] && return 0; fi
+		sleep 0.05
+	done
+	return 1
 }
 
 # --- policies ---
@@ -155,7 +211,7 @@ expect_allow web-1 db-2 tcp/5433    # both families
 expect_allow web-2 db-1 tcp/5433 4  # h2 → h1
 expect_allow web-3 db-2 tcp/5433 4  # h3 local
 
-echo "== e. web-2 migrates h2 → h3 under continuous probes =="
+echo "== e1. web-2 moves h2 → h3 (stopped, then started) under continuous probes =="
 # Allowed observers on every host, denied ones on the source's and the
 # destination's host, and the VM's own traffic (allowed and denied).
 zwc_stream_start w1 web-1 web-2 53 4   # h1 → web-2: same zone, allowed
@@ -182,10 +238,7 @@ zwc_daemon_hup h2
 zwc_vm_detach web-2
 key2=$ZWC_PFX/endpoints/h2/${ZWC_VM_UUID[web-2]}
 key3=$ZWC_PFX/endpoints/h3/${ZWC_VM_UUID[web-2]}
-for ((i = 0; i < 100; i++)); do
-	[[ -z $(zwc_etcdctl get --keys-only "$key2") ]] && break
-	sleep 0.05
-done
+wait_key "$key2" absent || true
 zw_assert "h2 deleted web-2's record ($(zwc_ms "$T_STOP" "$(zwc_now)") ms after its SIGHUP)" test -z "$(zwc_etcdctl get --keys-only "$key2")"
 # Destination: inventory with it, then its tap appears (hooked fail closed by
 # the tap pattern) with the guest still paused (eth0 down), as an incoming
@@ -196,10 +249,7 @@ zwc_vm_attach web-2 h3 down
 zwc_daemon_hup h3
 expect_local h3 "d['endpoints_enforced'] == 3" "enforces web-2 (tap appeared → enforced)" 10
 T_ENF=$(zwc_now)
-for ((i = 0; i < 100; i++)); do
-	[[ -n $(zwc_etcdctl get --keys-only "$key3") ]] && break
-	sleep 0.05
-done
+wait_key "$key3" present || true
 T_PUB=$(zwc_now)
 zw_assert "h3 published web-2's record ($(zwc_ms "$T_TAP" "$T_PUB") ms after its tap appeared)" test -n "$(zwc_etcdctl get --keys-only "$key3")"
 ip -n "$(zwc_vns web-2)" link set eth0 up
@@ -209,40 +259,70 @@ sleep 2.5
 T_END=$(zwc_now)
 for l in w1 w3 d1 d2 o1 o2 o3; do zwc_loop_stop "$l"; done
 zwc_loop_stop a1
-# Denied: never one answer, before, during or after the move.
-for l in d1 d2 o3; do
-	read -r sent ok < <(zwc_stream_counts "$l" 0 "$T_END")
-	zw_assert "stream $l (denied): 0 of $sent datagrams answered across the move" test "$ok" = 0 -a "$sent" -gt 100
-done
-# Allowed: resumed after the guest did, and stayed up; the stale window of
-# the observing host = first answered datagram sent after T_UP - T_UP.
+for l in d1 d2 o3; do denied_throughout "$l" "$T_END"; done
 MIG_REPORT=""
-for l in w1 w3 o1 o2; do
-	first=$(zwc_stream_first_ok "$l" "$T_UP")
-	if [[ -z $first ]]; then
-		zw_fail "stream $l: nothing answered after web-2 resumed on h3"
-		continue
-	fi
-	win=$(zwc_ms "$T_UP" "$first")
-	read -r sent ok < <(zwc_stream_counts "$l" "$(awk -v a="$T_UP" 'BEGIN { printf "%.3f", a + 0.5 }')" "$(awk -v a="$T_END" 'BEGIN { printf "%.3f", a - 0.3 }')")
-	zw_assert "stream $l: answered again ${win} ms after web-2 resumed; from +0.5 s on $ok of $sent answered" test "$ok" -ge $((sent - 1)) -a "$sent" -gt 50
-	MIG_REPORT+=" $l=${win}ms"
-done
-first=$(zwc_loop_first_ok a1 "$T_UP")
-zw_assert "loop a1 (admin-1@h2 → web-2 icmp): answered again $(zwc_ms "$T_UP" "${first:-$T_END}") ms after web-2 resumed" test -n "$first"
-MIG_REPORT+=" a1=$(zwc_ms "$T_UP" "${first:-$T_END}")ms"
-# Its own enforcement (h3, the VM's traffic): nothing sent after the guest
-# resumed was lost to stale data; allow the first datagram, which waits for ARP.
-for l in o1 o2; do
-	lost=$(zwc_stream_last_lost "$l" "$T_UP" "$(awk -v a="$T_END" 'BEGIN { printf "%.3f", a - 0.3 }')")
-	zw_assert "web-2's own traffic ($l): last datagram lost after resuming: ${lost:+$(zwc_ms "$T_UP" "$lost") ms after resume}${lost:-none} (window ≤ 50 ms)" \
-		test -z "$lost" -o "$(zwc_ms "$T_UP" "${lost:-$T_UP}")" -le 50
-done
+for l in w1 w3 o1 o2; do resumed "$l" "$T_UP" "$T_END"; done
+loop_resumed a1 "$T_UP" "$T_END"
+for l in o1 o2; do own_window "$l" "$T_UP" "$T_END"; done
 zw_log "migration web-2 h2 → h3: record deleted $(zwc_ms "$T_STOP" "$T_TAP") ms before the new tap; tap → enforced on h3 $(zwc_ms "$T_TAP" "$T_ENF") ms; tap → published $(zwc_ms "$T_TAP" "$T_PUB") ms; published → resumed $(zwc_ms "$T_PUB" "$T_UP") ms; stale window per observer after resume:$MIG_REPORT"
 expect_allow web-1 web-2 tcp/80     # both families, h1 → h3 now
 expect_deny db-2 web-2 tcp/80 4     # local on h3 now
 expect_allow admin-1 web-2 tcp/22 4 # h2 → h3 now
 expect_converged "$REV2" "h1 h2 h3" "after the migration"
+
+echo "== e2. live migration web-2 h3 → h1: both records during the overlap =="
+zwc_stream_start x1 web-3 web-2 53 4   # h3 (source) → web-2: same zone
+zwc_stream_start x2 web-1 web-2 54 6   # h1 (destination) → web-2: same zone
+zwc_loop_start x3 admin-1 web-2 icmp 6 # h2 → web-2: admin-ping6
+zwc_stream_start x4 db-1 web-2 53 4    # h1 → web-2: deny-db-to-web
+zwc_stream_start x5 db-2 web-2 53 6    # h3 → web-2: deny-db-to-web
+zwc_stream_start x6 web-2 db-1 53 6    # web-2 → db-1: web-to-db-dns
+zwc_stream_start x7 web-2 admin-1 54 4 # web-2 → admin-1: no rule
+sleep 1
+# Incoming side: h1 lists web-2 too; its tap appears, the guest still paused.
+ZWC_VM_ALSO[web-2]=h1
+zwc_write_inventory h1
+T_TAP=$(zwc_now)
+zwc_vm_prepare web-2 h1
+zwc_daemon_hup h1
+expect_local h1 "d['endpoints_enforced'] == 3" "enforces the incoming web-2 (tap hooked, guest paused)" 10
+key1=$ZWC_PFX/endpoints/h1/${ZWC_VM_UUID[web-2]}
+wait_key "$key1" present || true
+T_BOTH=$(zwc_now)
+zw_assert "both h3 and h1 publish web-2 (same UUID) during the overlap" \
+	test -n "$(zwc_etcdctl get --keys-only "$key1")" -a -n "$(zwc_etcdctl get --keys-only "$key3")"
+sleep 1.5
+T_SWITCH=$(zwc_now)
+zwc_vm_switch web-2
+T_UP=$(zwc_now)
+zwc_vm_announce web-2
+# The source cleans up after the switch-over (libvirt's MIGRATED on h3).
+ZWC_VM_HOST[web-2]=h1
+ZWC_VM_ALSO[web-2]=""
+zwc_write_inventory h3
+zwc_write_inventory h1
+zwc_daemon_hup h3
+wait_key "$key3" absent || true
+T_GONE=$(zwc_now)
+zw_assert "h3 deleted its record of web-2 after the switch-over ($(zwc_ms "$T_UP" "$T_GONE") ms)" \
+	test -z "$(zwc_etcdctl get --keys-only "$key3")"
+sleep 2
+T_END=$(zwc_now)
+for l in x1 x2 x3 x4 x5 x6 x7; do zwc_loop_stop "$l"; done
+# During the overlap the same UUID is claimed by two hosts: not ambiguous,
+# nothing changes for anyone.
+for l in x1 x2 x6; do intact "$l" "$T_BOTH" "$T_SWITCH" "while both records existed"; done
+read -r ok drop refused < <(zwc_loop_counts x3 "$T_BOTH" "$T_SWITCH")
+zw_assert "loop x3 (admin-1 → web-2 icmpv6): $ok answered, $drop dropped, $refused refused while both records existed" \
+	test "$drop" = 0 -a "$refused" = 0 -a "$ok" -gt 0
+for l in x4 x5 x7; do denied_throughout "$l" "$T_END"; done
+MIG_REPORT=""
+for l in x1 x2 x6; do resumed "$l" "$T_UP" "$T_END"; done
+loop_resumed x3 "$T_UP" "$T_END"
+own_window x6 "$T_UP" "$T_END"
+for l in x1 x2 x6; do intact "$l" "$T_GONE" "$(plus_s "$T_END" -0.3)" "after h3 deleted its record"; done
+zw_log "live migration web-2 h3 → h1: tap → both records $(zwc_ms "$T_TAP" "$T_BOTH") ms; overlap $(zwc_ms "$T_BOTH" "$T_SWITCH") ms; switch-over $(zwc_ms "$T_SWITCH" "$T_UP") ms; source record gone $(zwc_ms "$T_UP" "$T_GONE") ms after; stale window per observer after resume:$MIG_REPORT"
+expect_converged "$REV2" "h1 h2 h3" "after the live migration"
 
 echo "== f. one etcd member killed =="
 zwc_etcd_kill 1
@@ -274,11 +354,33 @@ REV4=$REVISION
 expect_converged "$REV4" "h1 h2" "apply P2 while h3 is cut off"
 # h3 keeps its last state: policy revision, local verdicts, both ways.
 expect_local h3 "d['cluster']['policy_revision'] == $REV3 and d['cluster']['etcd'] == 'disconnected' and \
-d['endpoints_enforced'] == 3" "still enforces revision $REV3 on its 3 VMs" 2
+d['endpoints_enforced'] == 2" "still enforces revision $REV3 on its 2 VMs" 2
 expect_allow web-3 db-2 tcp/5432 4 # P1 still on h3: nothing lost
 expect_deny web-3 db-2 tcp/5433 4  # nothing leaks
 expect_deny db-2 web-3 tcp/80 4
-expect_deny db-2 web-2 udp/53 6
+expect_deny db-2 web-3 udp/53 6
+# h3 also keeps the remote VMs as last seen: web-3 → db-1 (h1) tcp/5432 is
+# allowed by its revision and leaves h3 by its uplink (h1, which dropped h3's
+# VMs, drops it on arrival); tcp/5433 is dropped by h3 itself.
+: >"$ZWC_TMP/h3-up0.err"
+ip netns exec "$(zwc_hns h3)" tcpdump -i up0 -n -l -Q out "tcp and dst host ${ZWC_VM_V4[db-1]}" \
+	>"$ZWC_TMP/h3-up0.txt" 2>>"$ZWC_TMP/h3-up0.err" &
+TCPDUMP_PID=$!
+ZW_BG_PIDS+=("$TCPDUMP_PID")
+for ((i = 0; i < 50; i++)); do
+	grep -q 'listening on' "$ZWC_TMP/h3-up0.err" && break
+	sleep 0.1
+done
+expect_deny web-3 db-1 tcp/5432 4
+expect_deny web-3 db-1 tcp/5433 4
+sleep 0.3
+kill -TERM "$TCPDUMP_PID" 2>/dev/null
+wait "$TCPDUMP_PID" 2>/dev/null || true
+n5432=$(grep -c '\.5432: Flags \[S\]' "$ZWC_TMP/h3-up0.txt" || true)
+n5433=$(grep -c '\.5433: ' "$ZWC_TMP/h3-up0.txt" || true)
+zw_assert "cut-off h3 still judges web-3 → db-1 (remote, last seen) by its revision: $n5432 SYNs to tcp/5432 left by its uplink" \
+	test "$n5432" -gt 0
+zw_assert "... and 0 to tcp/5433 ($n5433)" test "$n5433" = 0
 expect_allow web-1 db-1 tcp/5433 4 # P2 on h1
 expect_deny web-1 db-1 tcp/5432 4
 # The others dropped h3's VMs (its lease expired): cross-host fails closed.
