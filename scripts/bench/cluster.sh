@@ -10,7 +10,7 @@
 #
 # Everything runs in a network namespace zwcb<pid> (etcd on its 127.0.0.1,
 # the daemons, their VMs' veths) and VM namespaces zwcb<pid>-vN; pins under
-# /sys/fs/bpf/zw-cbench-<pid>-N. All of it is removed on exit, also on failure.
+# /sys/fs/bpf/zw-cbench-<pid>-N, etcd's data in /dev/shm/zw-cbench-<pid>-etcd. All of it is removed on exit, also on failure.
 # The simulation itself is bench/cluster_sim.py (see its --help): simulated
 # publishers write the contract's records under one lease per host and keep
 # the leases alive; the figures come from the real daemons' host records
@@ -58,7 +58,8 @@ mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
 ID="zwcb$$"
 PIN="/sys/fs/bpf/zw-cbench-$$"
 TMP=$(mktemp -d /tmp/zw-cbench-XXXXXX)
-ETCD_DIR=$(mktemp -d /dev/shm/zw-cbench-etcd.XXXXXX)
+ETCD_DIR=/dev/shm/zw-cbench-$$-etcd # tmpfs: etcd fsyncs every write
+mkdir -m 700 "$ETCD_DIR"
 PIDS=()
 DAEMON_PIDS=()
 mkdir -p "$OUT"
