@@ -20,7 +20,10 @@
 #  g. a host cut off etcd (its management link down): it keeps enforcing its
 #     last state (denied stays denied, allowed stays allowed), its status
 #     says disconnected, its lease expires for the others; a policy applied
-#     meanwhile reaches the others, and it converges to it once reconnected.
+#     meanwhile reaches the others, and it converges to it once reconnected;
+#  h. an address claimed by two VMs (two UUIDs) on two hosts is used by
+#     neither on a third host (fail closed, a warning names both), and is
+#     again once one claim goes.
 set -euo pipefail
 # shellcheck source=tests/e2e/cluster_lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/cluster_lib.sh"
@@ -394,6 +397,34 @@ expect_allow web-3 db-2 tcp/5433 4
 expect_deny web-3 db-2 tcp/5432 4
 expect_allow web-1 db-2 tcp/5433 # cross-host again, both families
 expect_deny db-2 web-1 tcp/80 6
+
+echo "== h. an address claimed by two VMs on two hosts is used by neither =="
+# web-9 on h2 (guest paused: its eth0 stays down, so no ARP clash) claims
+# db-2's IPv4 address under another UUID; its IPv6 address is its own.
+ZWC_VM_TAG[web-9]=w9 ZWC_VM_HOST[web-9]=h2 ZWC_VM_MAC[web-9]=52:54:00:77:00:99
+ZWC_VM_V4[web-9]=${ZWC_VM_V4[db-2]} ZWC_VM_V6[web-9]=fd77::99
+ZWC_VM_UUID[web-9]=c1a5e099-0000-4c70-9a00-000000000099
+zwc_write_inventory h2
+zwc_vm_attach web-9 h2 down
+zwc_daemon_hup h2
+expect_local h2 "d['endpoints_enforced'] == 2" "enforces web-9 (paused)" 10
+key9=$ZWC_PFX/endpoints/h2/${ZWC_VM_UUID[web-9]}
+wait_key "$key9" present || true
+zw_assert "h2 published web-9's claim" test -n "$(zwc_etcdctl get --keys-only "$key9")"
+sleep 0.5
+expect_deny web-1 db-2 tcp/5433 4  # h1: 10.77.0.22 is claimed twice: neither is db
+expect_allow web-1 db-2 tcp/5433 6 # its IPv6 address is not in dispute
+warning=$(grep '^level=warn' "${ZWC_DAEMON_LOG[h1]}" | grep -F "${ZWC_VM_V4[db-2]}" |
+	grep -F "${ZWC_VM_UUID[web-9]}" | grep -F "${ZWC_VM_UUID[db-2]}" | tail -n 1 || true)
+zw_assert "h1 warns about ${ZWC_VM_V4[db-2]} naming both claims (web-9's and db-2's UUIDs): ${warning:-none}" \
+	test -n "$warning"
+unset 'ZWC_VM_HOST[web-9]'
+zwc_write_inventory h2
+zwc_daemon_hup h2
+zwc_vm_detach web-9
+wait_key "$key9" absent || true
+sleep 0.5
+expect_allow web-1 db-2 tcp/5433 4 # the claim withdrawn: db-2's address is db again
 
 echo "== the daemons stop cleanly =="
 for h in "${ZWC_HOSTS[@]}"; do
