@@ -324,21 +324,23 @@ zwc_daemon_stop() {
 # Re-reads HOST's inventory now (as a libvirt event would).
 zwc_daemon_hup() { kill -HUP "${ZWC_DAEMON_PID[$1]}"; }
 
-# Polls until `zonewall status --json` of HOST makes the Python expression
-# $2 (over d) true, at most $3 seconds (default 15). Prints the last JSON on
-# timeout; ZWC_WAIT_MS is how long it took.
+# Polls COMMAND... (JSON on stdout) until the Python expression $2 (over d)
+# is true, at most $1 seconds; a non-empty $3 is a daemon host that must stay
+# alive meanwhile. Prints the last JSON on timeout; ZWC_WAIT_MS is how long
+# it took.
 ZWC_WAIT_MS=0 # read by the tests
 ZWC_LAST_JSON=""
-zwc_wait_local() {
-	local h=$1 expr=$2 limit=${3:-15} t0 deadline
+zwc_wait_json() {
+	local limit=$1 expr=$2 h=$3 t0 deadline
+	shift 3
 	t0=$(zwc_now)
 	deadline=$((SECONDS + limit))
 	while ((SECONDS <= deadline)); do
-		zwc_daemon_alive "$h" || {
+		if [[ -n $h ]] && ! zwc_daemon_alive "$h"; then
 			tail -n 30 "${ZWC_DAEMON_LOG[$h]}" >&2
 			zw_die "daemon $h exited (log above)"
-		}
-		ZWC_LAST_JSON=$(zwc_zw "$h" --json status 2>/dev/null) || ZWC_LAST_JSON=""
+		fi
+		ZWC_LAST_JSON=$("$@" 2>/dev/null) || true
 		if [[ -n $ZWC_LAST_JSON ]] && [[ $(zw_json "bool($expr)" <<<"$ZWC_LAST_JSON" 2>/dev/null) == True ]]; then
 			ZWC_WAIT_MS=$(zwc_ms_since "$t0")
 			return 0
@@ -347,27 +349,14 @@ zwc_wait_local() {
 	done
 	# shellcheck disable=SC2034 # read by the tests
 	ZWC_WAIT_MS=$(zwc_ms_since "$t0")
-	printf 'last status of %s: %s\n' "$h" "$ZWC_LAST_JSON" >&2
+	printf 'last output of %s: %s\n' "$*" "$ZWC_LAST_JSON" >&2
 	return 1
 }
-
-# Same over `zonewall status --cluster --json` (read from etcd in the underlay).
+# `zonewall status --json` of HOST (through its daemon): zwc_wait_local HOST EXPR [SECONDS=15]
+zwc_wait_local() { zwc_wait_json "${3:-15}" "$2" "$1" zwc_zw "$1" --json status; }
+# `zonewall status --cluster --json` (etcd only, from the underlay): zwc_wait_cluster EXPR [SECONDS=15]
 zwc_wait_cluster() {
-	local expr=$1 limit=${2:-15} t0 deadline
-	t0=$(zwc_now)
-	deadline=$((SECONDS + limit))
-	while ((SECONDS <= deadline)); do
-		ZWC_LAST_JSON=$(zwc_zwu status --cluster "$ZWC_ENDPOINTS" --cluster-prefix "$ZWC_PFX" --json 2>/dev/null) || true
-		if [[ -n $ZWC_LAST_JSON ]] && [[ $(zw_json "bool($expr)" <<<"$ZWC_LAST_JSON" 2>/dev/null) == True ]]; then
-			ZWC_WAIT_MS=$(zwc_ms_since "$t0")
-			return 0
-		fi
-		sleep 0.05
-	done
-	# shellcheck disable=SC2034 # read by the tests
-	ZWC_WAIT_MS=$(zwc_ms_since "$t0")
-	printf 'last status --cluster: %s\n' "$ZWC_LAST_JSON" >&2
-	return 1
+	zwc_wait_json "${2:-15}" "$1" "" zwc_zwu status --cluster "$ZWC_ENDPOINTS" --cluster-prefix "$ZWC_PFX" --json
 }
 
 # ---- traffic ----
