@@ -6,7 +6,7 @@
 # Default: 100 simulated hosts x 100 VMs (10,000 endpoint records, 20,000
 # addresses) in a 1-member etcd, watched by 1 real `zonewall daemon --cluster`
 # with one VM of its own; 5 rounds per measurement. --quick: 10 x 10, 2
-# rounds, 2 s idle (what CI may run as a smoke test; ~30 s).
+# rounds, 2 s idle (what CI runs as a smoke test, ctest bench.cluster_smoke; ~5 s).
 #
 # Everything runs in a network namespace zwcb<pid> (etcd on its 127.0.0.1,
 # the daemons, their VMs' veths) and VM namespaces zwcb<pid>-vN; pins under
