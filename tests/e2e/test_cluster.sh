@@ -163,6 +163,10 @@ for h in "${ZWC_HOSTS[@]}"; do
 	expect_local "$h" "d['cluster']['etcd'] == 'connected' and d['cluster']['host'] == '$h' and \
 d['cluster']['policy_revision'] == 0" "cluster section: connected, host $h, no policy revision yet"
 done
+rc=0
+out=$(zwc_zw h1 daemon --cluster "$ZWC_ENDPOINTS" --host h1 --policy "$P1" --no-libvirt \
+	--inventory "$(zwc_inv h1)" 2>&1) || rc=$?
+zw_assert "daemon --cluster with a local --policy too exits 3 at once: ${out%%$'\n'*}" test "$rc" = 3
 expect_deny web-3 db-2 tcp/5432 4 # same host, allowed by every policy below
 expect_deny web-1 db-2 tcp/5432 4 # cross-host
 out=$(etcd_policy_revision)
@@ -190,6 +194,12 @@ expect_deny web-1 admin-1 icmp      # h1 → h2, no rule
 expect_allow admin-1 db-2 tcp/22 4  # h2 → h3, admin-ssh
 expect_deny db-1 web-2 tcp/80 4     # h1 → h2, deny-db-to-web
 expect_allow web-3 db-2 tcp/5432 4  # h3 local
+
+rc=0
+out=$(zwc_zw h1 apply "$P2" 2>&1) || rc=$?
+zw_assert "a local apply through a cluster daemon is refused with exit 3 ($rc): ${out%%$'\n'*}" test "$rc" = 3
+expect_local h1 "d['cluster']['policy_revision'] == $REV1" "still on revision $REV1 after the refused local apply" 2
+expect_allow web-1 db-1 tcp/5432 4 # h1 local: still lab.json
 
 echo "== c. invalid policies: refused, nothing written =="
 for bad in "$BROKEN" "$UNDEFINED"; do
