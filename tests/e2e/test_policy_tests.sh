@@ -25,8 +25,11 @@ trap 'exit 143' TERM HUP
 ip netns add "$NS" || zw_skip "cannot create network namespaces"
 # In the namespace, as CI would run it (nsenter keeps /sys/fs/bpf visible).
 zwt() { nsenter --net="/run/netns/$NS" "$ZONEWALL" "$@"; }
-pins_before=$(find /sys/fs/bpf -maxdepth 1 -name 'zw-test-*' | sort)
-states_before=$(find /tmp -maxdepth 1 -name 'zw-test-*' | sort)
+# Globs, not find(1): other tests remove their own /tmp directories while
+# this one runs, and find fails on an entry that vanished under it.
+private_dirs() { compgen -G "$1/zw-test-*" | sort || true; }
+pins_before=$(private_dirs /sys/fs/bpf)
+states_before=$(private_dirs /tmp)
 links_before=$(ip -n "$NS" -o link show)
 
 zw_log "shipped expectations against the lab policy"
@@ -86,7 +89,7 @@ zw_assert "a single policy file without --expectations: exit 3 (got $rc)" test "
 
 zw_log "nothing touched, nothing left"
 zw_assert "the namespace's interfaces are untouched" test "$(ip -n "$NS" -o link show)" = "$links_before"
-zw_assert "no private pin dir left in /sys/fs/bpf" test "$(find /sys/fs/bpf -maxdepth 1 -name 'zw-test-*' | sort)" = "$pins_before"
-zw_assert "no private state dir left in /tmp" test "$(find /tmp -maxdepth 1 -name 'zw-test-*' | sort)" = "$states_before"
+zw_assert "no private pin dir left in /sys/fs/bpf" test "$(private_dirs /sys/fs/bpf)" = "$pins_before"
+zw_assert "no private state dir left in /tmp" test "$(private_dirs /tmp)" = "$states_before"
 
 zw_summary
