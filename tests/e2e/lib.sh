@@ -158,6 +158,21 @@ zw_cleanup() {
 
 # zonewall in the lab's host namespace with this test's pin dir. nsenter, not
 # `ip netns exec`: the latter remounts /sys and would hide the pins.
+# zw_alt_port_policy SRC OUT: SRC (the lab policy) with web -> db on
+# tcp/5433 instead of the rule web-to-db-postgres (5432), written to OUT: the
+# policy change the daemon and cluster tests apply.
+zw_alt_port_policy() {
+	"$ZW_PY" - "$1" "$2" <<'EOF_ALT' || zw_die "could not derive $2 from $1"
+import json, sys
+p = json.load(open(sys.argv[1]))
+rules = [r for r in p["rules"] if r.get("name") != "web-to-db-postgres"]
+if len(rules) != len(p["rules"]) - 1:
+    sys.exit("the policy has no rule named web-to-db-postgres")
+rules.insert(0, {"name": "web-to-db-5433", "from": "web", "to": "db", "proto": "tcp", "ports": [5433], "action": "allow"})
+json.dump(dict(p, rules=rules), open(sys.argv[2], "w"), indent=2)
+EOF_ALT
+}
+
 zw() {
 	nsenter --net="/run/netns/$ZW_HOSTNS" "$ZONEWALL" --pin-dir "$ZW_PIN_DIR" "$@"
 }

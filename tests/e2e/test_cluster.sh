@@ -136,15 +136,11 @@ P1=$ZW_POLICY_LAB
 P2=$ZWC_TMP/alt-port.json
 BROKEN=$ZWC_TMP/broken.json
 UNDEFINED=$ZWC_TMP/undefined-zone.json
+zw_alt_port_policy "$P1" "$P2"
 "$ZW_PY" - "$P1" "$ZWC_TMP" <<'EOF' || zw_die "could not derive the test policies"
 import json, os, sys
 src, out = sys.argv[1], sys.argv[2]
 p = json.load(open(src))
-rules = [r for r in p["rules"] if r.get("name") != "web-to-db-postgres"]
-if len(rules) != len(p["rules"]) - 1:
-    sys.exit("lab.json has no rule named web-to-db-postgres")
-rules.insert(0, {"name": "web-to-db-5433", "from": "web", "to": "db", "proto": "tcp", "ports": [5433], "action": "allow"})
-json.dump(dict(p, rules=rules), open(os.path.join(out, "alt-port.json"), "w"), indent=2)
 bad = dict(p, rules=p["rules"] + [{"name": "to-nowhere", "from": "web", "to": "nosuchzone", "action": "allow"}])
 json.dump(bad, open(os.path.join(out, "undefined-zone.json"), "w"), indent=2)
 open(os.path.join(out, "broken.json"), "w").write('{"version": 1, "zones": {')
