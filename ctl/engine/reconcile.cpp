@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <set>
@@ -259,6 +260,12 @@ Result<ApplyReport> apply(const Paths& paths, const ApplyInput& in) {
   auto cfg = dp::ConfigView::map(maps->config.get());
   if (!cfg) return fail(std::move(cfg.error()));
 
+  std::unique_lock<std::mutex> writing;
+  if (in.write_lock) writing = std::unique_lock(*in.write_lock);
+  if (in.still_current && !in.still_current()) {
+    rep.superseded = true;
+    return rep;
+  }
   uint32_t cur = cfg->active_gen();
   uint32_t gen = std::max(cur, (*prev ? (*prev)->generation : 0u)) + 1;
   if (ZW_SLOT(gen) == ZW_SLOT(cur)) ++gen;  // the other slot, always
@@ -387,6 +394,7 @@ Result<ApplyReport> apply(const Paths& paths, const ApplyInput& in) {
   log::info("map entries", {{"written", std::to_string(rep.entries_written)},
                             {"deleted", std::to_string(rep.entries_deleted)}});
   clock.lap("flip+settle");
+  if (writing) writing.unlock();
 
   State s;
   s.generation = gen;
@@ -454,6 +462,22 @@ Result<ApplyReport> apply(const Paths& paths, const ApplyInput& in) {
   rep.policy_entries = desired->compiled.entries.size();
   rep.endpoints = desired->endpoints.size();
   clock.lap("sweep");
+  if (in.admissions) {
+    auto adm = std::make_shared<Admissions>();
+    for (const auto& e : desired->endpoints) {
+      if (e.ep.ifname.empty()) continue;
+      Admissible a{.vm = e.ep.vm_name, .generation = gen, .ifindex = e.ifindex, .value = e.value};
+      auto key_of = [](const net::Addr& addr) {
+        zw_addr_key k{};
+        std::memcpy(k.addr, addr.bytes.data(), 16);
+        return k;
+      };
+      for (const auto& addr : e.ep.addrs) a.own.push_back(key_of(addr));
+      for (const auto& addr : e.ep.allowed) a.allowed.push_back(key_of(addr));
+      (*adm)[e.ep.ifname] = std::move(a);
+    }
+    rep.admissions = std::move(adm);
+  }
   return rep;
 }
 

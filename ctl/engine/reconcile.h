@@ -9,12 +9,14 @@
 #include <future>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "datapath/object.h"
+#include "engine/admit.h"
 #include "engine/desired.h"
 #include "engine/state.h"
 #include "util/result.h"
@@ -76,6 +78,16 @@ struct ApplyInput {
   // false: write the maps only, hook nothing (`zonewall test` fills a
   // private pin dir for synthetic interfaces).
   bool attach = true;
+  // Also report what admission needs (ApplyReport::admissions): the daemon.
+  bool admissions = false;
+  // The daemon, whose tap thread admits interfaces (engine/admit.h) while a
+  // reconcile builds its desired state: the map writes (plan to settle) run
+  // under `write_lock`, which admissions take too, and once it is held
+  // `still_current` says whether the desired state is still the truth (no
+  // admission since it was built). false: nothing is written
+  // (ApplyReport::superseded); build it again.
+  std::mutex* write_lock = nullptr;
+  std::function<bool()> still_current;
   // Tests: called at "after-write" (new slots written and hooks attached,
   // not yet active) and "after-flip" (active, not yet settled), where
   // ZW_TEST_PAUSE_AT would stop.
@@ -83,6 +95,7 @@ struct ApplyInput {
 };
 
 struct ApplyReport {
+  bool superseded = false;  // ApplyInput::still_current said no: nothing written
   uint32_t generation = 0;
   size_t fail_closed = 0;  // departed interfaces left hooked (keep_hooked)
   size_t vanished = 0;     // interfaces that disappeared during the apply
@@ -105,6 +118,9 @@ struct ApplyReport {
   std::vector<std::pair<std::string, double>> phases;  // name, milliseconds
   std::vector<std::string> warnings;
   std::shared_ptr<const State> state;  // as written to the state file
+  // With ApplyInput::admissions: every endpoint that names an interface,
+  // as this generation enforces it (engine/admit.h).
+  std::shared_ptr<const Admissions> admissions;
 };
 
 // Caller holds the PinLock.

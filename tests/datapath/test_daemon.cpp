@@ -333,6 +333,74 @@ TEST_F(DaemonLibvirtTest, MigratedVmKeepsItsZoneOnANewTap) {
   sh("ip link del zwl-mB");
 }
 
+// A running VM's tap is recreated under the same name (a VM restarted by
+// its own hand, a NIC re-plugged): the daemon's tap thread hooks it and
+// admits it (engine/admit.h) without the loop running at all, so the VM's
+// policy is in force before any reconcile; the reconcile after it agrees.
+TEST_F(DaemonLibvirtTest, RecreatedTapOfARunningVmIsAdmittedWithoutAReconcile) {
+  daemon::Daemon d(opt_);
+  ASSERT_TRUE(d.start().has_value());
+  ASSERT_TRUE(
+      sh("ip link add zwl-adW type veth peer name zwl-adWp && ip link set zwl-adW up && "
+         "ip link add zwl-adD type veth peer name zwl-adDp && ip link set zwl-adD up"));
+  virDomainPtr web =
+      virDomainDefineXML(conn_, domain_xml("web-8", "11111111-2222-3333-4444-0000000000b8",
+                                           "zwl-adW", "52:54:00:30:00:b8", "10.3.0.28")
+                                    .c_str());
+  virDomainPtr db =
+      virDomainDefineXML(conn_, domain_xml("db-8", "11111111-2222-3333-4444-0000000000b9",
+                                           "zwl-adD", "52:54:00:30:00:b9", "10.3.0.29")
+                                    .c_str());
+  ASSERT_NE(web, nullptr);
+  ASSERT_NE(db, nullptr);
+  ASSERT_EQ(virDomainCreate(web), 0);
+  ASSERT_EQ(virDomainCreate(db), 0);
+  EXPECT_TRUE(step_until(d, [] { return live_zone("zwl-adW") == "web"; }));
+  EXPECT_TRUE(passes("zwl-adW", "10.3.0.28", "10.3.0.29", 5432, 0xb8));
+
+  // The tap goes; the reconcile takes its endpoint away.
+  ASSERT_TRUE(sh("ip link del zwl-adW"));
+  EXPECT_TRUE(step_until(d, [] {
+    auto st = engine::read_state(opt_.paths);
+    if (!st || !*st) return false;
+    for (const auto& e : (*st)->endpoints)
+      if (e.ifname == "zwl-adW") return e.ifindex == 0;
+    return false;
+  }));
+
+  // It comes back: the loop is not stepped from here until enforced.
+  ASSERT_TRUE(sh("ip link add zwl-adW type veth peer name zwl-adWp && ip link set zwl-adW up"));
+  auto created = Clock::now();
+  auto deadline = created + std::chrono::seconds(2);
+  while (live_zone("zwl-adW") != "web" && Clock::now() < deadline) usleep(100);
+  auto us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - created).count();
+  ASSERT_EQ(live_zone("zwl-adW"), "web") << "not admitted without the loop";
+  std::printf("[ measure  ] recreated tap -> its VM's endpoint live: %ld us, no reconcile\n",
+              static_cast<long>(us));
+  EXPECT_TRUE(passes("zwl-adW", "10.3.0.28", "10.3.0.29", 5432, 0xb8)) << "allowed by web-db-pg";
+  EXPECT_FALSE(passes("zwl-adW", "10.3.0.28", "10.3.0.29", 5433, 0xb8)) << "no rule";
+  EXPECT_FALSE(passes("zwl-adW", "10.3.0.29", "10.3.0.28", 5432, 0xb8)) << "db-8's address";
+
+  // The reconcile that follows keeps it as it is: the same zone, the same
+  // verdicts, and its apply had nothing left to write for that endpoint.
+  const uint64_t before = d.applies();
+  EXPECT_TRUE(step_until(d, [&] { return d.applies() > before; }));
+  EXPECT_EQ(live_zone("zwl-adW"), "web");
+  EXPECT_TRUE(passes("zwl-adW", "10.3.0.28", "10.3.0.29", 5432, 0xb8));
+  auto st = engine::read_state(opt_.paths);
+  ASSERT_TRUE(st && *st);
+  bool found = false;
+  for (const auto& e : (*st)->endpoints)
+    if (e.ifname == "zwl-adW") {
+      found = true;
+      EXPECT_EQ(e.ifindex, if_nametoindex("zwl-adW"));
+    }
+  EXPECT_TRUE(found);
+  remove_domain(web);
+  remove_domain(db);
+  sh("ip link del zwl-adW; ip link del zwl-adD");
+}
+
 // Bad input from the hypervisor: one domain's metadata turns malformed. That
 // domain is skipped (a warning names it) and its tap keeps dropping; every
 // other VM stays enforced as before.
