@@ -36,7 +36,18 @@ static __always_inline int zw_is_nd(__u8 type)
 	return (type >= 133 && type <= 137) || (type >= 130 && type <= 132) || type == 143;
 }
 
-/* Ethernet, IP, transport; for ICMP errors also the quoted header. */
+/* DHCP and DHCPv6 ports (of UDP): such packets are decided by hygiene,
+ * never by the established fast path. */
+static __always_inline int zw_is_dhcp_port(__be16 sport, __be16 dport)
+{
+	__u16 s = bpf_ntohs(sport), d = bpf_ntohs(dport);
+
+	return s == 67 || s == 68 || s == 546 || s == 547 || d == 67 || d == 68 || d == 546 ||
+	       d == 547;
+}
+
+/* Ethernet, IP, transport; for ICMP errors also the quoted header. Sets
+ * p->fast for packets the established fast path may take. */
 static __always_inline int zw_parse(void *data, void *data_end, struct zw_pkt *p)
 {
 	struct zw_cursor c = { .pos = data, .end = data_end };
@@ -49,7 +60,9 @@ static __always_inline int zw_parse(void *data, void *data_end, struct zw_pkt *p
 	if ((void *)(eth + 1) > c.end)
 		return ZW_R_DROP_MALFORMED;
 	h_proto = eth->h_proto;
-	__builtin_memcpy(p->src_mac, eth->h_source, 6);
+	/* Words (zw_mac_eq): a packet load need not be aligned. */
+	*(__u32 *)p->src_mac = *(const __u32 *)eth->h_source;
+	*(__u16 *)(p->src_mac + 4) = *(const __u16 *)(eth->h_source + 4);
 	c.pos = eth + 1;
 	if (h_proto == bpf_htons(ETH_P_8021Q) || h_proto == bpf_htons(ZW_ETH_P_8021AD))
 		return ZW_R_DROP_VLAN;
@@ -108,7 +121,16 @@ static __always_inline int zw_parse(void *data, void *data_end, struct zw_pkt *p
 		if (r != ZW_OK)
 			return ZW_R_DROP_ICMP_UNRELATED;
 		p->icmp_error = 1;
+		return ZW_OK;
 	}
+	/* Group destinations have no single peer (never tracked): IPv4
+	 * 224.0.0.0/4 and above, IPv6 ff00::/8 (zw_is_group, with the family
+	 * known here). DHCP is decided by hygiene. */
+	if (h_proto == bpf_htons(ETH_P_IP) ? p->tuple.daddr[12] >= 224 : p->tuple.daddr[0] == 0xff)
+		return ZW_OK;
+	if (p->tuple.proto == IPPROTO_UDP && zw_is_dhcp_port(p->tuple.sport, p->tuple.dport))
+		return ZW_OK;
+	p->fast = 1;
 	return ZW_OK;
 }
 
@@ -150,17 +172,6 @@ static __always_inline int zw_echo_dir_ok(const struct zw_pkt *p, int dir)
 	return 1;
 }
 
-/* DHCP and DHCPv6 ports: such packets are decided by hygiene, never by the
- * established fast path. */
-static __always_inline int zw_is_dhcp(const struct zw_pkt *p)
-{
-	__u16 s = bpf_ntohs(p->tuple.sport), d = bpf_ntohs(p->tuple.dport);
-
-	return p->tuple.proto == IPPROTO_UDP &&
-	       (s == 67 || s == 68 || s == 546 || s == 547 || d == 67 || d == 68 || d == 546 ||
-		d == 547);
-}
-
 /* Everything but the established fast path: hygiene, related ICMP errors,
  * multicast, re-judgement after a flip, new flows. A global subprogram, so
  * the verifier checks it once for any packet instead of once per parse
@@ -169,7 +180,7 @@ static __always_inline int zw_is_dhcp(const struct zw_pkt *p)
 ZW_SUBPROG int zw_slow(const struct zw_config *cfg, const struct zw_endpoint *ep,
 		       const struct zw_pkt *p, struct zw_acct *io)
 {
-	struct zw_ct_key fk = {};
+	struct zw_ct_key fk ZW_ALIGNED8 = {};
 	struct zw_verdict v = {};
 	struct zw_policy_key q = {};
 	struct zw_ct_entry *ct;
@@ -367,8 +378,8 @@ out:
 static __always_inline void zw_deny_key_of(const struct zw_pkt *p, __u32 ifindex, __u32 hook,
 					   struct zw_deny_key *k)
 {
-	zw_copy16(k->saddr, p->tuple.saddr);
-	zw_copy16(k->daddr, p->tuple.daddr);
+	zw_copy16_w(k->saddr, p->tuple.saddr);
+	zw_copy16_w(k->daddr, p->tuple.daddr);
 	k->ifindex = ifindex;
 	k->port = p->policy_port;
 	k->proto = p->tuple.proto;
@@ -379,7 +390,7 @@ static __always_inline void zw_deny_key_of(const struct zw_pkt *p, __u32 ifindex
  * fills the accounting block and returns 1, or 0 to judge it. */
 ZW_SUBPROG int zw_deny_cached(const struct zw_pkt *p, struct zw_acct *io, __u32 hook)
 {
-	struct zw_deny_key k;
+	struct zw_deny_key k ZW_ALIGNED8;
 	struct zw_deny_val *v;
 
 	if (!p || !io)
@@ -398,7 +409,7 @@ ZW_SUBPROG int zw_deny_cached(const struct zw_pkt *p, struct zw_acct *io, __u32 
 
 ZW_SUBPROG int zw_deny_remember(const struct zw_pkt *p, const struct zw_acct *io, __u32 hook)
 {
-	struct zw_deny_key k;
+	struct zw_deny_key k ZW_ALIGNED8;
 	struct zw_deny_val v = {};
 
 	if (!p || !io || zw_dry())
@@ -489,8 +500,7 @@ static __always_inline int zw_handle(struct zw_ctx *x)
 	/* Established fast path: a flow of this generation, on the interface
 	 * its direction belongs to, was checked (source, destination, policy)
 	 * when it was created: one lookup and out. */
-	if (p.l3 == ZW_L3_IP && !p.icmp_error && !zw_is_group(p.tuple.daddr) && !zw_is_dhcp(&p) &&
-	    !(from_vm && (ep->flags & ZW_EPF_CHECK_MAC) && !zw_mac_eq(p.src_mac, ep->mac))) {
+	if (p.fast && !(from_vm && (ep->flags & ZW_EPF_CHECK_MAC) && !zw_mac_eq(p.src_mac, ep->mac))) {
 		/* p.inner is free here (no ICMP error): the key's buffer, as
 		 * stack is short (the slow path's frame comes on top). */
 		ct = zw_ct_lookup(&p.tuple, &p.inner, &dir, now);
@@ -528,9 +538,16 @@ out:
 SEC("xdp")
 int zw_from_vm_xdp(struct xdp_md *ctx)
 {
-	struct zw_ctx x = {
+	__u32 len = (__u32)((long)ctx->data_end - (long)ctx->data);
+	struct zw_ctx x;
+
+	/* The length now: left to itself, clang (ALU32) keeps the packet
+	 * pointers across the calls for it and spills one 32 bits wide, which
+	 * the verifier refuses. */
+	barrier_var(len);
+	x = (struct zw_ctx){
 		.xdp = ctx,
-		.len = (__u32)((long)ctx->data_end - (long)ctx->data),
+		.len = len,
 		.ifindex = ctx->ingress_ifindex,
 		.hook = ZW_HOOK_FROM_VM,
 	};

@@ -9,10 +9,12 @@
 #include "lib/maps.h"
 #include "lib/parse.h"
 
+/* As a 32- and a 16-bit word: both MACs 4-byte aligned (struct zw_pkt,
+ * struct zw_endpoint). */
 static __always_inline int zw_mac_eq(const __u8 *a, const __u8 *b)
 {
-	return ((__u32)a[0] ^ b[0]) == 0 && ((__u32)a[1] ^ b[1]) == 0 && a[2] == b[2] &&
-	       a[3] == b[3] && a[4] == b[4] && a[5] == b[5];
+	return *(const __u32 *)a == *(const __u32 *)b &&
+	       *(const __u16 *)(a + 4) == *(const __u16 *)(b + 4);
 }
 
 /* IPv4 is stored IPv4-mapped (::ffff:a.b.c.d): all 96 bits of the prefix,
@@ -85,7 +87,7 @@ ZW_SUBPROG int zw_owns(__u32 gen, const struct zw_addr16 *addr, __u32 ifindex)
 static __always_inline int zw_check_arp(const struct zw_endpoint *ep, const struct zw_pkt *p,
 					__u32 gen, __u32 ifindex)
 {
-	__u8 spa[16] = {};
+	__u8 spa[16] ZW_ALIGNED8 = {};
 
 	if (!(ep->flags & ZW_EPF_CHECK_ARP))
 		return ZW_R_PASS_ARP;

@@ -33,4 +33,19 @@ static __always_inline void zw_copy16(__u8 *dst, const __u8 *src)
 	__builtin_memcpy(dst, src, 16);
 }
 
+/* The same as two 64-bit words. clang turns a memcpy it cannot prove
+ * aligned (any pointer argument) into sixteen byte loads and stores; this
+ * is one load and one store per half. Stack memory on either side must be
+ * 8-byte aligned (the verifier refuses a misaligned stack access at load);
+ * packet and map memory need not be (x86-64 and arm64 load unaligned
+ * words, and the verifier checks their alignment only where they do not). */
+static __always_inline void zw_copy16_w(void *dst, const void *src)
+{
+	((__u64 *)dst)[0] = ((const __u64 *)src)[0];
+	((__u64 *)dst)[1] = ((const __u64 *)src)[1];
+}
+
+/* Stack objects word helpers touch: 8-byte aligned. */
+#define ZW_ALIGNED8 __attribute__((aligned(8)))
+
 #endif

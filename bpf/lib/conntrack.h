@@ -17,8 +17,8 @@ enum zw_ct_dir {
 
 static __always_inline void zw_ct_reverse(const struct zw_ct_key *in, struct zw_ct_key *out)
 {
-	zw_copy16(out->saddr, in->daddr);
-	zw_copy16(out->daddr, in->saddr);
+	zw_copy16_w(out->saddr, in->daddr);
+	zw_copy16_w(out->daddr, in->saddr);
 	out->sport = in->dport;
 	out->dport = in->sport;
 	out->proto = in->proto;
@@ -48,7 +48,7 @@ static __always_inline void zw_ct_delete(const struct zw_ct_key *k, const struct
 		zw_ct_charge(owner, -1);
 }
 
-/* The canonical key of a tuple: the (address, port) side that compares
+/* The canonical key of a tuple (both 8-byte aligned: word access): the (address, port) side that compares
  * lower first. Returns 1 if the tuple had to be reversed. Any total order
  * does, as long as every user agrees: this is the only place it is made. */
 static __always_inline int zw_ct_canon(const struct zw_ct_key *t, struct zw_ct_key *k)
@@ -56,10 +56,10 @@ static __always_inline int zw_ct_canon(const struct zw_ct_key *t, struct zw_ct_k
 	__u64 s0, s1, d0, d1;
 	int swap;
 
-	__builtin_memcpy(&s0, t->saddr, 8);
-	__builtin_memcpy(&s1, t->saddr + 8, 8);
-	__builtin_memcpy(&d0, t->daddr, 8);
-	__builtin_memcpy(&d1, t->daddr + 8, 8);
+	s0 = ((const __u64 *)t->saddr)[0];
+	s1 = ((const __u64 *)t->saddr)[1];
+	d0 = ((const __u64 *)t->daddr)[0];
+	d1 = ((const __u64 *)t->daddr)[1];
 	swap = s0 > d0 || (s0 == d0 && (s1 > d1 || (s1 == d1 && t->sport > t->dport)));
 	if (swap) {
 		zw_ct_reverse(t, k);

@@ -111,8 +111,8 @@ static __always_inline void zw_emit(int reason, __u32 rule_id, __u32 slot, int h
 		zw_map_v4(e->saddr, p->arp_spa);
 		e->flags = ZW_EVF_ARP;
 	} else {
-		zw_copy16(e->saddr, p->tuple.saddr);
-		zw_copy16(e->daddr, p->tuple.daddr);
+		zw_copy16_w(e->saddr, p->tuple.saddr);
+		zw_copy16_w(e->daddr, p->tuple.daddr);
 		e->sport = p->tuple.sport;
 		e->dport = p->tuple.dport;
 		e->proto = p->tuple.proto;

@@ -35,6 +35,8 @@ struct zw_cursor {
 	void *end;
 };
 
+/* Aligned and laid out for word access (zw_copy16_w, zw_map_v4, the
+ * MAC compare): addresses at multiples of 8, MACs of 4. */
 struct zw_pkt {
 	struct zw_ct_key tuple;	/* as seen on the wire */
 	union {			/* by packet kind; the stack is short */
@@ -42,7 +44,9 @@ struct zw_pkt {
 		struct {
 			__u8 nd_target[16];	/* ND: NS/NA target address */
 			__u8 nd_lladdr[6];	/* ND: the link-layer address option's MAC */
+			__u8 pad1[2];
 			__u8 arp_sha[6];	/* ARP sender hardware address */
+			__u8 pad2[2];
 			__be32 arp_spa;		/* ARP sender protocol (IPv4) address */
 		};
 	};
@@ -51,30 +55,31 @@ struct zw_pkt {
 	__u8 icmp_error;	/* inner is valid */
 	__u8 icmp_type;		/* ICMP/ICMPv6 type, when proto is one */
 	__u8 tcp_flags;		/* TCP flags byte (FIN 0x01 SYN 0x02 RST 0x04 ACK 0x10) */
-	__u8 src_mac[6];	/* Ethernet source */
 	__u8 nd_has_lladdr;	/* ND: a source/target link-layer address option */
-	__u8 pad0[3];
-};
+	__u8 fast;		/* may take the established fast path: IP, not an ICMP
+				 * error, not to a group address, not DHCP */
+	__u8 src_mac[6];	/* Ethernet source */
+	__u8 pad0[2];
+} ZW_ALIGNED8;
 
 /* Returns -1 on success (keep going) or a zw_reason to leave with. */
 #define ZW_OK (-1)
 
+/* ::ffff:a as two 64-bit stores (dst: 8-byte aligned, see zw_copy16_w). */
 static __always_inline void zw_map_v4(__u8 *dst, __be32 a)
 {
-	__builtin_memset(dst, 0, 10);
-	dst[10] = 0xff;
-	dst[11] = 0xff;
-	__builtin_memcpy(dst + 12, &a, 4);
+	((__u64 *)dst)[0] = 0;
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	((__u64 *)dst)[1] = ((__u64)a << 32) | 0xffff0000ULL;
+#else
+	((__u64 *)dst)[1] = 0x0000ffff00000000ULL | a;
+#endif
 }
 
+/* a: 8-byte aligned (word loads, see zw_copy16_w). */
 static __always_inline int zw_is_v4_mapped(const __u8 *a)
 {
-	__u64 hi;
-	__u32 mid;
-
-	__builtin_memcpy(&hi, a, 8);
-	__builtin_memcpy(&mid, a + 8, 4);
-	return hi == 0 && mid == bpf_htonl(0xffff);
+	return ((const __u64 *)a)[0] == 0 && ((const __u32 *)a)[2] == bpf_htonl(0xffff);
 }
 
 static __always_inline int zw_icmp_is_echo_like(__u8 proto, __u8 type)
@@ -98,7 +103,7 @@ static __always_inline int zw_parse_nd(struct zw_cursor *c, struct zw_pkt *p)
 	if (p->icmp_type == 135 || p->icmp_type == 136) {
 		if ((void *)(m + 24) > c->end)
 			return ZW_R_DROP_MALFORMED;
-		zw_copy16(p->nd_target, m + 8);
+		zw_copy16_w(p->nd_target, m + 8);
 		o = m + 24;
 		want = p->icmp_type == 135 ? 1 : 2;
 	} else if (p->icmp_type == 133) {
@@ -202,8 +207,8 @@ static __always_inline int zw_parse_ipv6(struct zw_cursor *c, struct zw_ct_key *
 		return ZW_R_DROP_MALFORMED;
 	if (ip6->version != 6)
 		return ZW_R_DROP_MALFORMED;
-	zw_copy16(t->saddr, ip6->saddr.in6_u.u6_addr8);
-	zw_copy16(t->daddr, ip6->daddr.in6_u.u6_addr8);
+	zw_copy16_w(t->saddr, &ip6->saddr);
+	zw_copy16_w(t->daddr, &ip6->daddr);
 	/* IPv4-mapped addresses never appear on the wire (RFC 4291 2.5.5.2);
 	 * here they would alias the IPv4 address of the same bits. */
 	if (zw_is_v4_mapped(t->saddr) || zw_is_v4_mapped(t->daddr))
