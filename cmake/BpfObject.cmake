@@ -24,7 +24,7 @@ function(add_bpf_object name)
   file(GLOB_RECURSE dep_headers CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/bpf/*.h)
   add_custom_command(OUTPUT ${obj}
     COMMAND ${CMAKE_COMMAND} -E make_directory ${out_dir}
-    COMMAND ${BPF_CLANG} -g -O2 -Wall -Werror -target bpf -D__TARGET_ARCH_x86
+    COMMAND ${BPF_CLANG} -g -O2 -Wall -Werror -target bpf -mcpu=v3 -D__TARGET_ARCH_x86
             ${ZW_BPF_SYS_INCLUDE} ${incs} -c ${ARG_SOURCE} -o ${obj}
     DEPENDS ${ARG_SOURCE} ${dep_headers} ${ARG_DEPENDS}
     COMMENT "BPF ${name}.bpf.o"
