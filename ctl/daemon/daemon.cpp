@@ -16,6 +16,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -127,6 +128,8 @@ struct Daemon::Impl {
   std::map<std::string, uint32_t> admitted_;  // interface name -> index admitted
   std::mutex write_mu_;
   std::atomic<uint64_t> admit_epoch_{0};
+  int superseded_ = 0;          // reconciles an admission overtook, in a row
+  uint64_t applied_epoch_ = 0;  // admit_epoch_ as the last apply saw it
   uint64_t applies_ = 0;
   std::set<std::string> warned_;
   bool awaiting_lease_ = false;  // a VM on a libvirt network has no address yet
@@ -361,6 +364,19 @@ void Daemon::Impl::pre_attach(const inventory::LinkEvent& ev) {
 }
 
 namespace {
+// "inventory 12.3 desired 45.6 ...": where a reconcile's time went.
+std::string phases_str(double inventory_ms,
+                       const std::vector<std::pair<std::string, double>>& phases) {
+  char buf[48];
+  std::snprintf(buf, sizeof buf, "inventory %.1f", inventory_ms);
+  std::string out = buf;
+  for (const auto& [name, ms] : phases) {
+    std::snprintf(buf, sizeof buf, " %s %.1f", name.c_str(), ms);
+    out += buf;
+  }
+  return out;
+}
+
 // What an apply depends on: the policy load, and every endpoint with the
 // ifindex its interface has right now (a tap recreated under the same name
 // gets a new index and must be re-hooked).
@@ -416,8 +432,11 @@ Result<std::optional<engine::ApplyReport>> Daemon::Impl::reconcile(const char* w
     auto w = cluster_->add_remote(*policy_, inv);
     warnings.insert(warnings.end(), w.begin(), w.end());
   }
+  const double inventory_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
   std::string fp = fingerprint(policy_serial_, inv, o_.default_attach);
-  if (!force && fp == applied_fp_) {
+  // An admission since the last apply changed the maps behind its back (a
+  // tap admitted, then gone before this reconcile looked): apply anyway.
+  if (!force && fp == applied_fp_ && admit_epoch_.load() == applied_epoch_) {
     log::debug("reconcile: nothing changed", {{"why", why}});
     if (cluster_) cluster_->enforced(*local, cluster_->loaded_revision());
     return std::optional<engine::ApplyReport>{};
@@ -435,16 +454,29 @@ Result<std::optional<engine::ApplyReport>> Daemon::Impl::reconcile(const char* w
       .resolve = {},
       .sweep_conntrack = false};
   in.admissions = true;
-  in.write_lock = &write_mu_;
+  // Normally admissions go on while the desired state is built, and a
+  // reconcile that one overtook is built again. After two in a row (taps
+  // appearing faster than a reconcile takes), this one holds the lock from
+  // the start instead, so reconciles always complete; admissions wait.
+  std::unique_lock<std::mutex> hold;
   const uint64_t epoch = admit_epoch_.load();
-  in.still_current = [&] { return admit_epoch_.load() == epoch; };
+  if (superseded_ >= 2) {
+    hold = std::unique_lock(write_mu_);
+  } else {
+    in.write_lock = &write_mu_;
+    in.still_current = [&] { return admit_epoch_.load() == epoch; };
+  }
   auto rep = engine::apply(o_.paths, in);
+  if (hold) hold.unlock();
   if (!rep) return fail(std::move(rep.error()));
   if (rep->superseded) {  // an interface was admitted meanwhile: again, with it
     log::debug("reconcile: an admission came first; again", {{"why", why}});
+    ++superseded_;
     dirty_ = true;
     return std::optional<engine::ApplyReport>{};
   }
+  superseded_ = 0;
+  applied_epoch_ = epoch;
   for (const auto& w : warnings) rep->warnings.push_back(w);
   applied_fp_ = fp;
   applied_state_ = rep->state;
@@ -477,7 +509,8 @@ Result<std::optional<engine::ApplyReport>> Daemon::Impl::reconcile(const char* w
                            {"detached", std::to_string(rep->detached)},
                            {"entries_written", std::to_string(rep->entries_written)},
                            {"entries_deleted", std::to_string(rep->entries_deleted)},
-                           {"took_us", us_since(t0)}});
+                           {"took_us", us_since(t0)},
+                           {"ms", phases_str(inventory_ms, rep->phases)}});
   // A warning is logged when it appears, not on every reconcile after.
   std::set<std::string> now(rep->warnings.begin(), rep->warnings.end());
   for (const auto& w : now)

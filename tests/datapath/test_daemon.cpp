@@ -371,7 +371,7 @@ TEST_F(DaemonLibvirtTest, RecreatedTapOfARunningVmIsAdmittedWithoutAReconcile) {
   // It comes back: the loop is not stepped from here until enforced.
   ASSERT_TRUE(sh("ip link add zwl-adW type veth peer name zwl-adWp && ip link set zwl-adW up"));
   auto created = Clock::now();
-  auto deadline = created + std::chrono::seconds(2);
+  Clock::time_point deadline = created + std::chrono::seconds(2);
   while (live_zone("zwl-adW") != "web" && Clock::now() < deadline) usleep(100);
   auto us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - created).count();
   ASSERT_EQ(live_zone("zwl-adW"), "web") << "not admitted without the loop";
@@ -396,9 +396,29 @@ TEST_F(DaemonLibvirtTest, RecreatedTapOfARunningVmIsAdmittedWithoutAReconcile) {
       EXPECT_EQ(e.ifindex, if_nametoindex("zwl-adW"));
     }
   EXPECT_TRUE(found);
+
+  // Admitted, then gone before any reconcile looked: the reconcile must
+  // still run (the maps moved since the last apply) and take the dead
+  // interface's endpoint out again.
+  ASSERT_TRUE(sh("ip link del zwl-adW"));
+  EXPECT_TRUE(step_until(d, [&] { return d.applies() > before + 1; }));
+  ASSERT_TRUE(sh("ip link add zwl-adW type veth peer name zwl-adWp && ip link set zwl-adW up"));
+  const uint32_t dead = if_nametoindex("zwl-adW");
+  deadline = Clock::now() + std::chrono::seconds(2);
+  while (live_zone("zwl-adW") != "web" && Clock::now() < deadline) usleep(100);
+  ASSERT_EQ(live_zone("zwl-adW"), "web");
+  ASSERT_TRUE(sh("ip link del zwl-adW"));
+  const uint64_t applied = d.applies();
+  EXPECT_TRUE(step_until(d, [&] { return d.applies() > applied; }))
+      << "no reconcile after an admitted tap vanished";
+  auto maps = datapath::open_pinned_maps(opt_.paths.pin_dir);
+  ASSERT_TRUE(maps.has_value());
+  zw_endpoint_val gone{};
+  EXPECT_FALSE(datapath::map_lookup(maps->endpoints.get(), zw_endpoint_key{dead}, &gone))
+      << "the vanished interface's endpoint is still in the maps";
   remove_domain(web);
   remove_domain(db);
-  sh("ip link del zwl-adW; ip link del zwl-adD");
+  sh("ip link del zwl-adD");
 }
 
 // Bad input from the hypervisor: one domain's metadata turns malformed. That
