@@ -200,7 +200,8 @@ measure_rate() {
   local pid h0 b0 t0 h1 b1 t1
   local extra=()
   [ "$g" = live ] && extra=(--live)
-  nsenter --net="/run/netns/$NS_A" "$ZWB" blast --dev vA --src $A_IP --dst $B_IP \
+  pin_napi
+  "${GEN_PIN[@]}" nsenter --net="/run/netns/$NS_A" "$ZWB" blast --dev vA --src $A_IP --dst $B_IP \
     --src-mac $A_MAC --dst-mac "$H_A_MAC" --dport $dport --size 60 "${extra[@]}" \
     --seconds "$(awk -v s="$SECS" 'BEGIN { print s + 0.6 }')" >/dev/null &
   pid=$!  # nsenter execs: this is the generator itself
@@ -222,8 +223,32 @@ if [[ ,$ONLY, == *,rate,* ]] || [[ ,$ONLY, == *,tcp,* ]]; then
 fi
 
 # ---- 2. packet rate through veth ------------------------------------------
+# Generator and receiver on separate CPUs (ZW_BENCH_SPLIT_CPUS=0: both on
+# whatever CPU the generator runs, the older method): the generator is
+# pinned to CPU 0, and hA gets a NAPI instance (GRO on) run by a kernel
+# thread (threaded NAPI) pinned to CPU 1. Everything a packet meets on the
+# host (XDP, tc, netfilter, forwarding, the hop to B) then runs on CPU 1,
+# so each system's rate is its own cost, not the generator's.
+SPLIT=${ZW_BENCH_SPLIT_CPUS:-1}
+[ "$(nproc)" -ge 2 ] || SPLIT=0
+GEN_PIN=()
+split_cpus() {  # on|off
+  if [ "$1" = on ]; then
+    ip netns exec "$NS_H" sh -c 'ethtool -K hA gro on >/dev/null && echo 1 > /sys/class/net/hA/threaded'
+    GEN_PIN=(taskset -c 0)
+  else
+    ip netns exec "$NS_H" sh -c 'echo 0 > /sys/class/net/hA/threaded; ethtool -K hA gro off >/dev/null' || true
+    GEN_PIN=()
+  fi
+}
+pin_napi() {  # the NAPI thread of hA (re-created when XDP comes and goes)
+  [ "$SPLIT" = 1 ] || return 0
+  local p
+  for p in $(pgrep '^napi/hA-' || true); do taskset -p 2 "$p" >/dev/null; done
+}
 if [[ ,$ONLY, == *,rate,* ]]; then
-  log "rate: 64-byte UDP through veth, ${SECS}s per point"
+  log "rate: 64-byte UDP through veth, ${SECS}s per point (generator and receiver on separate CPUs: $SPLIT)"
+  [ "$SPLIT" = 1 ] && split_cpus on
   printf 'rate\tsystem\trules\ttraffic\tgenerator\tseconds\thost_rx_pps\tvm_rx_pps\n' > "$OUT/rate.tsv"
   setup_filter none; measure_rate none 0 allowed
   setup_filter xdp-drop; measure_rate xdp-drop 0 denied
@@ -242,6 +267,7 @@ if [[ ,$ONLY, == *,rate,* ]]; then
   # The first point again: how much the shared machine drifted meanwhile.
   setup_filter xdp-drop; measure_rate xdp-drop-again 0 denied
   reset_filters
+  [ "$SPLIT" = 1 ] && split_cpus off
 fi
 
 # ---- 3. TCP throughput and latency ----------------------------------------
