@@ -48,11 +48,10 @@ static __always_inline int zw_ev_wanted(int reason, __u8 vflags)
 	}
 }
 
-/* Takes one token from the slot's bucket; 0 when it is empty. */
-static __always_inline int zw_ev_take(__u32 slot, __u64 now)
+/* Takes one token from the slot's bucket; 0 when it is empty. cfg: the
+ * entry's zw_config value (NULL: the default rate and burst). */
+static __always_inline int zw_ev_take(__u32 slot, __u64 now, const struct zw_config *cfg)
 {
-	__u32 zero = 0;
-	struct zw_config *cfg = bpf_map_lookup_elem(&zw_config, &zero);
 	struct zw_ev_bucket *b = bpf_map_lookup_elem(&zw_ev_bucket, &slot);
 	__u64 rate = ZW_EV_RATE_DEFAULT, burst = ZW_EV_BURST_DEFAULT;
 	__u64 last, elapsed = 0, tokens;
@@ -77,26 +76,30 @@ static __always_inline int zw_ev_take(__u32 slot, __u64 now)
 	if (elapsed > ZW_EV_MAX_IDLE_NS)
 		elapsed = ZW_EV_MAX_IDLE_NS;
 	tokens = b->tokens + elapsed * rate;
+	/* Not even one token: the bucket is left as it is (no write to a line
+	 * every CPU of a flooding VM shares). The same as writing it: tokens
+	 * is below the burst (not capped), and elapsed reaches one token's
+	 * worth (at most 1 s) long before its 10 s cap; a new rate counts from
+	 * the last write instead of from this packet. */
+	if (tokens < ZW_EV_TOKEN)
+		return 0;
 	if (tokens > burst * ZW_EV_TOKEN)
 		tokens = burst * ZW_EV_TOKEN;
 	b->last_ns = now;
-	if (tokens < ZW_EV_TOKEN) {
-		b->tokens = tokens;
-		return 0;
-	}
 	b->tokens = tokens - ZW_EV_TOKEN;
 	return 1;
 }
 
 static __always_inline void zw_emit(int reason, __u32 rule_id, __u32 slot, int hook, __u32 len,
-				    __u64 now, const struct zw_pkt *p, const struct zw_acct *a)
+				    __u64 now, const struct zw_pkt *p, const struct zw_acct *a,
+				    const struct zw_config *cfg)
 {
 	struct zw_ev_stats *st = bpf_map_lookup_elem(&zw_st_ev, &slot);
 	struct zw_event *e;
 
 	if (!st)
 		return;
-	if (!zw_ev_take(slot, now)) {
+	if (!zw_ev_take(slot, now, cfg)) {
 		st->suppressed++;
 		return;
 	}

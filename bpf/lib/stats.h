@@ -88,7 +88,7 @@ static __always_inline void zw_count_zpair(const struct zw_acct *a, int reason, 
  * (entry points hand it out through zw_ret). ZW_RUN_DRY counts nothing. */
 static __always_inline int zw_account(int reason, __u32 rule_id, __s64 ep_id, int hook,
 				      __u32 len, __u64 now, const struct zw_pkt *p,
-				      const struct zw_acct *a)
+				      const struct zw_acct *a, const struct zw_config *cfg)
 {
 	__u32 r = reason;
 	struct zw_counter *c;
@@ -108,7 +108,8 @@ static __always_inline int zw_account(int reason, __u32 rule_id, __s64 ep_id, in
 			rs->packets++;
 			rs->bytes += len;
 			rs->last_hit_ns = now;
-			rs->audit_packets += reason == ZW_R_PASS_AUDIT;
+			if (reason == ZW_R_PASS_AUDIT)
+				rs->audit_packets++;
 		}
 	}
 	if (ep_id >= 0) {
@@ -125,7 +126,7 @@ static __always_inline int zw_account(int reason, __u32 rule_id, __s64 ep_id, in
 	zw_count_zpair(a, reason, pass, len);
 	if (zw_ev_wanted(reason, a->vflags))
 		zw_emit(reason, rule_id, ep_id >= 0 && ep_id < ZW_MAX_ENDPOINTS ? ep_id : ZW_EV_SLOT_NONE,
-			hook, len, now, p, a);
+			hook, len, now, p, a, cfg);
 	if (zw_verdict_mode())
 		return ZW_VERDICT_ENCODE(rule_id, reason);
 	return pass;
