@@ -388,7 +388,7 @@ static __always_inline void zw_deny_key_of(const struct zw_pkt *p, __u32 ifindex
 
 /* A packet without a flow that the policy denied before (ABI header):
  * fills the accounting block and returns 1, or 0 to judge it. */
-ZW_SUBPROG int zw_deny_cached(const struct zw_pkt *p, struct zw_acct *io, __u32 hook)
+static __always_inline int zw_deny_cached(const struct zw_pkt *p, struct zw_acct *io, __u32 hook)
 {
 	struct zw_deny_key k ZW_ALIGNED8;
 	struct zw_deny_val *v;
@@ -532,7 +532,7 @@ static __always_inline int zw_handle(struct zw_ctx *x)
 	if (reason == ZW_R_DROP_POLICY && io.no_flow)
 		zw_deny_remember(&p, &io, x->hook);
 out:
-	return zw_account(reason, rule, ep_id, x->hook, x->len, now, &p, &io);
+	return zw_account(reason, rule, ep_id, x->hook, x->len, now, &p, &io, cfg);
 }
 
 SEC("xdp")
