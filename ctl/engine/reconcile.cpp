@@ -477,6 +477,7 @@ Result<ApplyReport> apply(const Paths& paths, const ApplyInput& in) {
       (*adm)[e.ep.ifname] = std::move(a);
     }
     rep.admissions = std::move(adm);
+    clock.lap("admissions");
   }
   return rep;
 }

@@ -421,6 +421,38 @@ TEST_F(DaemonLibvirtTest, RecreatedTapOfARunningVmIsAdmittedWithoutAReconcile) {
   sh("ip link del zwl-adD");
 }
 
+// A static inventory is parsed again only when the file changed (the daemon
+// keeps the parsed copy across events): an edit is still seen by the very
+// next reconcile, here one a tap event causes, without SIGHUP or resync.
+TEST_F(DaemonLibvirtTest, StaticInventoryEditIsSeenByTheNextReconcile) {
+  daemon::Options o = opt_;
+  o.libvirt_uri.clear();
+  o.inventory_path = tmp_ + "/static-inventory.json";
+  auto write_inventory = [&](const std::string& vm) {
+    FILE* f = std::fopen((o.inventory_path + ".tmp").c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    std::fprintf(f,
+                 R"({"vms": [{"name": "%s", "interfaces": [{"name": "zwl-st1", "mac": )"
+                 R"("52:54:00:30:00:c1", "ips": ["10.3.0.41"]}]}]})",
+                 vm.c_str());
+    std::fclose(f);
+    ASSERT_EQ(std::rename((o.inventory_path + ".tmp").c_str(), o.inventory_path.c_str()), 0);
+  };
+  write_inventory("web-41");
+  ASSERT_TRUE(sh("ip link add zwl-st1 type veth peer name zwl-st1p && ip link set zwl-st1 up"));
+  daemon::Daemon d(o);
+  ASSERT_TRUE(d.start().has_value());
+  EXPECT_TRUE(step_until(d, [] { return live_zone("zwl-st1") == "web"; })) << live_zone("zwl-st1");
+  // The same VM renamed into the db zone; a new tap makes the loop reconcile.
+  write_inventory("db-41");
+  const uint64_t before = d.applies();
+  ASSERT_TRUE(sh("ip link add zwl-st2 type veth peer name zwl-st2p"));
+  EXPECT_TRUE(step_until(d, [&] { return d.applies() > before; }));
+  EXPECT_TRUE(step_until(d, [] { return live_zone("zwl-st1") == "db"; }))
+      << "the edited inventory was not read: " << live_zone("zwl-st1");
+  sh("ip link del zwl-st1; ip link del zwl-st2");
+}
+
 // Bad input from the hypervisor: one domain's metadata turns malformed. That
 // domain is skipped (a warning names it) and its tap keeps dropping; every
 // other VM stays enforced as before.
