@@ -14,6 +14,7 @@
 #include "lib/conntrack.h"
 #include "lib/antispoof.h"
 #include "lib/stats.h"
+#include "lib/cache.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -34,16 +35,6 @@ struct zw_ctx {
 static __always_inline int zw_is_nd(__u8 type)
 {
 	return (type >= 133 && type <= 137) || (type >= 130 && type <= 132) || type == 143;
-}
-
-/* DHCP and DHCPv6 ports (of UDP): such packets are decided by hygiene,
- * never by the established fast path. */
-static __always_inline int zw_is_dhcp_port(__be16 sport, __be16 dport)
-{
-	__u16 s = bpf_ntohs(sport), d = bpf_ntohs(dport);
-
-	return s == 67 || s == 68 || s == 546 || s == 547 || d == 67 || d == 68 || d == 546 ||
-	       d == 547;
 }
 
 /* Ethernet, IP, transport; for ICMP errors also the quoted header. Sets
@@ -131,6 +122,11 @@ static __always_inline int zw_parse(void *data, void *data_end, struct zw_pkt *p
 	if (p->tuple.proto == IPPROTO_UDP && zw_is_dhcp_port(p->tuple.sport, p->tuple.dport))
 		return ZW_OK;
 	p->fast = 1;
+	/* The tuple's last word (ports, protocol) again as one 64-bit store:
+	 * the fast path reads it as a word, and a load spanning the narrower
+	 * stores that wrote it cannot be forwarded from them (a stall of a
+	 * dozen cycles or more on x86). */
+	((__u64 *)&p->tuple)[4] = zw_ct_key_w4(p->tuple.sport, p->tuple.dport, p->tuple.proto);
 	return ZW_OK;
 }
 
@@ -375,56 +371,6 @@ out:
 	return reason;
 }
 
-static __always_inline void zw_deny_key_of(const struct zw_pkt *p, __u32 ifindex, __u32 hook,
-					   struct zw_deny_key *k)
-{
-	zw_copy16_w(k->saddr, p->tuple.saddr);
-	zw_copy16_w(k->daddr, p->tuple.daddr);
-	k->ifindex = ifindex;
-	k->port = p->policy_port;
-	k->proto = p->tuple.proto;
-	k->hook = hook;
-}
-
-/* A packet without a flow that the policy denied before (ABI header):
- * fills the accounting block and returns 1, or 0 to judge it. */
-static __always_inline int zw_deny_cached(const struct zw_pkt *p, struct zw_acct *io, __u32 hook)
-{
-	struct zw_deny_key k ZW_ALIGNED8;
-	struct zw_deny_val *v;
-
-	if (!p || !io)
-		return 0;
-	zw_deny_key_of(p, io->ifindex, hook, &k);
-	v = bpf_map_lookup_elem(&zw_deny_cache, &k);
-	if (!v || v->gen != io->gen)
-		return 0;
-	io->rule = v->rule_id;
-	io->src_zone = v->src_zone;
-	io->dst_zone = v->dst_zone;
-	io->zp_slot = v->zp_slot;
-	io->vflags = v->vflags;
-	return 1;
-}
-
-ZW_SUBPROG int zw_deny_remember(const struct zw_pkt *p, const struct zw_acct *io, __u32 hook)
-{
-	struct zw_deny_key k ZW_ALIGNED8;
-	struct zw_deny_val v = {};
-
-	if (!p || !io || zw_dry())
-		return 0;
-	zw_deny_key_of(p, io->ifindex, hook, &k);
-	v.gen = io->gen;
-	v.rule_id = io->rule;
-	v.src_zone = io->src_zone;
-	v.dst_zone = io->dst_zone;
-	v.zp_slot = zw_zp_slot(io->src_zone, io->dst_zone);
-	v.vflags = io->vflags;
-	bpf_map_update_elem(&zw_deny_cache, &k, &v, BPF_ANY);
-	return 0;
-}
-
 /* A cache miss: the interface's endpoint from zw_endpoints into c.
  * Returns 0 if it has none in generation gen (c is left as it was). The
  * cache is each program instance's own (never pinned), so a dry-run
@@ -463,14 +409,55 @@ static __always_inline const struct zw_endpoint *zw_endpoint_of(__u32 gen, __u32
 	return zw_ep_fill(gen, ifindex, c) ? &c->ep : NULL;
 }
 
+/* The caches' answer from the frame (lib/cache.h), one per context type.
+ * Not inlined: their frames are not on the stack the slow path's calls add
+ * up to. */
+static __attribute__((noinline)) int zw_frame_xdp(struct xdp_md *ctx, const struct zw_endpoint *ep,
+						  struct zw_acct *io, __u32 hook)
+{
+	return zw_frame_cached((void *)(long)ctx->data, (void *)(long)ctx->data_end, ep, hook, io);
+}
+
+static __attribute__((noinline)) int zw_frame_skb(struct __sk_buff *skb,
+						  const struct zw_endpoint *ep,
+						  struct zw_acct *io, __u32 hook)
+{
+	return zw_frame_cached((void *)(long)skb->data, (void *)(long)skb->data_end, ep, hook, io);
+}
+
+/* A packet the denied-packet cache answered from the frame: counted like
+ * any other; its event, when the endpoint's budget has one (rate-limited:
+ * rarely), needs the parsed packet. */
+static __always_inline int zw_denied_cached(struct zw_ctx *x, const struct zw_config *cfg,
+					    __s64 ep_id, __u64 now, struct zw_acct *io,
+					    struct zw_pkt *p)
+{
+	io->now = now;
+	if (!zw_dry()) {
+		zw_count_packet(ZW_R_DROP_POLICY, 0, io->rule, ep_id, x->hook, x->len, now, io);
+		if (zw_ev_wanted(ZW_R_DROP_POLICY, io->vflags)) {
+			__u32 slot = zw_ev_slot(ep_id);
+			struct zw_ev_stats *st = zw_ev_admit(slot, now, cfg);
+
+			__builtin_memset(p, 0, sizeof(*p));
+			if (st && (x->xdp ? zw_parse_xdp(x->xdp, p) : zw_parse_skb(x->skb, p)) == ZW_OK)
+				zw_ev_write(st, ZW_R_DROP_POLICY, io->rule, slot, x->hook, x->len, now,
+					    p, io);
+		}
+	}
+	if (zw_verdict_mode())
+		return ZW_VERDICT_ENCODE(io->rule, ZW_R_DROP_POLICY);
+	return 0;
+}
+
 static __always_inline int zw_handle(struct zw_ctx *x)
 {
-	struct zw_pkt p = {};
+	struct zw_pkt p;	/* zeroed once the flow cache has not answered */
 	struct zw_acct io = { .ifindex = x->ifindex, .zp_slot = ZW_ZP_NONE };
 	const struct zw_endpoint *ep;
 	struct zw_config *cfg;
 	struct zw_ct_entry *ct;
-	__u64 now = bpf_ktime_get_coarse_ns();
+	__u64 now = 0;
 	__u32 zero = 0, gen, rule = ZW_RULE_NONE;
 	__s64 ep_id = -1;
 	int reason, dir = ZW_CT_ORIG;
@@ -479,20 +466,27 @@ static __always_inline int zw_handle(struct zw_ctx *x)
 	cfg = bpf_map_lookup_elem(&zw_config, &zero);
 	gen = cfg ? ZW_READ_ONCE(cfg->active_gen) : 0;
 	io.gen = gen;
-	if (!cfg || !gen) {
-		reason = ZW_R_DROP_NO_POLICY;
-		goto out;
-	}
-	ep = zw_endpoint_of(gen, x->ifindex);
-	if (!ep) {
-		reason = ZW_R_DROP_NO_ENDPOINT;
+	ep = cfg && gen ? zw_endpoint_of(gen, x->ifindex) : NULL;
+	if (!ep || x->vlan) {
+		__builtin_memset(&p, 0, sizeof(p));
+		reason = !cfg || !gen ? ZW_R_DROP_NO_POLICY
+		       : !ep	      ? ZW_R_DROP_NO_ENDPOINT
+				      : ZW_R_DROP_VLAN;
+		if (ep)
+			ep_id = ep->id;
 		goto out;
 	}
 	ep_id = ep->id;
-	if (x->vlan) {
-		reason = ZW_R_DROP_VLAN;
-		goto out;
-	}
+	/* The caches, straight from the frame (lib/cache.h): a packet of a flow
+	 * this CPU passed moments ago, or one it denied, no flow having been
+	 * created for it since. */
+	reason = x->xdp ? zw_frame_xdp(x->xdp, ep, &io, x->hook) : zw_frame_skb(x->skb, ep, &io, x->hook);
+	if (reason == ZW_R_PASS_CT || reason == ZW_R_PASS_AUDIT)
+		return zw_account_cached(reason, io.rule, ep_id, x->hook, x->len, &io);
+	now = bpf_ktime_get_coarse_ns();
+	if (reason == ZW_R_DROP_POLICY)
+		return zw_denied_cached(x, cfg, ep_id, now, &io, &p);
+	__builtin_memset(&p, 0, sizeof(p));
 	reason = x->xdp ? zw_parse_xdp(x->xdp, &p) : zw_parse_skb(x->skb, &p);
 	if (reason != ZW_OK)
 		goto out;
@@ -501,6 +495,11 @@ static __always_inline int zw_handle(struct zw_ctx *x)
 	 * its direction belongs to, was checked (source, destination, policy)
 	 * when it was created: one lookup and out. */
 	if (p.fast && !(from_vm && (ep->flags & ZW_EPF_CHECK_MAC) && !zw_mac_eq(p.src_mac, ep->mac))) {
+		struct zw_flow_cache_ent *fill;
+
+		/* Births before the lookup: a denial remembered below vouches
+		 * for no flow only while they stay the same (lib/cache.h). */
+		io.born = zw_born_read(zw_born_slot_of(&p.tuple));
 		/* p.inner is free here (no ICMP error): the key's buffer, as
 		 * stack is short (the slow path's frame comes on top). */
 		ct = zw_ct_lookup(&p.tuple, &p.inner, &dir, now);
@@ -514,14 +513,25 @@ static __always_inline int zw_handle(struct zw_ctx *x)
 			io.dst_zone = ct->dst_zone;
 			io.zp_slot = ct->zp_slot;
 			reason = (ct->flags & ZW_CTF_AUDIT) ? ZW_R_PASS_AUDIT : ZW_R_PASS_CT;
+			fill = zw_fc_eligible(&p) ? zw_fc_slot(&p.tuple, x->ifindex, x->hook) : NULL;
+			if (fill)
+				zw_fc_fill(fill, &p.tuple, x->ifindex, x->hook, gen, bpf_jiffies64(), ct,
+					   reason);
 			goto out;
 		}
 		io.no_flow = !ct;	/* the slow path need not look again */
-		if (!ct && (p.tuple.proto != IPPROTO_TCP || (p.tcp_flags & 0x12) == 0x02) &&
-		    zw_deny_cached(&p, &io, x->hook)) {
-			reason = ZW_R_DROP_POLICY;
-			rule = io.rule;
-			goto out;
+		if (!ct && (p.tuple.proto != IPPROTO_TCP || (p.tcp_flags & 0x12) == 0x02)) {
+			const struct zw_deny_val *dv = zw_deny_cached(&p, x->ifindex, x->hook, gen);
+
+			if (dv) {
+				rule = dv->rule_id;
+				io.src_zone = dv->src_zone;
+				io.dst_zone = dv->dst_zone;
+				io.zp_slot = dv->zp_slot;
+				io.vflags = dv->vflags;
+				reason = ZW_R_DROP_POLICY;
+				goto out;
+			}
 		}
 	}
 
@@ -532,6 +542,9 @@ static __always_inline int zw_handle(struct zw_ctx *x)
 	if (reason == ZW_R_DROP_POLICY && io.no_flow)
 		zw_deny_remember(&p, &io, x->hook);
 out:
+	if (!now)	/* left before the clock was read */
+		now = bpf_ktime_get_coarse_ns();
+	io.now = now;
 	return zw_account(reason, rule, ep_id, x->hook, x->len, now, &p, &io, cfg);
 }
 

@@ -29,7 +29,7 @@ struct zw_acct {
 	__u16 src_zone;		/* out: the flow's zones, ZW_ZONE_NONE if not judged */
 	__u16 dst_zone;		/* out */
 	__u32 zp_slot;		/* out: their counter slot if known, else ZW_ZP_NONE */
-	__u32 pad1;
+	__u32 born;		/* in: zw_ct_born of the tuple, read before the fast path's lookup */
 };
 
 /* Policy decisions are reported as the verdict says (ZW_VF_LOG: denies and
@@ -90,20 +90,30 @@ static __always_inline int zw_ev_take(__u32 slot, __u64 now, const struct zw_con
 	return 1;
 }
 
-static __always_inline void zw_emit(int reason, __u32 rule_id, __u32 slot, int hook, __u32 len,
-				    __u64 now, const struct zw_pkt *p, const struct zw_acct *a,
-				    const struct zw_config *cfg)
+/* The event budget of an endpoint slot: its per-CPU event stats when a
+ * token was taken (an event is to be written), NULL when the bucket is
+ * empty (counted as suppressed). */
+static __always_inline struct zw_ev_stats *zw_ev_admit(__u32 slot, __u64 now,
+						       const struct zw_config *cfg)
 {
 	struct zw_ev_stats *st = bpf_map_lookup_elem(&zw_st_ev, &slot);
-	struct zw_event *e;
 
 	if (!st)
-		return;
+		return NULL;
 	if (!zw_ev_take(slot, now, cfg)) {
 		st->suppressed++;
-		return;
+		return NULL;
 	}
-	e = bpf_ringbuf_reserve(&zw_events, sizeof(*e), 0);
+	return st;
+}
+
+/* Writes the event of an admitted packet (a full ring buffer: lost). */
+static __always_inline void zw_ev_write(struct zw_ev_stats *st, int reason, __u32 rule_id,
+					__u32 slot, int hook, __u32 len, __u64 now,
+					const struct zw_pkt *p, const struct zw_acct *a)
+{
+	struct zw_event *e = bpf_ringbuf_reserve(&zw_events, sizeof(*e), 0);
+
 	if (!e) {
 		st->lost++;
 		return;
@@ -132,6 +142,22 @@ static __always_inline void zw_emit(int reason, __u32 rule_id, __u32 slot, int h
 	e->reason = reason;
 	bpf_ringbuf_submit(e, 0);
 	st->emitted++;
+}
+
+/* The event slot of an endpoint id (ZW_EV_SLOT_NONE: no endpoint). */
+static __always_inline __u32 zw_ev_slot(__s64 ep_id)
+{
+	return ep_id >= 0 && ep_id < ZW_MAX_ENDPOINTS ? ep_id : ZW_EV_SLOT_NONE;
+}
+
+static __always_inline void zw_emit(int reason, __u32 rule_id, __u32 slot, int hook, __u32 len,
+				    __u64 now, const struct zw_pkt *p, const struct zw_acct *a,
+				    const struct zw_config *cfg)
+{
+	struct zw_ev_stats *st = zw_ev_admit(slot, now, cfg);
+
+	if (st)
+		zw_ev_write(st, reason, rule_id, slot, hook, len, now, p, a);
 }
 
 #endif

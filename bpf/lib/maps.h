@@ -82,6 +82,13 @@ struct {
 } zw_ct_count SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, ZW_CT_BORN_SLOTS);
+	__type(key, __u32);
+	__type(value, __u32);
+} zw_ct_born SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, ZW_R_MAX);
 	__type(key, __u32);
@@ -135,11 +142,10 @@ struct {
 } zw_zp_alloc SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, ZW_MAX_DENY_CACHE);
-	__uint(map_flags, BPF_F_NO_COMMON_LRU);
-	__type(key, struct zw_deny_key);
-	__type(value, struct zw_deny_val);
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, ZW_DENY_CACHE_SLOTS);
+	__type(key, __u32);
+	__type(value, struct zw_deny_cache_ent);
 } zw_deny_cache SEC(".maps");
 
 struct {
@@ -148,6 +154,13 @@ struct {
 	__type(key, __u32);
 	__type(value, struct zw_ep_cache_ent);
 } zw_ep_cache SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, ZW_FLOW_CACHE_SLOTS);
+	__type(key, __u32);
+	__type(value, struct zw_flow_cache_ent);
+} zw_flow_cache SEC(".maps");
 
 /* Flow and deny events (struct zw_event); one consumer at a time. */
 struct {

@@ -62,18 +62,51 @@ struct zw_pkt {
 	__u8 pad0[2];
 } ZW_ALIGNED8;
 
+/* The last 8 bytes of a zw_ct_key (sport, dport, proto, zero padding) as
+ * one word, as it lies in memory. */
+static __always_inline __u64 zw_ct_key_w4(__be16 sport, __be16 dport, __u8 proto)
+{
+	union {
+		struct {
+			__be16 sport;
+			__be16 dport;
+			__u8 proto;
+			__u8 pad[3];
+		};
+		__u64 w;
+	} u = { .sport = sport, .dport = dport, .proto = proto };
+
+	return u.w;
+}
+
 /* Returns -1 on success (keep going) or a zw_reason to leave with. */
 #define ZW_OK (-1)
+
+/* The second 64-bit word of ::ffff:a as it lies in memory (the first is 0). */
+static __always_inline __u64 zw_v4_word(__be32 a)
+{
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	return ((__u64)a << 32) | 0xffff0000ULL;
+#else
+	return 0x0000ffff00000000ULL | a;
+#endif
+}
 
 /* ::ffff:a as two 64-bit stores (dst: 8-byte aligned, see zw_copy16_w). */
 static __always_inline void zw_map_v4(__u8 *dst, __be32 a)
 {
 	((__u64 *)dst)[0] = 0;
-#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-	((__u64 *)dst)[1] = ((__u64)a << 32) | 0xffff0000ULL;
-#else
-	((__u64 *)dst)[1] = 0x0000ffff00000000ULL | a;
-#endif
+	((__u64 *)dst)[1] = zw_v4_word(a);
+}
+
+/* DHCP and DHCPv6 ports (of UDP): such packets are decided by hygiene,
+ * never by the established fast path. */
+static __always_inline int zw_is_dhcp_port(__be16 sport, __be16 dport)
+{
+	__u16 s = bpf_ntohs(sport), d = bpf_ntohs(dport);
+
+	return s == 67 || s == 68 || s == 546 || s == 547 || d == 67 || d == 68 || d == 546 ||
+	       d == 547;
 }
 
 /* a: 8-byte aligned (word loads, see zw_copy16_w). */

@@ -84,20 +84,14 @@ static __always_inline void zw_count_zpair(const struct zw_acct *a, int reason, 
 		zw_count(pass ? &zs->pass : &zs->drop, len);
 }
 
-/* Returns 1 to pass, 0 to drop; ZW_RUN_VERDICT: the encoded verdict
- * (entry points hand it out through zw_ret). ZW_RUN_DRY counts nothing. */
-static __always_inline int zw_account(int reason, __u32 rule_id, __s64 ep_id, int hook,
-				      __u32 len, __u64 now, const struct zw_pkt *p,
-				      const struct zw_acct *a, const struct zw_config *cfg)
+/* Counts one packet: by reason, by rule, by endpoint, by zone pair; now 0:
+ * the rule's last hit is left as it is. */
+static __always_inline void zw_count_packet(int reason, int pass, __u32 rule_id, __s64 ep_id,
+					    int hook, __u32 len, __u64 now, const struct zw_acct *a)
 {
 	__u32 r = reason;
 	struct zw_counter *c;
-	int pass = zw_reason_passes(reason);
 
-	if (zw_verdict_mode() && zw_dry())
-		return ZW_VERDICT_ENCODE(rule_id, reason);
-	if (zw_dry())
-		return pass;
 	c = bpf_map_lookup_elem(&zw_st_reason, &r);
 	if (c)
 		zw_count(c, len);
@@ -107,7 +101,8 @@ static __always_inline int zw_account(int reason, __u32 rule_id, __s64 ep_id, in
 		if (rs) {
 			rs->packets++;
 			rs->bytes += len;
-			rs->last_hit_ns = now;
+			if (now)
+				rs->last_hit_ns = now;
 			if (reason == ZW_R_PASS_AUDIT)
 				rs->audit_packets++;
 		}
@@ -124,12 +119,40 @@ static __always_inline int zw_account(int reason, __u32 rule_id, __s64 ep_id, in
 		}
 	}
 	zw_count_zpair(a, reason, pass, len);
+}
+
+/* Returns 1 to pass, 0 to drop; ZW_RUN_VERDICT: the encoded verdict
+ * (entry points hand it out through zw_ret). ZW_RUN_DRY counts nothing. */
+static __always_inline int zw_account(int reason, __u32 rule_id, __s64 ep_id, int hook,
+				      __u32 len, __u64 now, const struct zw_pkt *p,
+				      const struct zw_acct *a, const struct zw_config *cfg)
+{
+	int pass = zw_reason_passes(reason);
+
+	if (zw_verdict_mode() && zw_dry())
+		return ZW_VERDICT_ENCODE(rule_id, reason);
+	if (zw_dry())
+		return pass;
+	zw_count_packet(reason, pass, rule_id, ep_id, hook, len, now, a);
 	if (zw_ev_wanted(reason, a->vflags))
-		zw_emit(reason, rule_id, ep_id >= 0 && ep_id < ZW_MAX_ENDPOINTS ? ep_id : ZW_EV_SLOT_NONE,
-			hook, len, now, p, a, cfg);
+		zw_emit(reason, rule_id, zw_ev_slot(ep_id), hook, len, now, p, a, cfg);
 	if (zw_verdict_mode())
 		return ZW_VERDICT_ENCODE(rule_id, reason);
 	return pass;
+}
+
+/* An established packet the flow cache passed: counted like any other, but
+ * the rule's last hit stays the time of the conntrack hit that filled the
+ * cache entry, less than ZW_FC_VALID_JIFFIES ago (no clock read); no event
+ * (established passes never make one). */
+static __always_inline int zw_account_cached(int reason, __u32 rule_id, __s64 ep_id, int hook,
+					     __u32 len, const struct zw_acct *a)
+{
+	if (!zw_dry())
+		zw_count_packet(reason, 1, rule_id, ep_id, hook, len, 0, a);
+	if (zw_verdict_mode())
+		return ZW_VERDICT_ENCODE(rule_id, reason);
+	return 1;
 }
 
 /* The program's return for an accounted packet: the action, or in

@@ -33,7 +33,7 @@ Result<Maps> open_pinned_maps(const std::string& pin_dir) {
   UniqueFd* slots[] = {&m.config,    &m.endpoints, &m.addrs,    &m.cidrs,     &m.policy,
                        &m.ct,        &m.st_reason, &m.st_rule,  &m.st_ep,     &m.pairs,
                        &m.ct_count,  &m.zpairs,    &m.st_zpair, &m.events,    &m.ev_bucket,
-                       &m.st_ev,     &m.zp_index,  &m.zp_claim,  &m.zp_alloc};
+                       &m.st_ev,     &m.zp_index,  &m.zp_claim,  &m.zp_alloc,  &m.ct_born};
   static_assert(std::size(kMapNames) == std::size(slots));
   for (size_t i = 0; i < std::size(slots); ++i) {
     auto fd = open_pin(pin_dir + "/" + kMapNames[i]);

@@ -25,12 +25,13 @@ inline constexpr const char* kMapNames[] = {
     "zw_config",    "zw_endpoints", "zw_addrs",    "zw_cidrs",  "zw_policy",    "zw_ct",
     "zw_st_reason", "zw_st_rule",   "zw_st_ep",    "zw_pairs",  "zw_ct_count",  "zw_zpairs",
     "zw_st_zpair",  "zw_events",    "zw_ev_bucket", "zw_st_ev",  "zw_zp_index",  "zw_zp_claim", "zw_zp_alloc",
+    "zw_ct_born",
 };
 
 struct Maps {
   UniqueFd config, endpoints, addrs, cidrs, policy, ct, st_reason, st_rule, st_ep, pairs, ct_count,
       zpairs;
-  UniqueFd st_zpair, events, ev_bucket, st_ev, zp_index, zp_claim, zp_alloc;
+  UniqueFd st_zpair, events, ev_bucket, st_ev, zp_index, zp_claim, zp_alloc, ct_born;
 };
 
 // Opens the maps pinned under pin_dir (kNotFound if nothing is pinned).

@@ -136,7 +136,7 @@ Result<Object> Object::load(const std::string& pin_dir, const LoadOptions& opts)
       obj.skel_->maps.zw_pairs,     obj.skel_->maps.zw_ct_count,  obj.skel_->maps.zw_zpairs,
       obj.skel_->maps.zw_st_zpair,  obj.skel_->maps.zw_events,    obj.skel_->maps.zw_ev_bucket,
       obj.skel_->maps.zw_st_ev,     obj.skel_->maps.zw_zp_index,  obj.skel_->maps.zw_zp_claim,
-      obj.skel_->maps.zw_zp_alloc};
+      obj.skel_->maps.zw_zp_alloc,  obj.skel_->maps.zw_ct_born};
   static_assert(std::size(maps) == std::size(kMapNames));
   if (auto st = check_pinned_layout(maps, std::size(maps), pin_dir); !st)
     return fail(std::move(st.error()));
@@ -203,9 +203,10 @@ Result<Maps> Object::maps() const {
   m.zp_index = dup(skel_->maps.zw_zp_index);
   m.zp_claim = dup(skel_->maps.zw_zp_claim);
   m.zp_alloc = dup(skel_->maps.zw_zp_alloc);
+  m.ct_born = dup(skel_->maps.zw_ct_born);
   if (!m.config || !m.endpoints || !m.addrs || !m.cidrs || !m.policy || !m.ct || !m.st_reason ||
       !m.st_rule || !m.st_ep || !m.pairs || !m.ct_count || !m.zpairs || !m.st_zpair || !m.events ||
-      !m.ev_bucket || !m.st_ev || !m.zp_index || !m.zp_claim || !m.zp_alloc)
+      !m.ev_bucket || !m.st_ev || !m.zp_index || !m.zp_claim || !m.zp_alloc || !m.ct_born)
     return fail(Error::sys("dup map fd"));
   return m;
 }

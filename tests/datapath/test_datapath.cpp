@@ -1039,6 +1039,104 @@ TEST_F(DatapathTest, RepeatedDeniedPacketsGetTheSameAnswerAsTheFirst) {
   EXPECT_OUTCOME(from_vm("zwdA", pg), true, "pass_ct", "web-db-pg");
 }
 
+// The flow cache (lib/cache.h) answers for established packets from the
+// frame, before any parsing: it must give exactly what conntrack gives, never
+// outlive its flow by more than its validity, and never skip the source MAC
+// check or a TCP control segment's state change.
+TEST_F(DatapathTest, FlowCacheAnswersOnlyWhatConntrackWould) {
+  auto maps = datapath::open_pinned_maps(paths_.pin_dir);
+  ASSERT_TRUE(maps.has_value());
+  auto q = test::ip("10.1.0.1", "10.1.0.2", kUdp, test::udp(40200, 53));
+  auto a = test::ip("10.1.0.2", "10.1.0.1", kUdp, test::udp(53, 40200));
+  EXPECT_OUTCOME(from_vm("zwdA", q), true, "pass_new", "web-db-dns");
+  // Conntrack, then the cache (filled by the hit before it), both hooks,
+  // both directions, XDP too: every packet counted once, on its rule.
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_OUTCOME(from_vm("zwdA", q), true, "pass_ct", "web-db-dns");
+    EXPECT_OUTCOME(from_vm_xdp("zwdA", q), true, "pass_ct", "web-db-dns");
+    EXPECT_OUTCOME(to_vm("zwdB", q), true, "pass_ct", "web-db-dns");
+    EXPECT_OUTCOME(from_vm("zwdB", a), true, "pass_ct", "web-db-dns");
+    EXPECT_OUTCOME(to_vm("zwdA", a), true, "pass_ct", "web-db-dns");
+  }
+  // On another VM's interface (its direction belongs to zwdA): judged, not cached.
+  EXPECT_OUTCOME(from_vm("zwdC", q), false, "drop_spoof_ip", "");
+  // Another source MAC on the cached tuple: the MAC check comes first.
+  Bytes spoofed = with_vm_mac("zwdA", q);
+  spoofed[11] = 0x7f;
+  EXPECT_OUTCOME(run(Prog::kFromVmTc, "zwdA", spoofed), false, "drop_spoof_mac", "");
+  EXPECT_OUTCOME(run(Prog::kFromVmXdp, "zwdA", spoofed), false, "drop_spoof_mac", "");
+
+  // A TCP FIN after cached data segments still reaches conntrack.
+  auto seg = [](uint8_t flags) {
+    return test::ip("10.1.0.1", "10.1.0.2", kTcp, test::tcp(40201, 5432, flags));
+  };
+  EXPECT_OUTCOME(from_vm("zwdA", seg(0x02)), true, "pass_new", "web-db-pg");
+  for (int i = 0; i < 3; ++i) EXPECT_OUTCOME(from_vm("zwdA", seg(0x10)), true, "pass_ct", "web-db-pg");
+  EXPECT_OUTCOME(from_vm("zwdA", seg(0x11)), true, "pass_ct", "web-db-pg");
+  bool fin = false;
+  auto keys = datapath::map_keys<zw_ct_key>(maps->ct.get());
+  ASSERT_TRUE(keys.has_value());
+  for (const auto& k : *keys) {
+    zw_ct_entry e{};
+    if (k.proto == kTcp && (ntohs(k.sport) == 40201 || ntohs(k.dport) == 40201) &&
+        datapath::map_lookup(maps->ct.get(), k, &e))
+      fin = e.flags & ZW_CTF_FIN;
+  }
+  EXPECT_TRUE(fin) << "the FIN did not reach the flow's conntrack entry";
+
+  // The flow's entry removed (as the sweep removes an idle flow): within
+  // ZW_FC_VALID_JIFFIES (1 s at HZ 100, less at any higher HZ) the cache
+  // stops answering and the packet is judged again: a new flow.
+  size_t removed = 0;
+  keys = datapath::map_keys<zw_ct_key>(maps->ct.get());
+  ASSERT_TRUE(keys.has_value());
+  for (const auto& k : *keys)
+    if (k.proto == kUdp && (ntohs(k.sport) == 40200 || ntohs(k.dport) == 40200)) {
+      zw_ct_entry e{};
+      ASSERT_TRUE(datapath::map_lookup(maps->ct.get(), k, &e));
+      ASSERT_TRUE(datapath::map_delete(maps->ct.get(), k).has_value());
+      if (e.flags & ZW_CTF_OWNED)
+        datapath::CtUsageView::map(maps->ct_count.get())->uncharge(e.owner);
+      ++removed;
+    }
+  ASSERT_EQ(removed, 1u);
+  usleep(1100 * 1000);
+  EXPECT_OUTCOME(from_vm("zwdA", q), true, "pass_new", "web-db-dns");
+}
+
+// A denied packet is answered from the frame only while no flow of its
+// tuple was created since it was judged (zw_ct_born): a reply to a flow the
+// other side opens afterwards passes.
+TEST_F(DatapathTest, ACachedDenialNeverHidesAFlowCreatedSince) {
+  // db-1 -> web-1 is denied; the same tuple is later the reply direction of
+  // web-1's DNS query to db-1 from that port.
+  auto stray = test::ip("10.1.0.2", "10.1.0.1", kUdp, test::udp(53, 40300));
+  auto query = test::ip("10.1.0.1", "10.1.0.2", kUdp, test::udp(40300, 53));
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_OUTCOME(from_vm("zwdB", stray), false, "drop_policy", "db-web-deny");
+    EXPECT_OUTCOME(run(Prog::kFromVmXdp, "zwdB", with_vm_mac("zwdB", stray)), false,
+                   "drop_policy", "db-web-deny");
+    EXPECT_OUTCOME(to_vm("zwdA", stray), false, "drop_policy", "db-web-deny");
+  }
+  EXPECT_OUTCOME(from_vm("zwdA", query), true, "pass_new", "web-db-dns");
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_OUTCOME(from_vm("zwdB", stray), true, "pass_ct", "web-db-dns");
+    EXPECT_OUTCOME(run(Prog::kFromVmXdp, "zwdB", with_vm_mac("zwdB", stray)), true, "pass_ct",
+                   "web-db-dns");
+    EXPECT_OUTCOME(to_vm("zwdA", stray), true, "pass_ct", "web-db-dns");
+  }
+  // A TCP SYN the same way: denied and cached, then the other side's SYN
+  // opens the flow and the first one's tuple is its reply's.
+  auto syn_back = test::ip("10.1.0.2", "10.1.0.1", kTcp, test::tcp(5432, 40301, 0x02));
+  for (int i = 0; i < 3; ++i)
+    EXPECT_OUTCOME(from_vm("zwdB", syn_back), false, "drop_policy", "db-web-deny");
+  EXPECT_OUTCOME(from_vm("zwdA", test::ip("10.1.0.1", "10.1.0.2", kTcp, test::tcp(40301, 5432))),
+                 true, "pass_new", "web-db-pg");
+  EXPECT_OUTCOME(from_vm("zwdB", test::ip("10.1.0.2", "10.1.0.1", kTcp,
+                                          test::tcp(5432, 40301, 0x12))),
+                 true, "pass_ct", "web-db-pg");
+}
+
 TEST_F(DatapathTest, AuditZonePassesWhatItWouldDrop) {
   auto rep = apply_text(kAuditPolicy);
   ASSERT_TRUE(rep.has_value()) << rep.error().str();
