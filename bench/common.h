@@ -42,8 +42,12 @@ class Reference {
   ~Reference();
   int xdp_pass() const;
   int xdp_drop() const;
-  int xdp_tx() const;
   int tc_pass() const;
+  // The varying-tuple wrapper (trivial.bpf.c): bumps a port, then
+  // tail-calls the program set with set_next.
+  int vary(Hook h) const;
+  Status set_next(Hook h, int prog_fd) const;
+  void vary_dport(bool on) const;
 
  private:
   explicit Reference(zw_bench_bpf* s) : s_(s) {}

@@ -3,14 +3,14 @@
 // a generated policy and static inventory), against the trivial floor
 // programs measured in the same run.
 //
-// Paths: established (one conntrack hit), denied (policy drop, no insert)
-// measured with repeat; new allowed flow measured as many distinct flows
-// with repeat = 1, each one's conntrack entry deleted again after its run,
-// with the fixed cost of a repeat = 1 run (timer reads, context setup inside
-// the timed region) subtracted as measured on the floor program:
-//   new = median(zonewall, repeat 1) - median(floor, repeat 1) + floor(repeat N)
-// The same correction applied to the established path is printed next to
-// its repeat-N figure as a check of the method.
+// Paths: established (one conntrack flow) and denied (one denied packet)
+// with repeat N. New flows and denied packets without a cached answer need a
+// tuple the program has not seen on every run: the varying wrapper
+// (bench/trivial.bpf.c) bumps a port of the frame and tail-calls the
+// program under test, over runs of 10,000 packets; the same runs with the
+// floor program behind the wrapper give the wrapper's own cost:
+//   new = ns(wrapper -> zonewall) - ns(wrapper -> floor) + floor
+// The flows a run created are deleted after it, outside the timed region.
 #include <arpa/inet.h>
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
@@ -21,6 +21,7 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 
 #include "common.h"
 #include "datapath/events.h"
@@ -45,14 +46,18 @@ struct Config {
 
 constexpr int kZones = 10;
 constexpr int kFillAddrs = 16;  // VM 0's extra addresses carry the filler flows
+// Denied destination ports for the varying wrapper: above every port a
+// generated rule allows (1000 + rules / zones * ports per rule < 20000).
+constexpr uint16_t kSweepPortBase = 20000;
 constexpr const char* kSrcIf = "zwbS";
 constexpr const char* kDstIf = "zwbD";
 
 struct Ctx {
   engine::Paths paths;
   uint32_t repeat = 1000000;
-  int samples = 5000;
   int trials = 3;
+  int vary_runs = 100;             // varying-wrapper runs per figure
+  uint32_t vary_per_run = 10000;   // packets per run (new flows created per run)
   const Reference* ref = nullptr;
   uint32_t src_ifindex = 0;
   int filled = 0;  // filler flows inserted so far (this apply)
@@ -160,13 +165,43 @@ size_t ct_entries(const Ctx& x) {
 
 const char* hook_name(Hook h) { return h == Hook::kXdp ? "xdp" : "tc"; }
 
-// One measurement set: established, denied, new; v4 and v6.
+// Runs of the varying-tuple wrapper (Reference::vary) in front of `next`:
+// `runs` runs of `per_run` packets, each packet a tuple the program has not
+// seen (the port after the frame's, then the next, ...). Returns the
+// median ns per packet over the runs; `after_run` cleans up between runs
+// (the frame is sent afresh each run, so the ports start over).
+Result<double> varied(const Ctx& x, Hook h, int next, const test::Bytes& f, bool vary_dport,
+                      bool want_pass, const std::function<Status()>& after_run) {
+  if (auto st = x.ref->set_next(h, next); !st) return fail(std::move(st.error()));
+  x.ref->vary_dport(vary_dport);
+  std::vector<double> v;
+  for (int r = 0; r < x.vary_runs; ++r) {
+    auto out = test_run(x.ref->vary(h), h, x.src_ifindex, f, x.vary_per_run);
+    if (!out) return fail(std::move(out.error()));
+    if (passes(h, out->retval) != want_pass)
+      return fail(Error::invalid("varying run: unexpected verdict " + std::to_string(out->retval)));
+    v.push_back(out->ns);
+    if (after_run)
+      if (auto st = after_run(); !st) return fail(std::move(st.error()));
+  }
+  return median(v);
+}
+
+// One measurement set, v4 and v6: established (one flow, repeat N),
+// denied (one denied packet, repeat N), and with the varying wrapper: new
+// flows (every packet a new source port), denied packets of new source ports
+// (no flow, the denial cache knows the destination), denied packets of new
+// destination ports (every one judged in full).
 Status measure(Ctx& x, const Config& c, Hook h, size_t ct_now) {
   Prog prog = h == Hook::kXdp ? Prog::kFromVmXdp : Prog::kFromVmTc;
   auto zfd = datapath::open_pinned_prog(x.paths.pin_dir, prog);
   if (!zfd) return fail(std::move(zfd.error()));
   int fd = zfd->get();
   int floor_fd = h == Hook::kXdp ? x.ref->xdp_pass() : x.ref->tc_pass();
+  auto maps = datapath::open_pinned_maps(x.paths.pin_dir);
+  if (!maps) return fail(std::move(maps.error()));
+  auto usage = datapath::CtUsageView::map(maps->ct_count.get());
+  if (!usage) return fail(std::move(usage.error()));
   for (bool v6 : {false, true}) {
     const char* fam = v6 ? "ipv6" : "ipv4";
     auto out = [&](const char* path, double ns, double floor, const std::string& note) {
@@ -198,59 +233,80 @@ Status measure(Ctx& x, const Config& c, Hook h, size_t ct_now) {
     if (reason_count(x.paths, "drop_policy") - d0 != uint64_t(x.trials) * x.repeat)
       return fail(Error::invalid("denied runs were not all counted drop_policy"));
 
-    // New flows, repeat = 1, interleaved with the floor and the established
-    // flow at repeat = 1 (same timer overhead in all three).
-    auto maps = datapath::open_pinned_maps(x.paths.pin_dir);
-    if (!maps) return fail(std::move(maps.error()));
-    auto usage = datapath::CtUsageView::map(maps->ct_count.get());
-    if (!usage) return fail(std::move(usage.error()));
-    std::vector<double> s_new, s_floor, s_est;
-    uint64_t n0 = reason_count(x.paths, "pass_new");
-    for (int i = 0; i < x.samples; ++i) {
-      uint16_t sport = static_cast<uint16_t>(1024 + i % 38000);
-      auto f = frame(v6, -1, sport, kAllowedPort);
-      auto r = test_run(fd, h, x.src_ifindex, f, 1);
-      if (!r) return fail(std::move(r.error()));
-      if (!passes(h, r->retval)) return fail(Error::invalid("new flow not passed"));
-      s_new.push_back(r->ns);
-      // The entry is under the tuple or its reverse (the datapath may key
-      // flows canonically, either direction first).
-      zw_ct_key key = ct_key_of(v6, -1, sport, kAllowedPort);
+    // The wrapper's own cost: the same runs with the floor program behind it.
+    const uint64_t varied_pkts = uint64_t(x.vary_runs) * x.vary_per_run;
+    auto wrap = varied(x, h, floor_fd, floor_f, false, true, nullptr);
+    if (!wrap) return fail(std::move(wrap.error()).wrap("wrapper floor"));
+    auto minus_wrap = [&](double ns) { return ns - *wrap + *floor; };
+    char note[200];
+
+    // New flows: source ports 10001.. each run; the flows a run created
+    // are deleted after it (and uncharged, as the sweep does), so the table
+    // holds ct_now flows at the start of every run.
+    constexpr uint16_t kNewBase = 10000;
+    auto new_f = frame(v6, -1, kNewBase, kAllowedPort);
+    auto delete_run = [&]() -> Status {
+      std::vector<zw_ct_key> keys;
+      keys.reserve(x.vary_per_run);
       zw_ct_entry e{};
-      if (!datapath::map_lookup(maps->ct.get(), key, &e)) {
-        zw_ct_key rev{};
-        std::memcpy(rev.saddr, key.daddr, 16);
-        std::memcpy(rev.daddr, key.saddr, 16);
-        rev.sport = key.dport;
-        rev.dport = key.sport;
-        rev.proto = key.proto;
-        key = rev;
-        if (!datapath::map_lookup(maps->ct.get(), key, &e))
-          return fail(Error::invalid("the new flow's conntrack entry is not where expected"));
+      bool reversed = false;
+      zw_ct_key first = ct_key_of(v6, -1, kNewBase + 1, kAllowedPort);
+      if (!datapath::map_lookup(maps->ct.get(), first, &e)) reversed = true;
+      for (uint32_t i = 1; i <= x.vary_per_run; ++i) {
+        zw_ct_key k = ct_key_of(v6, -1, static_cast<uint16_t>(kNewBase + i), kAllowedPort);
+        if (reversed) {
+          zw_ct_key r{};
+          std::memcpy(r.saddr, k.daddr, 16);
+          std::memcpy(r.daddr, k.saddr, 16);
+          r.sport = k.dport;
+          r.dport = k.sport;
+          r.proto = k.proto;
+          k = r;
+        }
+        keys.push_back(k);
       }
-      if (auto st = datapath::map_delete(maps->ct.get(), key); !st)
+      if (!datapath::map_lookup(maps->ct.get(), keys.front(), &e))
+        return fail(Error::invalid("the new flows' conntrack entries are not where expected"));
+      if (auto st = datapath::map_delete_many(maps->ct.get(), keys); !st)
         return fail(std::move(st.error()));
-      if (e.flags & ZW_CTF_OWNED) usage->uncharge(e.owner);  // as the sweep does
-      auto fl = test_run(floor_fd, h, x.src_ifindex, floor_f, 1);
-      auto es = test_run(fd, h, x.src_ifindex, est_f, 1);
-      if (!fl || !es) return fail(Error::sys("BPF_PROG_TEST_RUN repeat 1"));
-      s_floor.push_back(fl->ns);
-      s_est.push_back(es->ns);
-    }
-    if (reason_count(x.paths, "pass_new") - n0 != uint64_t(x.samples))
+      if (e.flags & ZW_CTF_OWNED)
+        for (size_t i = 0; i < keys.size(); ++i) usage->uncharge(e.owner);
+      return {};
+    };
+    uint64_t n0 = reason_count(x.paths, "pass_new");
+    auto nw = varied(x, h, fd, new_f, false, true, delete_run);
+    if (!nw) return fail(std::move(nw.error()).wrap("new flows"));
+    if (reason_count(x.paths, "pass_new") - n0 != varied_pkts)
       return fail(Error::invalid("new-flow runs were not all counted pass_new"));
-    double overhead = median(s_floor) - *floor;
-    double nw = median(s_new) - overhead;
-    double est_check = median(s_est) - overhead;
-    char note[160];
-    std::snprintf(note, sizeof note, "repeat=1 check: %.1f ns (median of %d)", est_check,
-                  x.samples);
-    out("established", *est, *floor, note);
-    out("denied", *den, *floor, "");
+
+    // Denied, a new source port each packet: no flow; the denial cache
+    // (keyed by addresses, protocol and destination port) answers.
+    auto dsp_f = frame(v6, -1, kNewBase, kDeniedPort);
+    d0 = reason_count(x.paths, "drop_policy");
+    auto dsp = varied(x, h, fd, dsp_f, false, false, nullptr);
+    if (!dsp) return fail(std::move(dsp.error()).wrap("denied, new source ports"));
+    // Denied, a new destination port each packet (20001..): judged in full.
+    auto ddp_f = frame(v6, -1, 40002, kSweepPortBase);
+    auto ddp = varied(x, h, fd, ddp_f, true, false, nullptr);
+    if (!ddp) return fail(std::move(ddp.error()).wrap("denied, new destination ports"));
+    if (reason_count(x.paths, "drop_policy") - d0 != 2 * varied_pkts)
+      return fail(Error::invalid("denied varying runs were not all counted drop_policy"));
+
+    out("established", *est, *floor, "one flow, repeat " + std::to_string(x.repeat));
+    out("denied", *den, *floor, "one denied packet, repeat " + std::to_string(x.repeat));
     std::snprintf(note, sizeof note,
-                  "median repeat=1 %.1f ns - fixed run overhead %.1f ns (floor %.1f at repeat=1)",
-                  median(s_new), overhead, median(s_floor));
-    out("new", nw, *floor, note);
+                  "%llu packets, each a new flow (new source port): %.1f ns with the wrapper, "
+                  "wrapper alone %.1f ns",
+                  static_cast<unsigned long long>(varied_pkts), *nw, *wrap);
+    out("new", minus_wrap(*nw), *floor, note);
+    std::snprintf(note, sizeof note,
+                  "%llu packets, each a new source port: %.1f ns with the wrapper",
+                  static_cast<unsigned long long>(varied_pkts), *dsp);
+    out("denied-new-sport", minus_wrap(*dsp), *floor, note);
+    std::snprintf(note, sizeof note,
+                  "%llu packets, each a new destination port: %.1f ns with the wrapper",
+                  static_cast<unsigned long long>(varied_pkts), *ddp);
+    out("denied-new-dport", minus_wrap(*ddp), *floor, note);
   }
   return {};
 }
@@ -263,7 +319,9 @@ int run_cost(int argc, char** argv) {
   std::string mode = "full", pin_dir;
   app.add_option("--mode", mode, "smoke | quick | full")->capture_default_str();
   app.add_option("--repeat", x.repeat, "BPF_PROG_TEST_RUN repeat")->capture_default_str();
-  app.add_option("--samples", x.samples, "new flows sampled per measurement")
+  app.add_option("--vary-runs", x.vary_runs, "varying-wrapper runs per figure")
+      ->capture_default_str();
+  app.add_option("--vary-per-run", x.vary_per_run, "packets per varying-wrapper run (<= 10000)")
       ->capture_default_str();
   app.add_option("--pin-dir", pin_dir, "bpffs dir (removed after)")->required();
   std::string only;
@@ -308,14 +366,14 @@ int run_cost(int argc, char** argv) {
   if (mode == "smoke") {
     configs = {{"base", 10, 1, 10}, {"rules-1k", 1000, 1, 10}, {"vms-1k", 10, 1, 1000}};
     ct_levels = {10000};
-    x.samples = std::min(x.samples, 1000);
+    x.vary_runs = std::min(x.vary_runs, 3);
   } else {
     configs = {
         {"base", 10, 1, 10},           {"rules-1k", 1000, 1, 10},       {"rules-10k", 10000, 1, 10},
         {"rules-100k", 100000, 1, 10}, {"entries-100k", 10000, 10, 10}, {"vms-1k", 10, 1, 1000},
         {"vms-10k", 10, 1, 10000},     {"largest", 100000, 1, 10000}};
     ct_levels = {10000, 100000, 1000000};
-    if (mode == "quick") x.samples = std::min(x.samples, 3000);
+    if (mode == "quick") x.vary_runs = std::min(x.vary_runs, 20);
   }
   if (!only.empty())
     std::erase_if(configs, [&](const Config& c) {

@@ -1,7 +1,7 @@
 // Traffic tools for the packet-rate and latency benchmarks.
 //   blast      generator, runs --seconds and exits: AF_PACKET sendmmsg with
-//              PACKET_QDISC_BYPASS (default), or --live: BPF_PROG_TEST_RUN
-//              live frames (BPF_F_TEST_XDP_LIVE_FRAMES) of an XDP_TX program
+//              PACKET_QDISC_BYPASS (BPF_PROG_TEST_RUN live frames would be
+//              faster, but this kernel refuses them: EPERM as root)
 //   xdp-drop   attach (or --detach) the trivial XDP drop program on --dev
 //   rr-server  TCP echo of fixed-size requests
 //   rr-client  request/response round trips; prints latency percentiles
@@ -71,11 +71,10 @@ int packet_blast(uint32_t ifindex, const test::Bytes& f, double seconds) {
 }
 
 int blast(int argc, char** argv) {
-  CLI::App app{"live-frames generator"};
+  CLI::App app{"AF_PACKET generator"};
   std::string dev, src, dst, src_mac, dst_mac;
   int sport = 4000, dport = 9, size = 64;
   double seconds = 2;
-  uint32_t batch = 1u << 16;
   app.add_option("--dev", dev)->required();
   app.add_option("--src", src)->required();
   app.add_option("--dst", dst)->required();
@@ -85,9 +84,6 @@ int blast(int argc, char** argv) {
   app.add_option("--dport", dport)->capture_default_str();
   app.add_option("--size", size, "frame bytes without FCS")->capture_default_str();
   app.add_option("--seconds", seconds)->capture_default_str();
-  app.add_option("--batch", batch, "frames per BPF_PROG_TEST_RUN call")->capture_default_str();
-  bool live = false;
-  app.add_flag("--live", live, "live frames instead of AF_PACKET");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -98,11 +94,6 @@ int blast(int argc, char** argv) {
     std::fprintf(stderr, "blast: no interface %s\n", dev.c_str());
     return 1;
   }
-  auto ref = Reference::load();
-  if (!ref) {
-    std::fprintf(stderr, "blast: %s\n", ref.error().str().c_str());
-    return 1;
-  }
   test::Bytes f = udp_frame(src, dst, static_cast<uint16_t>(sport), static_cast<uint16_t>(dport),
                             src_mac, static_cast<size_t>(size));
   auto mac = net::parse_mac(dst_mac);
@@ -111,28 +102,7 @@ int blast(int argc, char** argv) {
     return 2;
   }
   std::memcpy(f.data(), mac->data(), 6);
-  if (!live) return packet_blast(ifindex, f, seconds);
-  xdp_md ctx{};
-  ctx.data_end = static_cast<uint32_t>(f.size());
-  ctx.ingress_ifindex = ifindex;
-  uint64_t sent = 0;
-  auto t0 = Clock::now();
-  auto until = t0 + std::chrono::duration<double>(seconds);
-  while (Clock::now() < until) {
-    LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = f.data(),
-                .data_size_in = static_cast<uint32_t>(f.size()), .ctx_in = &ctx,
-                .ctx_size_in = sizeof ctx, .repeat = static_cast<int>(batch),
-                .flags = BPF_F_TEST_XDP_LIVE_FRAMES);
-    if (bpf_prog_test_run_opts(ref->xdp_tx(), &opts) != 0) {
-      std::perror("blast: BPF_PROG_TEST_RUN live frames");
-      return 1;
-    }
-    sent += batch;
-  }
-  double el = std::chrono::duration<double>(Clock::now() - t0).count();
-  std::printf("sent %llu frames of %zu bytes in %.3f s: %.0f pps\n",
-              static_cast<unsigned long long>(sent), f.size(), el, sent / el);
-  return 0;
+  return packet_blast(ifindex, f, seconds);
 }
 
 int xdp_drop(int argc, char** argv) {

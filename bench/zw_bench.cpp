@@ -70,8 +70,18 @@ Reference::~Reference() {
 }
 int Reference::xdp_pass() const { return bpf_program__fd(s_->progs.bench_xdp_pass); }
 int Reference::xdp_drop() const { return bpf_program__fd(s_->progs.bench_xdp_drop); }
-int Reference::xdp_tx() const { return bpf_program__fd(s_->progs.bench_xdp_tx); }
 int Reference::tc_pass() const { return bpf_program__fd(s_->progs.bench_tc_pass); }
+int Reference::vary(Hook h) const {
+  return bpf_program__fd(h == Hook::kXdp ? s_->progs.bench_vary_xdp : s_->progs.bench_vary_tc);
+}
+Status Reference::set_next(Hook h, int prog_fd) const {
+  uint32_t zero = 0;
+  int map = bpf_map__fd(h == Hook::kXdp ? s_->maps.bench_next_xdp : s_->maps.bench_next_tc);
+  if (bpf_map_update_elem(map, &zero, &prog_fd, BPF_ANY) != 0)
+    return fail(Error::sys("set the varying wrapper's tail call"));
+  return {};
+}
+void Reference::vary_dport(bool on) const { s_->bss->bench_vary_dport = on ? 1 : 0; }
 
 double median(std::vector<double> v) {
   if (v.empty()) return 0;

@@ -185,36 +185,44 @@ rx_packets() {  # NS IFACE
 
 now() { date +%s.%N; }
 
-# measure_rate SYSTEM RULES TRAFFIC(denied|allowed) [GENERATOR]: 64-byte
-# (60 + FCS) UDP frames from VM A to VM B. Generators (zw_bench blast, which
-# stops by itself): packet (AF_PACKET sendmmsg, qdisc bypass; every system)
-# or live (BPF_PROG_TEST_RUN live frames: faster, but only frames dropped by
-# XDP are valid with it: past XDP the kernel delivers only the first 64
-# frames of each run, so it serves the XDP-level drop comparison only). The
-# rate is read at the receiver over a steady window after a warm-up: denied,
-# packets the host side of A's veth took in per second (every one judged
-# and dropped; B must see none); allowed, packets B received per second.
+# Kernel time of the receive CPU (CPU 1 when the generator and the receiver
+# are split), in clock ticks: system, irq, softirq (a packet's whole path on
+# the host is kernel work; leaving user time out keeps other programs on a
+# shared machine out of most of it).
+CLK_TCK=$(getconf CLK_TCK)
+rx_cpu_ticks() { awk '$1 == "cpu1" { print $4 + $7 + $8 }' /proc/stat; }
+
+# measure_rate SYSTEM RULES TRAFFIC(denied|allowed): 64-byte (60 + FCS) UDP
+# frames from VM A to VM B, from zw_bench blast (AF_PACKET sendmmsg, qdisc
+# bypass; stops by itself). The rate is read at the receiver over a steady
+# window after a warm-up: denied, packets the host side of A's veth took in
+# per second (every one judged and dropped; B must see none); allowed,
+# packets B received per second. With split CPUs, also the receive CPU's
+# busy time per packet: every packet's path on the host (XDP, tc,
+# netfilter, forwarding, the hop to B) runs there, so that is each system's
+# own cost, whether or not the generator is the bottleneck.
 measure_rate() {
-  local sys=$1 r=$2 traffic=$3 g=${4:-packet} dport=9
+  local sys=$1 r=$2 traffic=$3 dport=9
   [ "$traffic" = allowed ] && dport=1000
-  local pid h0 b0 t0 h1 b1 t1
-  local extra=()
-  [ "$g" = live ] && extra=(--live)
+  local pid h0 b0 t0 c0 h1 b1 t1 c1
   pin_napi
   "${GEN_PIN[@]}" nsenter --net="/run/netns/$NS_A" "$ZWB" blast --dev vA --src $A_IP --dst $B_IP \
-    --src-mac $A_MAC --dst-mac "$H_A_MAC" --dport $dport --size 60 "${extra[@]}" \
+    --src-mac $A_MAC --dst-mac "$H_A_MAC" --dport $dport --size 60 \
     --seconds "$(awk -v s="$SECS" 'BEGIN { print s + 0.6 }')" >/dev/null &
   pid=$!  # nsenter execs: this is the generator itself
   BG_PIDS+=("$pid")
   sleep 0.3
-  h0=$(rx_packets "$NS_H" hA) b0=$(rx_packets "$NS_B" vB) t0=$(now)
+  h0=$(rx_packets "$NS_H" hA) b0=$(rx_packets "$NS_B" vB) c0=$(rx_cpu_ticks) t0=$(now)
   sleep "$SECS"
-  h1=$(rx_packets "$NS_H" hA) b1=$(rx_packets "$NS_B" vB) t1=$(now)
+  h1=$(rx_packets "$NS_H" hA) b1=$(rx_packets "$NS_B" vB) c1=$(rx_cpu_ticks) t1=$(now)
   wait "$pid" || true
   unset 'BG_PIDS[-1]'
-  awk -v s="$sys" -v r="$r" -v t="$traffic" -v g="$g" -v el="$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" \
-    -v h="$((h1 - h0))" -v b="$((b1 - b0))" \
-    'BEGIN { printf "rate\t%s\t%s\t%s\t%s\t%.3f\t%.0f\t%.0f\n", s, r, t, g, el, h / el, b / el }' \
+  awk -v s="$sys" -v r="$r" -v t="$traffic" -v el="$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" \
+    -v h="$((h1 - h0))" -v b="$((b1 - b0))" -v c="$((c1 - c0))" -v hz="$CLK_TCK" -v sp="$SPLIT" \
+    'BEGIN { n = t == "denied" ? h : b
+             ns = (sp == 1 && n > 0) ? sprintf("%.0f", c * 1e9 / hz / n) : ""
+             busy = sp == 1 ? sprintf("%.2f", c / hz / el) : ""
+             printf "rate\t%s\t%s\t%s\tpacket\t%.3f\t%.0f\t%.0f\t%s\t%s\n", s, r, t, el, h / el, b / el, busy, ns }' \
     >> "$OUT/rate.tsv"
 }
 
@@ -225,19 +233,21 @@ fi
 # ---- 2. packet rate through veth ------------------------------------------
 # Generator and receiver on separate CPUs (ZW_BENCH_SPLIT_CPUS=0: both on
 # whatever CPU the generator runs, the older method): the generator is
-# pinned to CPU 0, and hA gets a NAPI instance (GRO on) run by a kernel
-# thread (threaded NAPI) pinned to CPU 1. Everything a packet meets on the
-# host (XDP, tc, netfilter, forwarding, the hop to B) then runs on CPU 1,
-# so each system's rate is its own cost, not the generator's.
+# pinned to CPU 0; hA gets a NAPI instance (GRO on) run by a kernel thread
+# (threaded NAPI) pinned to CPU 1, which XDP on a veth uses, and RPS to
+# CPU 1, which every packet veth hands to the stack without NAPI meets.
+# Everything a packet meets on the host (XDP, tc, netfilter, forwarding, the
+# hop to B) then runs on CPU 1, so each system's cost is its own, not the
+# generator's.
 SPLIT=${ZW_BENCH_SPLIT_CPUS:-1}
 [ "$(nproc)" -ge 2 ] || SPLIT=0
 GEN_PIN=()
 split_cpus() {  # on|off
   if [ "$1" = on ]; then
-    ip netns exec "$NS_H" sh -c 'ethtool -K hA gro on >/dev/null && echo 1 > /sys/class/net/hA/threaded'
+    ip netns exec "$NS_H" sh -c 'ethtool -K hA gro on >/dev/null && echo 1 > /sys/class/net/hA/threaded && echo 2 > /sys/class/net/hA/queues/rx-0/rps_cpus'
     GEN_PIN=(taskset -c 0)
   else
-    ip netns exec "$NS_H" sh -c 'echo 0 > /sys/class/net/hA/threaded; ethtool -K hA gro off >/dev/null' || true
+    ip netns exec "$NS_H" sh -c 'echo 0 > /sys/class/net/hA/queues/rx-0/rps_cpus; echo 0 > /sys/class/net/hA/threaded; ethtool -K hA gro off >/dev/null' || true
     GEN_PIN=()
   fi
 }
@@ -249,7 +259,7 @@ pin_napi() {  # the NAPI thread of hA (re-created when XDP comes and goes)
 if [[ ,$ONLY, == *,rate,* ]]; then
   log "rate: 64-byte UDP through veth, ${SECS}s per point (generator and receiver on separate CPUs: $SPLIT)"
   [ "$SPLIT" = 1 ] && split_cpus on
-  printf 'rate\tsystem\trules\ttraffic\tgenerator\tseconds\thost_rx_pps\tvm_rx_pps\n' > "$OUT/rate.tsv"
+  printf 'rate\tsystem\trules\ttraffic\tgenerator\tseconds\thost_rx_pps\tvm_rx_pps\trx_cpu_busy\trx_cpu_ns\n' > "$OUT/rate.tsv"
   setup_filter none; measure_rate none 0 allowed
   setup_filter xdp-drop; measure_rate xdp-drop 0 denied
   setup_filter ipt-1; measure_rate ipt-1 1 denied
@@ -261,9 +271,6 @@ if [[ ,$ONLY, == *,rate,* ]]; then
       measure_rate $sys "$r" allowed
     done
   done
-  # XDP-level drops with the faster generator (no skb is ever built).
-  setup_filter xdp-drop; measure_rate xdp-drop 0 denied live
-  for r in $RULES; do setup_filter zw-xdp "$r"; measure_rate zw-xdp "$r" denied live; done
   # The first point again: how much the shared machine drifted meanwhile.
   setup_filter xdp-drop; measure_rate xdp-drop-again 0 denied
   reset_filters

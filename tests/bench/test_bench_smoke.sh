@@ -50,7 +50,7 @@ for t in "established path" "new path" "denied path" "cost <= 1.15x" \
   grep -Eq 'PASS|MISS' <<< "$line" || fail "target '$t' has no verdict: $line"
 done
 # Each path, family and hook measured; each system's packet rate measured.
-for p in established denied new; do
+for p in established denied new denied-new-sport denied-new-dport; do
   for fam in ipv4 ipv6; do
     for hook in xdp tc; do
       awk -F'\t' -v p=$p -v f=$fam -v h=$hook '$7 == h && $8 == f && $9 == p && $10 > 0 { ok = 1 } END { exit !ok }' \
@@ -62,6 +62,11 @@ for s in none xdp-drop ipt-1 nft-1 zw-xdp zw-tc nft ipt ipt-legacy; do
   awk -F'\t' -v s=$s '$2 == s && ($7 > 0 || $8 > 0) { ok = 1 } END { exit !ok }' "$OUT/rate.tsv" \
     || fail "rate: no traffic measured for $s"
 done
+# With two CPUs or more, every system's receive-CPU cost per packet.
+if [ "$(nproc)" -ge 2 ]; then
+  awk -F'\t' 'NR > 1 && !($10 > 0) { bad = 1; print "no receive-CPU cost: " $0 > "/dev/stderr" } END { exit bad }' \
+    "$OUT/rate.tsv" || fail "rate: a system without its receive-CPU cost"
+fi
 # Denied traffic never reaches the receiving VM; allowed traffic does.
 awk -F'\t' '$4 == "denied" && $8 > 0 { bad = 1 } END { exit bad }' "$OUT/rate.tsv" \
   || fail "denied traffic reached the receiving VM"
