@@ -48,6 +48,9 @@ class Reference {
   int vary(Hook h) const;
   Status set_next(Hook h, int prog_fd) const;
   void vary_dport(bool on) const;
+  // A conntrack-shaped hash insert alone (trivial.bpf.c), and its map.
+  int ct_insert() const;
+  int ct_insert_map() const;
 
  private:
   explicit Reference(zw_bench_bpf* s) : s_(s) {}

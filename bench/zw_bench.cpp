@@ -82,6 +82,8 @@ Status Reference::set_next(Hook h, int prog_fd) const {
   return {};
 }
 void Reference::vary_dport(bool on) const { s_->bss->bench_vary_dport = on ? 1 : 0; }
+int Reference::ct_insert() const { return bpf_program__fd(s_->progs.bench_ct_insert); }
+int Reference::ct_insert_map() const { return bpf_map__fd(s_->maps.bench_ct); }
 
 double median(std::vector<double> v) {
   if (v.empty()) return 0;
