@@ -142,15 +142,17 @@ topology() {
 
 # generated policy/inventory/nft/iptables for R rules (10 zones, 10 VMs: one
 # VM per zone, so "one iptables rule per allowed pair" is one per rule)
+# VM A's host-side interface: hA (veth), or tA (a tap) in the tap section.
+DEV_A=hA
 gen() {
   local r=$1
-  [ -f "$TMP/r$r.policy.json" ] || "$ZWB" gen --zones 10 --vms 10 --rules "$r" \
-    --real 0:hA,1:hB --tcp-ports 5201 7001 --out "$TMP/r$r"
+  [ -f "$TMP/$DEV_A-r$r.policy.json" ] || "$ZWB" gen --zones 10 --vms 10 --rules "$r" \
+    --real "0:$DEV_A,1:hB" --tcp-ports 5201 7001 --out "$TMP/$DEV_A-r$r"
 }
 
 reset_filters() {
   if [ -d "$PIN" ]; then in_h "$ZONEWALL" --pin-dir "$PIN" down >/dev/null; fi
-  in_h "$ZWB" xdp-drop --dev hA --detach 2>/dev/null || true
+  in_h "$ZWB" xdp-drop --dev "$DEV_A" --detach 2>/dev/null || true
   in_h nft flush ruleset
   in_h iptables-legacy -F FORWARD 2>/dev/null || true
   in_h iptables-legacy -P FORWARD ACCEPT 2>/dev/null || true
@@ -164,15 +166,15 @@ setup_filter() {
   reset_filters
   case $sys in
     none) ;;
-    xdp-drop) in_h "$ZWB" xdp-drop --dev hA ;;
+    xdp-drop) in_h "$ZWB" xdp-drop --dev "$DEV_A" ;;
     zw-xdp|zw-tc)
       gen "$r"
-      in_h "$ZONEWALL" --pin-dir "$PIN" apply "$TMP/r$r.policy.json" \
-        --inventory "$TMP/r$r.inventory.json" --attach "${sys#zw-}" >/dev/null 2>"$TMP/apply.err" \
+      in_h "$ZONEWALL" --pin-dir "$PIN" apply "$TMP/$DEV_A-r$r.policy.json" \
+        --inventory "$TMP/$DEV_A-r$r.inventory.json" --attach "${sys#zw-}" >/dev/null 2>"$TMP/apply.err" \
         || { cat "$TMP/apply.err" >&2; return 1; } ;;
-    nft) gen "$r"; in_h nft -f "$TMP/r$r.nft" ;;
-    ipt) gen "$r"; in_h iptables-restore < "$TMP/r$r.ipt" ;;
-    ipt-legacy) gen "$r"; in_h iptables-legacy-restore < "$TMP/r$r.ipt" ;;
+    nft) gen "$r"; in_h nft -f "$TMP/$DEV_A-r$r.nft" ;;
+    ipt) gen "$r"; in_h iptables-restore < "$TMP/$DEV_A-r$r.ipt" ;;
+    ipt-legacy) gen "$r"; in_h iptables-legacy-restore < "$TMP/$DEV_A-r$r.ipt" ;;
     nft-1) printf 'table ip zwbench {\n chain forward_vms {\n  type filter hook forward priority filter; policy accept;\n  ip daddr 10.64.0.2 udp dport 9 drop\n }\n}\n' | in_h nft -f - ;;
     ipt-1) printf '*filter\n-A FORWARD -d 10.64.0.2/32 -p udp -m udp --dport 9 -j DROP\nCOMMIT\n' | in_h iptables-restore ;;
   esac
@@ -226,6 +228,45 @@ measure_rate() {
     >> "$OUT/rate.tsv"
 }
 
+# measure_rate_tap SYSTEM RULES TRAFFIC: the same frames written into the
+# tap tA (VM A's interface in this section) by zw_bench blast --tap, one
+# write() per frame as QEMU without vhost does, pinned to CPU 0. tun runs
+# XDP on the written buffer before any skb exists, then the stack, all in
+# the writer's context: the writer's CPU carries each frame's whole cost on
+# the host, the generator's write included (the same in every system). Its
+# rate is the frames written per second; CPU: that CPU's time per frame.
+measure_rate_tap() {
+  local sys=$1 r=$2 traffic=$3 dport=9 out b0 b1 c0 c1
+  [ "$traffic" = allowed ] && dport=1000
+  b0=$(rx_packets "$NS_B" vB) c0=$(cpu_ticks cpu0)
+  out=$(taskset -c 0 nsenter --net="/run/netns/$NS_H" "$ZWB" blast --tap --dev tA --src $A_IP \
+    --dst $B_IP --src-mac $A_MAC --dst-mac "$T_A_MAC" --dport $dport --size 60 --seconds "$SECS")
+  b1=$(rx_packets "$NS_B" vB) c1=$(cpu_ticks cpu0)
+  # sent N frames of S bytes in T s: R pps
+  read -r _ n _ _ _ _ _ el _ <<< "$out"
+  awk -v s="$sys" -v r="$r" -v t="$traffic" -v n="$n" -v el="$el" -v b="$((b1 - b0))" \
+    -v c="$((c1 - c0))" -v hz="$CLK_TCK" \
+    'BEGIN { printf "rate\t%s\t%s\t%s\ttap\t%.3f\t%.0f\t%.0f\t%.2f\t%.0f\n", s, r, t, el, n / el, b / el,
+             c / hz / el, (n > 0 ? c * 1e9 / hz / n : 0) }' >> "$OUT/rate.tsv"
+}
+cpu_ticks() { awk -v c="$1" '$1 == c { print $2 + $3 + $4 + $7 + $8 }' /proc/stat; }
+
+# The tap section's topology: tA (a persistent tap) is VM A's interface;
+# the route to A's address moves from hA to it, and back after.
+tap_on() {
+  in_h ip tuntap add dev tA mode tap
+  in_h ip link set tA up
+  in_h ip route replace $A_IP/32 dev tA
+  in_h ip neigh replace $A_IP lladdr $A_MAC dev tA nud permanent
+  T_A_MAC=$(mac_of "$NS_H" tA)
+  DEV_A=tA
+}
+tap_off() {
+  DEV_A=hA
+  in_h ip link del tA 2>/dev/null || true
+  in_h ip route replace $A_IP/32 dev hA
+}
+
 if [[ ,$ONLY, == *,rate,* ]] || [[ ,$ONLY, == *,tcp,* ]]; then
   topology
 fi
@@ -275,6 +316,23 @@ if [[ ,$ONLY, == *,rate,* ]]; then
   setup_filter xdp-drop; measure_rate xdp-drop-again 0 denied
   reset_filters
   [ "$SPLIT" = 1 ] && split_cpus off
+
+  log "rate: 64-byte UDP written into a tap (as a VM's frames arrive), ${SECS}s per point"
+  tap_on
+  setup_filter none; measure_rate_tap none 0 allowed
+  setup_filter xdp-drop; measure_rate_tap xdp-drop 0 denied
+  setup_filter ipt-1; measure_rate_tap ipt-1 1 denied
+  setup_filter nft-1; measure_rate_tap nft-1 1 denied
+  for r in $RULES; do
+    for sys in zw-xdp zw-tc nft ipt ipt-legacy; do
+      setup_filter $sys "$r"
+      measure_rate_tap $sys "$r" denied
+      measure_rate_tap $sys "$r" allowed
+    done
+  done
+  setup_filter xdp-drop; measure_rate_tap xdp-drop-again 0 denied
+  reset_filters
+  tap_off
 fi
 
 # ---- 3. TCP throughput and latency ----------------------------------------
