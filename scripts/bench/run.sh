@@ -297,41 +297,35 @@ pin_napi() {  # the NAPI thread of hA (re-created when XDP comes and goes)
   local p
   for p in $(pgrep '^napi/hA-' || true); do taskset -p 2 "$p" >/dev/null; done
 }
+# every system, each rule count, denied and allowed, with the measure
+# function given (measure_rate: veth; measure_rate_tap: tap), then the
+# first point again: how much the shared machine drifted meanwhile.
+rate_systems() {
+  local measure=$1 r sys
+  setup_filter none; $measure none 0 allowed
+  setup_filter xdp-drop; $measure xdp-drop 0 denied
+  setup_filter ipt-1; $measure ipt-1 1 denied
+  setup_filter nft-1; $measure nft-1 1 denied
+  for r in $RULES; do
+    for sys in zw-xdp zw-tc nft ipt ipt-legacy; do
+      setup_filter $sys "$r"
+      $measure $sys "$r" denied
+      $measure $sys "$r" allowed
+    done
+  done
+  setup_filter xdp-drop; $measure xdp-drop-again 0 denied
+  reset_filters
+}
+
 if [[ ,$ONLY, == *,rate,* ]]; then
   log "rate: 64-byte UDP through veth, ${SECS}s per point (generator and receiver on separate CPUs: $SPLIT)"
   [ "$SPLIT" = 1 ] && split_cpus on
   printf 'rate\tsystem\trules\ttraffic\tgenerator\tseconds\thost_rx_pps\tvm_rx_pps\trx_cpu_busy\trx_cpu_ns\n' > "$OUT/rate.tsv"
-  setup_filter none; measure_rate none 0 allowed
-  setup_filter xdp-drop; measure_rate xdp-drop 0 denied
-  setup_filter ipt-1; measure_rate ipt-1 1 denied
-  setup_filter nft-1; measure_rate nft-1 1 denied
-  for r in $RULES; do
-    for sys in zw-xdp zw-tc nft ipt ipt-legacy; do
-      setup_filter $sys "$r"
-      measure_rate $sys "$r" denied
-      measure_rate $sys "$r" allowed
-    done
-  done
-  # The first point again: how much the shared machine drifted meanwhile.
-  setup_filter xdp-drop; measure_rate xdp-drop-again 0 denied
-  reset_filters
+  rate_systems measure_rate
   [ "$SPLIT" = 1 ] && split_cpus off
-
   log "rate: 64-byte UDP written into a tap (as a VM's frames arrive), ${SECS}s per point"
   tap_on
-  setup_filter none; measure_rate_tap none 0 allowed
-  setup_filter xdp-drop; measure_rate_tap xdp-drop 0 denied
-  setup_filter ipt-1; measure_rate_tap ipt-1 1 denied
-  setup_filter nft-1; measure_rate_tap nft-1 1 denied
-  for r in $RULES; do
-    for sys in zw-xdp zw-tc nft ipt ipt-legacy; do
-      setup_filter $sys "$r"
-      measure_rate_tap $sys "$r" denied
-      measure_rate_tap $sys "$r" allowed
-    done
-  done
-  setup_filter xdp-drop; measure_rate_tap xdp-drop-again 0 denied
-  reset_filters
+  rate_systems measure_rate_tap
   tap_off
 fi
 
