@@ -174,9 +174,12 @@ static __always_inline int zw_echo_dir_ok(const struct zw_pkt *p, int dir)
  * outcome. Returns the reason; io->rule receives the deciding rule. */
 
 ZW_SUBPROG int zw_slow(const struct zw_config *cfg, const struct zw_endpoint *ep,
-		       const struct zw_pkt *p, struct zw_acct *io)
+		       struct zw_pkt *p, struct zw_acct *io)
 {
-	struct zw_ct_key fk ZW_ALIGNED8 = {};
+	/* The flow's canonical key: in p->inner, unused by an IP packet that is
+	 * not an ICMP error, and turned in place into its own canonical form
+	 * for one (the stack has no room for another key). */
+	struct zw_ct_key *fk = &p->inner;
 	struct zw_verdict v = {};
 	struct zw_policy_key q = {};
 	struct zw_ct_entry *ct;
@@ -197,7 +200,7 @@ ZW_SUBPROG int zw_slow(const struct zw_config *cfg, const struct zw_endpoint *ep
 	from_vm = io->from_vm;
 	now = io->now;
 	ct = p->l3 == ZW_L3_IP && !p->icmp_error && !zw_is_group(p->tuple.daddr) && !io->no_flow ?
-		     zw_ct_lookup(&p->tuple, &fk, &dir, now) : NULL;
+		     zw_ct_lookup(&p->tuple, fk, &dir, now) : NULL;
 	if (ct && !zw_echo_dir_ok(p, dir))
 		ct = NULL;
 
@@ -224,7 +227,7 @@ ZW_SUBPROG int zw_slow(const struct zw_config *cfg, const struct zw_endpoint *ep
 		goto out;
 	}
 	if (p->icmp_error) {
-		ct = zw_ct_lookup(&p->inner, &fk, &dir, now);
+		ct = zw_ct_lookup(&p->inner, fk, &dir, now);
 		if (ct) {
 			rule = ct->rule_id;
 			sz = ct->src_zone;
@@ -281,15 +284,15 @@ ZW_SUBPROG int zw_slow(const struct zw_config *cfg, const struct zw_endpoint *ep
 		if (ep_is_src) {
 			sz = ep->zone;
 			src_if = ep_if;
-			dz = zw_addr_of(gen, (const struct zw_addr16 *)zw_ct_orig_daddr(&fk, ct), &dst_if);
+			dz = zw_addr_of(gen, (const struct zw_addr16 *)zw_ct_orig_daddr(fk, ct), &dst_if);
 		} else {
-			sz = zw_addr_of(gen, (const struct zw_addr16 *)zw_ct_orig_saddr(&fk, ct), &src_if);
+			sz = zw_addr_of(gen, (const struct zw_addr16 *)zw_ct_orig_saddr(fk, ct), &src_if);
 			dz = ep->zone;
 			dst_if = ep_if;
 		}
 		q.src_zone = sz;
 		q.dst_zone = dz;
-		q.proto = fk.proto;
+		q.proto = fk->proto;
 		q.port = ct->policy_port;
 		zw_judge(cfg, gen, &q, &v);
 		rule = v.rule_id;
@@ -310,7 +313,7 @@ ZW_SUBPROG int zw_slow(const struct zw_config *cfg, const struct zw_endpoint *ep
 			reason = v.action == ZW_ACT_ALLOW ? ZW_R_PASS_CT : ZW_R_PASS_AUDIT;
 			goto out;
 		}
-		zw_ct_delete(&fk, ct);
+		zw_ct_delete(fk, ct);
 		reason = ZW_R_DROP_REVOKED;
 		goto out;
 	}
@@ -355,9 +358,9 @@ ZW_SUBPROG int zw_slow(const struct zw_config *cfg, const struct zw_endpoint *ep
 		e.zp_slot = zw_zp_slot(sz, dz);
 		io->zp_slot = e.zp_slot;
 
-		if (zw_ct_canon(&p->tuple, &fk))
+		if (zw_ct_canon(&p->tuple, fk))
 			e.flags |= ZW_CTF_SWAPPED;
-		reason = zw_ct_create(&fk, &e, ep->ct_limit);
+		reason = zw_ct_create(fk, &e, ep->ct_limit);
 		if (reason == ZW_OK)
 			reason = v.action == ZW_ACT_ALLOW ? ZW_R_PASS_NEW : ZW_R_PASS_AUDIT;
 	} else {

@@ -16,16 +16,20 @@ enum zw_ct_dir {
 	ZW_CT_REPLY = 1,
 };
 
+/* in and out may be the same key: everything is read before it is written. */
 static __always_inline void zw_ct_reverse(const struct zw_ct_key *in, struct zw_ct_key *out)
 {
-	zw_copy16_w(out->saddr, in->daddr);
-	zw_copy16_w(out->daddr, in->saddr);
-	out->sport = in->dport;
-	out->dport = in->sport;
-	out->proto = in->proto;
-	out->pad0[0] = 0;
-	out->pad0[1] = 0;
-	out->pad0[2] = 0;
+	const __u64 *i = (const __u64 *)in;
+	__u64 s0 = i[0], s1 = i[1], d0 = i[2], d1 = i[3];
+	__be16 sport = in->sport, dport = in->dport;
+	__u8 proto = in->proto;
+	__u64 *o = (__u64 *)out;
+
+	o[0] = d0;
+	o[1] = d1;
+	o[2] = s0;
+	o[3] = s1;
+	o[4] = zw_ct_key_w4(dport, sport, proto);
 }
 
 static __always_inline void zw_ct_charge(__u32 owner, __s32 delta)
@@ -86,9 +90,10 @@ static __always_inline void zw_ct_delete(const struct zw_ct_key *k, const struct
 		zw_ct_charge(owner, -1);
 }
 
-/* The canonical key of a tuple (both 8-byte aligned: word access): the (address, port) side that compares
- * lower first. Returns 1 if the tuple had to be reversed. Any total order
- * does, as long as every user agrees: this is the only place it is made. */
+/* The canonical key of a tuple (both 8-byte aligned: word access; t and k
+ * may be the same key): the (address, port) side that compares lower
+ * first. Returns 1 if the tuple had to be reversed. Any total order does,
+ * as long as every user agrees: this is the only place it is made. */
 static __always_inline int zw_ct_canon(const struct zw_ct_key *t, struct zw_ct_key *k)
 {
 	__u64 s0, s1, d0, d1;
