@@ -416,16 +416,20 @@ static __always_inline const struct zw_endpoint *zw_endpoint_of(__u32 gen, __u32
  * Not inlined: their frames are not on the stack the slow path's calls add
  * up to. */
 static __attribute__((noinline)) int zw_frame_xdp(struct xdp_md *ctx, const struct zw_endpoint *ep,
-						  struct zw_acct *io, __u32 hook)
+						  struct zw_acct *io, __u32 hook,
+						  const struct zw_config *cfg)
 {
-	return zw_frame_cached((void *)(long)ctx->data, (void *)(long)ctx->data_end, ep, hook, io);
+	return zw_frame_cached((void *)(long)ctx->data, (void *)(long)ctx->data_end, ep, hook, io,
+			       cfg);
 }
 
 static __attribute__((noinline)) int zw_frame_skb(struct __sk_buff *skb,
 						  const struct zw_endpoint *ep,
-						  struct zw_acct *io, __u32 hook)
+						  struct zw_acct *io, __u32 hook,
+						  const struct zw_config *cfg)
 {
-	return zw_frame_cached((void *)(long)skb->data, (void *)(long)skb->data_end, ep, hook, io);
+	return zw_frame_cached((void *)(long)skb->data, (void *)(long)skb->data_end, ep, hook, io,
+			       cfg);
 }
 
 /* A packet the denied-packet cache answered from the frame: counted like
@@ -461,13 +465,14 @@ static __always_inline int zw_handle(struct zw_ctx *x)
 	struct zw_config *cfg;
 	struct zw_ct_entry *ct;
 	__u64 now = 0;
-	__u32 zero = 0, gen, rule = ZW_RULE_NONE;
+	__u32 zero = 0, gen, epoch, rule = ZW_RULE_NONE;
 	__s64 ep_id = -1;
 	int reason, dir = ZW_CT_ORIG;
 	int from_vm = x->hook == ZW_HOOK_FROM_VM;
 
 	cfg = bpf_map_lookup_elem(&zw_config, &zero);
 	gen = cfg ? ZW_READ_ONCE(cfg->active_gen) : 0;
+	epoch = cfg ? ZW_READ_ONCE(cfg->ct_epoch) : 0;	/* before any conntrack lookup */
 	io.gen = gen;
 	ep = cfg && gen ? zw_endpoint_of(gen, x->ifindex) : NULL;
 	if (!ep || x->vlan) {
@@ -483,7 +488,8 @@ static __always_inline int zw_handle(struct zw_ctx *x)
 	/* The caches, straight from the frame (lib/cache.h): a packet of a flow
 	 * this CPU passed moments ago, or one it denied, no flow having been
 	 * created for it since. */
-	reason = x->xdp ? zw_frame_xdp(x->xdp, ep, &io, x->hook) : zw_frame_skb(x->skb, ep, &io, x->hook);
+	reason = x->xdp ? zw_frame_xdp(x->xdp, ep, &io, x->hook, cfg)
+			: zw_frame_skb(x->skb, ep, &io, x->hook, cfg);
 	if (reason == ZW_R_PASS_CT || reason == ZW_R_PASS_AUDIT)
 		return zw_account_cached(reason, io.rule, ep_id, x->hook, x->len, &io);
 	now = bpf_ktime_get_coarse_ns();
@@ -518,8 +524,7 @@ static __always_inline int zw_handle(struct zw_ctx *x)
 			reason = (ct->flags & ZW_CTF_AUDIT) ? ZW_R_PASS_AUDIT : ZW_R_PASS_CT;
 			fill = zw_fc_eligible(&p) ? zw_fc_slot(&p.tuple, x->ifindex, x->hook) : NULL;
 			if (fill)
-				zw_fc_fill(fill, &p.tuple, x->ifindex, x->hook, gen, bpf_jiffies64(), ct,
-					   reason);
+				zw_fc_fill(fill, &p.tuple, x->ifindex, x->hook, gen, epoch, ct, reason);
 			goto out;
 		}
 		io.no_flow = !ct;	/* the slow path need not look again */

@@ -105,7 +105,7 @@ static __always_inline struct zw_deny_cache_ent *zw_deny_slot(const struct zw_pk
  * judges the packet as it would anyway. The tuple's words stay in
  * registers: no stack, no stores read back. */
 static __always_inline int zw_frame_cached(void *data, void *data_end, const struct zw_endpoint *ep,
-					   __u32 hook, struct zw_acct *io)
+					   __u32 hook, struct zw_acct *io, const struct zw_config *cfg)
 {
 	__u32 ifindex = io->ifindex, gen = io->gen;
 	__u64 jiffies = bpf_jiffies64();
@@ -168,6 +168,7 @@ static __always_inline int zw_frame_cached(void *data, void *data_end, const str
 		slot = zw_cache_slot(s0, s1, d0, d1, zw_fc_w4(w4, ifindex, hook));
 		e = bpf_map_lookup_elem(&zw_flow_cache, &slot);
 		if (e && e->gen == gen && e->ifindex == ifindex && e->hook == hook &&
+		    e->ct_epoch == ZW_READ_ONCE(cfg->ct_epoch) &&
 		    ((const __u64 *)&e->tuple)[0] == s0 && ((const __u64 *)&e->tuple)[1] == s1 &&
 		    ((const __u64 *)&e->tuple)[2] == d0 && ((const __u64 *)&e->tuple)[3] == d1 &&
 		    ((const __u64 *)&e->tuple)[4] == w4 &&
@@ -199,9 +200,10 @@ static __always_inline int zw_frame_cached(void *data, void *data_end, const str
 	return ZW_R_DROP_POLICY;
 }
 
-/* Remembers a fast-path pass that conntrack just gave (ct: the entry). */
+/* Remembers a fast-path pass that conntrack just gave (ct: the entry;
+ * epoch: zw_config.ct_epoch as read before that lookup). */
 static __always_inline void zw_fc_fill(struct zw_flow_cache_ent *e, const struct zw_ct_key *t,
-				       __u32 ifindex, __u32 hook, __u32 gen, __u64 jiffies,
+				       __u32 ifindex, __u32 hook, __u32 gen, __u32 epoch,
 				       const struct zw_ct_entry *ct, __u8 reason)
 {
 	if (zw_dry())
@@ -211,7 +213,8 @@ static __always_inline void zw_fc_fill(struct zw_flow_cache_ent *e, const struct
 	((__u64 *)&e->tuple)[4] = ((const __u64 *)t)[4];
 	e->ifindex = ifindex;
 	e->gen = gen;
-	e->checked_jiffies = jiffies;
+	e->checked_jiffies = bpf_jiffies64();
+	e->ct_epoch = epoch;
 	e->rule_id = ct->rule_id;
 	e->zp_slot = ct->zp_slot;
 	e->src_zone = ct->src_zone;

@@ -136,6 +136,10 @@ void ConfigView::set_active_gen(uint32_t gen) {
   std::atomic_ref<uint32_t>(cfg_->active_gen).store(gen, std::memory_order_release);
 }
 
+void ConfigView::bump_ct_epoch() {
+  std::atomic_ref<uint32_t>(cfg_->ct_epoch).fetch_add(1, std::memory_order_seq_cst);
+}
+
 Result<CtUsageView> CtUsageView::map(int fd) {
   size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
   size_t len = (sizeof(zw_ct_usage) * ZW_MAX_ENDPOINTS + page - 1) / page * page;

@@ -201,6 +201,9 @@ class ConfigView {
   void set_defaults(uint32_t gen, const zw_verdict& intra, const zw_verdict& inter);
   // Event rate limit per endpoint (events/s, bucket depth); 0 = default.
   void set_event_rate(uint32_t per_second, uint32_t burst);
+  // After deleting flows: the datapath's cached established answers of
+  // the epoch before are not used (zw_config.ct_epoch).
+  void bump_ct_epoch();
 
  private:
   explicit ConfigView(zw_config* cfg, size_t len) : cfg_(cfg), len_(len) {}

@@ -53,6 +53,13 @@ Result<SweepReport> sweep_conntrack(const dp::Maps& maps, uint64_t now_ns) {
     ++rep.expired;
     if (now.flags & ZW_CTF_OWNED) usage->uncharge(now.owner);
   }
+  // The flow cache may hold answers for what was just deleted (when the
+  // clock is ahead of the datapath's; the flows of a real sweep are idle).
+  if (rep.expired > 0) {
+    auto cfg = dp::ConfigView::map(maps.config.get());
+    if (!cfg) return fail(std::move(cfg.error()).wrap("conntrack sweep"));
+    cfg->bump_ct_epoch();
+  }
   return rep;
 }
 

@@ -1084,7 +1084,17 @@ TEST_F(DatapathTest, FlowCacheAnswersOnlyWhatConntrackWould) {
   }
   EXPECT_TRUE(fin) << "the FIN did not reach the flow's conntrack entry";
 
-  // The flow's entry removed (as the sweep removes an idle flow): within
+  // The sweep deleting flows (here every flow: its clock far ahead) bumps
+  // the conntrack epoch: the cache stops answering at once.
+  EXPECT_OUTCOME(from_vm("zwdA", q), true, "pass_ct", "web-db-dns");
+  auto swept = engine::sweep_conntrack(*maps, ~0ULL >> 1);
+  ASSERT_TRUE(swept.has_value());
+  EXPECT_GE(swept->expired, 2u);
+  EXPECT_OUTCOME(from_vm("zwdA", q), true, "pass_new", "web-db-dns");
+  EXPECT_OUTCOME(from_vm("zwdA", q), true, "pass_ct", "web-db-dns");
+  EXPECT_OUTCOME(from_vm("zwdA", q), true, "pass_ct", "web-db-dns");
+
+  // The flow's entry removed otherwise (no epoch bump): within
   // ZW_FC_VALID_JIFFIES (1 s at HZ 100, less at any higher HZ) the cache
   // stops answering and the packet is judged again: a new flow.
   size_t removed = 0;

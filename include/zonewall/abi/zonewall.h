@@ -290,7 +290,9 @@ static inline __u64 zw_ct_timeout_ns(__u8 proto, __u8 flags)
  * atomic store from user space ---- */
 struct zw_config {
 	__u32 active_gen;	/* host: 0 = no policy yet, everything dropped */
-	__u32 pad0;
+	__u32 ct_epoch;		/* host: bumped by the controller after it deleted
+				 * flows (the sweep): cached established answers of
+				 * an older epoch are not used (zw_flow_cache_ent) */
 	/* The defaults' verdicts, per generation parity ([gen & 1]), [0]
 	 * intra-zone, [1] inter-zone: written before the flip of their
 	 * generation (two live generations never share a parity). All zero
@@ -425,6 +427,8 @@ struct zw_ep_cache_ent {
  *   10 s after a RST, more than 1 s + the validity at any HZ >= 100) nor be
  *   swept (idle only) while the entry answers; after that the conntrack
  *   lookup runs again, refreshing the flow;
+ * - the controller bumps zw_config.ct_epoch after deleting flows, and an
+ *   entry of another epoch misses, whatever the reason it deleted them;
  * - TCP segments with SYN, FIN or RST (the only ones that change a flow),
  *   ICMP (echo direction) and everything the fast path does not take never
  *   use it; the source MAC is checked before it.
@@ -438,6 +442,8 @@ struct zw_flow_cache_ent {
 	__u32 ifindex;		/* host: the interface the hook runs on */
 	__u32 gen;		/* host: generation of the hit; 0 = empty */
 	__u64 checked_jiffies;	/* host: when conntrack last answered for it */
+	__u32 ct_epoch;		/* host: zw_config.ct_epoch when it did */
+	__u32 pad1;
 	__u32 rule_id;		/* host */
 	__u32 zp_slot;		/* host */
 	__u16 src_zone;		/* host */
@@ -568,7 +574,7 @@ ZW_STATIC_ASSERT(sizeof(struct zw_zp_stats_key) == 4, "zw_zp_stats_key layout");
 ZW_STATIC_ASSERT(sizeof(struct zw_zp_stats) == 48, "zw_zp_stats layout");
 ZW_STATIC_ASSERT(sizeof(struct zw_zp_alloc) == 8, "zw_zp_alloc layout");
 ZW_STATIC_ASSERT(sizeof(struct zw_ep_cache_ent) == 32, "zw_ep_cache_ent layout");
-ZW_STATIC_ASSERT(sizeof(struct zw_flow_cache_ent) == 72, "zw_flow_cache_ent layout");
+ZW_STATIC_ASSERT(sizeof(struct zw_flow_cache_ent) == 80, "zw_flow_cache_ent layout");
 ZW_STATIC_ASSERT((ZW_FLOW_CACHE_SLOTS & (ZW_FLOW_CACHE_SLOTS - 1)) == 0, "flow cache slots: power of two");
 ZW_STATIC_ASSERT(sizeof(struct zw_deny_key) == 40, "zw_deny_key layout");
 ZW_STATIC_ASSERT(sizeof(struct zw_deny_val) == 24, "zw_deny_val layout");
