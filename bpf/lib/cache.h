@@ -18,16 +18,16 @@
 
 #define ZW_FC_MUL 0x9E3779B97F4A7C15ULL	/* 2^64 / golden ratio */
 
-/* Which packets may use it: TCP segments without SYN, FIN or RST, and
- * every other protocol the fast path takes but ICMP (whose echo direction
- * the fast path checks per packet). */
+/* Which packets may fill it: the ones zw_frame_cached asks it for, TCP
+ * segments without SYN, FIN or RST and UDP (ICMP's echo direction is checked
+ * per packet). */
 static __always_inline int zw_fc_eligible(const struct zw_pkt *p)
 {
 	__u8 proto = p->tuple.proto;
 
 	if (proto == IPPROTO_TCP)
 		return !(p->tcp_flags & 0x07);
-	return proto != IPPROTO_ICMP && proto != IPPROTO_ICMPV6;
+	return proto == IPPROTO_UDP;
 }
 
 /* A 12-bit slot from the four address words and a fifth word. Not a
