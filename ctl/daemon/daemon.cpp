@@ -84,9 +84,30 @@ struct Daemon::Impl {
   std::shared_ptr<const inventory::Inventory> static_inv_;
   struct stat static_stat_ {};
   void pre_attach(const inventory::LinkEvent& ev);
-  // A known VM's interface appeared: its endpoint now, the reconcile after.
-  void admit_link(const inventory::LinkEvent& ev);
-  bool is_tap(const std::string& ifname);
+  // A hooked interface the tap thread has not admitted yet (engine/admit.h):
+  // tried again on its link changes (libvirt sets a tap's MAC only after
+  // creating it) and after every apply (new admissions, the write lock free
+  // again), for kAwaitWindow after it appeared. Tap thread only.
+  struct Awaiting {
+    std::string ifname;
+    Clock::time_point appeared;
+    std::string last_why;  // the last refusal, logged once
+  };
+  static constexpr std::chrono::seconds kAwaitWindow{10};
+  std::unordered_map<uint32_t, Awaiting> awaiting_;
+  // A VM's interface appeared: its endpoint now, the reconcile after. True
+  // when there is nothing left to try (admitted, already enforced, gone).
+  bool admit_link(uint32_t ifindex, Awaiting& aw);
+  void retry_admissions();
+  // Interfaces the tap thread hooks: tap patterns, the last inventory's
+  // interfaces, and (taps only: kind "tun") stopped domains' tap names.
+  bool is_tap(const std::string& ifname, const std::string& kind);
+  // The admissions of the apply that just flipped (ApplyInput::publish_admissions).
+  void publish_admissions(std::shared_ptr<const engine::Admissions> adm);
+  // The first apply after prospective admissions: was each exactly what
+  // the live definition gives the VM?
+  void check_prospective(const std::map<std::string, engine::Admissible>& admitted,
+                         const engine::Admissions& now);
   // The tap thread: reads netlink and hooks new taps itself, so a hook never
   // waits behind a reconcile blocked in libvirt (a domain being destroyed
   // can hold libvirt for seconds). It forwards every link event to the loop.
@@ -118,6 +139,7 @@ struct Daemon::Impl {
   // name here (netlink reports only the new one).
   std::unordered_map<uint32_t, std::string> link_names_;
   UniqueFd tap_stop_, tap_evfd_;
+  UniqueFd tap_retry_;  // the loop tells the tap thread an apply is done
   uint64_t policy_serial_ = 0;  // bumped on every successful load
   std::string applied_fp_;      // fingerprint of the last applied input
   // The state file as the last apply wrote it: the daemon holds the pin
@@ -130,11 +152,18 @@ struct Daemon::Impl {
   // whose desired state predates one builds it again.
   std::shared_ptr<const engine::Admissions> admissions_;
   std::map<std::string, uint32_t> admitted_;  // interface name -> index admitted
+  // Starting VMs' taps admitted since the last apply (ifindex: the tap's),
+  // and the names of stopped domains' taps (hooked when they appear).
+  std::map<std::string, engine::Admissible> prospective_admitted_;
+  std::set<std::string> prospective_names_;
   std::mutex write_mu_;
   std::atomic<uint64_t> admit_epoch_{0};
   int superseded_ = 0;          // reconciles an admission overtook, in a row
   uint64_t applied_epoch_ = 0;  // admit_epoch_ as the last apply saw it
-  uint64_t applies_ = 0;
+  std::atomic<uint64_t> applies_{0};
+  std::atomic<uint64_t> n_admitted_{0}, n_prospective_{0}, n_confirmed_{0}, n_corrected_{0},
+      n_withdrawn_{0};
+  std::map<std::string, size_t> last_written_;  // under apply_mu_
   std::set<std::string> warned_;
   bool awaiting_lease_ = false;  // a VM on a libvirt network has no address yet
   Clock::time_point next_lease_look_ = Clock::now();
@@ -213,14 +242,15 @@ Status Daemon::Impl::start() {
   if (auto now = inventory::list_links(); now) {
     for (const auto& l : *now) {
       link_names_[l.ifindex] = l.ifname;
-      if (is_tap(l.ifname)) pre_attach(l);
+      if (is_tap(l.ifname, l.kind_name)) pre_attach(l);
     }
   } else {
     log::warn("cannot list links", {{"error", now.error().str()}});
   }
   tap_stop_.reset(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
   tap_evfd_.reset(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
-  if (!tap_stop_ || !tap_evfd_) return fail(Error::sys("eventfd"));
+  tap_retry_.reset(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+  if (!tap_stop_ || !tap_evfd_ || !tap_retry_) return fail(Error::sys("eventfd"));
   tap_thread_ = std::thread([this] { tap_loop(); });
 
   if (!o_.libvirt_uri.empty()) {
@@ -294,27 +324,41 @@ void Daemon::Impl::connect_libvirt() {
 
 void Daemon::Impl::tap_loop() {
   for (;;) {
-    pollfd fds[2] = {{links_->fd(), POLLIN, 0}, {tap_stop_.get(), POLLIN, 0}};
-    if (::poll(fds, 2, -1) < 0 && errno != EINTR) {
+    pollfd fds[3] = {
+        {links_->fd(), POLLIN, 0}, {tap_stop_.get(), POLLIN, 0}, {tap_retry_.get(), POLLIN, 0}};
+    if (::poll(fds, 3, -1) < 0 && errno != EINTR) {
       log::error("tap thread: poll failed", {{"errno", std::to_string(errno)}});
       return;
     }
     if (fds[1].revents) return;
+    if (fds[2].revents) {
+      uint64_t n;
+      (void)!::read(tap_retry_.get(), &n, sizeof n);
+      retry_admissions();
+    }
     if (!fds[0].revents) continue;
     std::vector<inventory::LinkEvent> got;
     auto r = links_->drain([&](const inventory::LinkEvent& ev) {
       using K = inventory::LinkEvent::Kind;
       if (ev.kind == K::kRemoved) {
         link_names_.erase(ev.ifindex);
+        awaiting_.erase(ev.ifindex);
       } else {
         // New, or renamed to a name we hook (an interface created under a
         // temporary name, a tap renamed back): hooked before anything else.
         auto [it, fresh] = link_names_.try_emplace(ev.ifindex, ev.ifname);
         bool renamed = !fresh && it->second != ev.ifname;
         it->second = ev.ifname;
-        if ((ev.kind == K::kAdded || fresh || renamed) && is_tap(ev.ifname)) {
+        auto aw = awaiting_.find(ev.ifindex);
+        if ((ev.kind == K::kAdded || fresh || renamed) && is_tap(ev.ifname, ev.kind_name)) {
           pre_attach(ev);
-          admit_link(ev);
+          Awaiting& a = awaiting_[ev.ifindex] = {ev.ifname, Clock::now(), ""};
+          if (admit_link(ev.ifindex, a)) awaiting_.erase(ev.ifindex);
+        } else if (aw != awaiting_.end() && aw->second.ifname == ev.ifname) {
+          // A change of a hooked, not yet admitted interface: its MAC set?
+          if (admit_link(ev.ifindex, aw->second)) awaiting_.erase(aw);
+        } else if (aw != awaiting_.end()) {
+          awaiting_.erase(aw);  // renamed away
         }
       }
       got.push_back(ev);
@@ -330,6 +374,16 @@ void Daemon::Impl::tap_loop() {
   }
 }
 
+void Daemon::Impl::retry_admissions() {
+  const auto now = Clock::now();
+  for (auto it = awaiting_.begin(); it != awaiting_.end();) {
+    if (now - it->second.appeared > kAwaitWindow || admit_link(it->first, it->second))
+      it = awaiting_.erase(it);
+    else
+      ++it;
+  }
+}
+
 void Daemon::Impl::stop_tap_thread() {
   if (!tap_thread_.joinable()) return;
   uint64_t one = 1;
@@ -337,10 +391,13 @@ void Daemon::Impl::stop_tap_thread() {
   tap_thread_.join();
 }
 
-bool Daemon::Impl::is_tap(const std::string& ifname) {
+bool Daemon::Impl::is_tap(const std::string& ifname, const std::string& kind) {
   {
     std::lock_guard lk(link_mu_);
     if (known_ifnames_.count(ifname)) return true;
+    // A stopped domain's tap name: hooked when a tap (never another kind of
+    // interface, a NIC say) appears under it.
+    if (kind == "tun" && prospective_names_.count(ifname)) return true;
   }
   for (const auto& p : o_.tap_patterns)
     if (fnmatch(p.c_str(), ifname.c_str(), 0) == 0) return true;
@@ -391,7 +448,8 @@ std::string fingerprint(uint64_t policy_serial, const inventory::Inventory& inv,
   for (const auto& e : inv.endpoints) {
     fp += "\n" + e.vm_name + "|" + e.vm_uuid + "|" + e.zone_tag.value_or("-") + "|" + e.ifname +
           "|" + std::to_string(e.ifname.empty() ? 0 : ifindex(e.ifname)) + "|" +
-          (e.mac ? net::mac_str(*e.mac) : "-") + "|" + e.attach.value_or("-");
+          (e.mac ? net::mac_str(*e.mac) : "-") + "|" + e.attach.value_or("-") + "|" +
+          e.config_ifname;
     for (const auto& a : e.addrs) fp += "," + a.str();
   }
   return fp;
@@ -480,6 +538,14 @@ Result<std::optional<engine::ApplyReport>> Daemon::Impl::reconcile(const char* w
       .resolve = {},
       .sweep_conntrack = false};
   in.admissions = true;
+  std::map<std::string, engine::Admissible> prospective;  // admitted before this apply's flip
+  in.publish_admissions = [&](std::shared_ptr<const engine::Admissions> adm) {
+    {
+      std::lock_guard lk(link_mu_);
+      prospective = std::exchange(prospective_admitted_, {});
+    }
+    publish_admissions(std::move(adm));
+  };
   // Normally admissions go on while the desired state is built, and a
   // reconcile that one overtook is built again. After two in a row (taps
   // appearing faster than a reconcile takes), this one holds the lock from
@@ -494,6 +560,9 @@ Result<std::optional<engine::ApplyReport>> Daemon::Impl::reconcile(const char* w
   }
   auto rep = engine::apply(o_.paths, in);
   if (hold) hold.unlock();
+  uint64_t one = 1;  // the write lock is free: taps that found it taken try again
+  (void)!::write(tap_retry_.get(), &one, sizeof one);
+  if (rep && rep->admissions) check_prospective(prospective, *rep->admissions);
   if (!rep) return fail(std::move(rep.error()));
   if (rep->superseded) {  // an interface was admitted meanwhile: again, with it
     log::debug("reconcile: an admission came first; again", {{"why", why}});
@@ -511,14 +580,14 @@ Result<std::optional<engine::ApplyReport>> Daemon::Impl::reconcile(const char* w
   {
     std::lock_guard lk(apply_mu_);
     apply_info_.applies = applies_;
+    last_written_.clear();
+    for (const auto& [name, c] : rep->changes) last_written_[name] = c.written;
     apply_info_.last_duration_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
     apply_info_.last_unix_seconds =
         std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
   }
   {
     std::lock_guard lk(link_mu_);
-    admissions_ = rep->admissions;
-    admitted_.clear();
     known_ifnames_.clear();
     known_ifindexes_.clear();
     const net::InterfaceIndexes ifindex;
@@ -593,65 +662,162 @@ void Daemon::Impl::on_links() {
       std::lock_guard lk(link_mu_);
       managed = known_ifindexes_.count(ev.ifindex) > 0;
     }
-    if (managed || is_tap(ev.ifname)) dirty_ = true;
+    if (managed || is_tap(ev.ifname, ev.kind_name)) dirty_ = true;
   }
 }
 
 // On the tap thread, right after the hooks: the last apply knows the VM
-// this interface is named for, so it gets the endpoint that apply decided
-// at once, a few map writes, instead of after a full reconcile (0.2 s with
-// 10,000 VMs), and never waits behind one still building its desired
-// state. The reconcile still follows (the loop sees the link event) and
-// settles the rest; admission refuses whenever the live maps are not as
-// that apply left them (engine/admit.h).
-void Daemon::Impl::admit_link(const inventory::LinkEvent& ev) {
+// this interface is named for (or, prospectively, the stopped domain whose
+// config names it), so it gets the endpoint that apply decided at once, a
+// few map writes, instead of after a full reconcile (0.2 s with 10,000
+// VMs), and never waits behind one still building its desired state. The
+// reconcile still follows (the loop sees the link event) and settles the
+// rest; admission refuses whenever the live maps are not as that apply left
+// them (engine/admit.h). The tap thread never waits for an apply's writes
+// either (it hooks the next tap meanwhile): it tries the lock, and tries
+// again once the apply is done.
+bool Daemon::Impl::admit_link(uint32_t ifindex, Awaiting& aw) {
+  if (!progs_) return true;
+  {
+    std::lock_guard lk(link_mu_);
+    if (!admissions_ || !admissions_->count(aw.ifname)) return false;  // a later apply may name it
+  }
+  char now_named[IF_NAMESIZE] = {};
+  if (if_indextoname(ifindex, now_named) == nullptr || aw.ifname != now_named) return true;
+  std::unique_lock writing(write_mu_, std::try_to_lock);
+  if (!writing) {
+    log::debug("admission waits for an apply's writes", {{"ifname", aw.ifname}});
+    return false;
+  }
+  // Under the write lock: the admissions of the live generation, unless an
+  // apply flipped and has not published its own yet (then admit() refuses
+  // and the publication tries again).
   std::shared_ptr<const engine::Admissions> adm;
   uint32_t admitted_as = 0;
   {
     std::lock_guard lk(link_mu_);
     adm = admissions_;
-    if (auto a = admitted_.find(ev.ifname); a != admitted_.end()) admitted_as = a->second;
+    if (auto a = admitted_.find(aw.ifname); a != admitted_.end()) admitted_as = a->second;
   }
-  if (!adm || !progs_) return;
-  auto it = adm->find(ev.ifname);
-  if (it == adm->end()) return;
+  auto it = adm->find(aw.ifname);
+  if (it == adm->end()) return false;
   // The index the maps know for it: the apply's, or an admission's since
   // (a tap recreated twice before the reconcile caught up).
   engine::Admissible a = it->second;
   if (admitted_as) a.ifindex = admitted_as;
-  if (a.ifindex == ev.ifindex) return;
-  char now_named[IF_NAMESIZE] = {};
-  if (if_indextoname(ev.ifindex, now_named) == nullptr || ev.ifname != now_named) return;
+  if (a.ifindex == ifindex) return true;  // the apply enforces it already
   auto t0 = Clock::now();
   auto maps = progs_->maps();
   if (!maps) {
     log::warn("admission: maps", {{"error", maps.error().str()}});
-    return;
+    return true;
   }
   std::string why;
-  Result<std::optional<engine::AdmitReport>> r = std::optional<engine::AdmitReport>{};
-  {
-    std::lock_guard lk(write_mu_);
-    r = engine::admit(*maps, a, ev.ifindex, &why);
-    if (r && *r) ++admit_epoch_;
+  bool retry = false;
+  auto r = engine::admit(*maps, a, ifindex, &why, &retry);
+  if (r && *r) {
+    ++admit_epoch_;
+    std::lock_guard lk(link_mu_);
+    admitted_[aw.ifname] = ifindex;
+    if (a.prospective) {
+      engine::Admissible done = a;
+      done.ifindex = ifindex;
+      prospective_admitted_[aw.ifname] = std::move(done);
+    }
   }
+  writing.unlock();
   if (!r) {
     log::warn("admission failed; the reconcile decides",
-              {{"ifname", ev.ifname}, {"error", r.error().str()}});
-  } else if (!*r) {
-    log::info("interface not admitted; the reconcile decides",
-              {{"ifname", ev.ifname}, {"vm", a.vm}, {"why", why}});
-  } else {
-    {
-      std::lock_guard lk(link_mu_);
-      admitted_[ev.ifname] = ev.ifindex;
+              {{"ifname", aw.ifname}, {"error", r.error().str()}});
+    return false;
+  }
+  if (!*r) {
+    if (why != aw.last_why) {  // once per reason, not on every link change
+      // A starting VM's tap before libvirt gave it its MAC: expected.
+      log::write(retry ? log::Level::kDebug : log::Level::kInfo,
+                 "interface not admitted; the reconcile decides",
+                 {{"ifname", aw.ifname}, {"vm", a.vm}, {"why", why}});
+      aw.last_why = why;
     }
-    log::info("interface admitted: its VM's policy is in force",
-              {{"ifname", ev.ifname},
-               {"vm", a.vm},
-               {"ifindex", std::to_string(ev.ifindex)},
-               {"entries_written", std::to_string((*r)->entries_written)},
-               {"admit_us", us_since(t0)}});
+    return false;
+  }
+  ++n_admitted_;
+  if (a.prospective) ++n_prospective_;
+  log::info(a.prospective ? "starting VM's tap admitted: its VM's policy is in force"
+                          : "interface admitted: its VM's policy is in force",
+            {{"ifname", aw.ifname},
+             {"vm", a.vm},
+             {"ifindex", std::to_string(ifindex)},
+             {"entries_written", std::to_string((*r)->entries_written)},
+             {"admit_us", us_since(t0)},
+             {"since_hooked_us", us_since(aw.appeared)}});
+  return true;
+}
+
+void Daemon::Impl::publish_admissions(std::shared_ptr<const engine::Admissions> adm) {
+  std::set<std::string> names;
+  for (const auto& [name, a] : *adm)
+    if (a.prospective) names.insert(name);
+  {
+    std::lock_guard lk(link_mu_);
+    admissions_ = std::move(adm);
+    admitted_.clear();
+    prospective_names_ = std::move(names);
+  }
+  uint64_t one = 1;  // taps waiting for these admissions, or for the write lock
+  (void)!::write(tap_retry_.get(), &one, sizeof one);
+}
+
+namespace {
+// What differs between two admissions of one interface ("" when nothing).
+std::string admission_diff(const engine::Admissible& was, const engine::Admissible& now) {
+  std::string d;
+  auto add = [&](const char* what) { d += (d.empty() ? "" : ",") + std::string(what); };
+  if (was.vm != now.vm) add("vm");
+  if (was.value.zone != now.value.zone) add("zone");
+  if (was.value.id != now.value.id) add("counter slot");
+  if (was.value.flags != now.value.flags) add("flags");
+  if (std::memcmp(was.value.mac, now.value.mac, sizeof was.value.mac) != 0) add("mac");
+  if (std::memcmp(&was.value, &now.value, sizeof was.value) != 0 && d.empty()) add("endpoint");
+  auto same = [](const std::vector<zw_addr_key>& x, const std::vector<zw_addr_key>& y) {
+    return x.size() == y.size() &&
+           std::equal(x.begin(), x.end(), y.begin(), [](const auto& a, const auto& b) {
+             return std::memcmp(&a, &b, sizeof a) == 0;
+           });
+  };
+  if (!same(was.own, now.own)) add("addresses");
+  if (!same(was.allowed, now.allowed)) add("allowed addresses");
+  return d;
+}
+}  // namespace
+
+void Daemon::Impl::check_prospective(const std::map<std::string, engine::Admissible>& admitted,
+                                     const engine::Admissions& now) {
+  for (const auto& [name, was] : admitted) {
+    char cur[IF_NAMESIZE] = {};
+    if (if_indextoname(was.ifindex, cur) == nullptr || name != cur) continue;  // gone with it
+    auto it = now.find(name);
+    if (it == now.end() || it->second.prospective || it->second.ifindex != was.ifindex) {
+      ++n_withdrawn_;
+      log::warn("a starting VM's admitted tap was taken back: libvirt does not report its VM "
+                "running on it; it drops everything until the reconcile that does",
+                {{"ifname", name}, {"vm", was.vm}, {"ifindex", std::to_string(was.ifindex)}});
+      continue;
+    }
+    std::string diff = admission_diff(was, it->second);
+    if (diff.empty()) {
+      ++n_confirmed_;
+      log::info("a starting VM's admission is what its live definition gives it",
+                {{"ifname", name}, {"vm", was.vm}});
+    } else {
+      ++n_corrected_;
+      log::warn("a starting VM's admission differed from what the reconcile decided (its live "
+                "definition or the policy changed since the apply that computed it); corrected",
+                {{"ifname", name},
+                 {"vm", was.vm},
+                 {"vm_now", it->second.vm},
+                 {"differs", diff}});
+    }
   }
 }
 
@@ -935,6 +1101,18 @@ Daemon::~Daemon() = default;
 Status Daemon::start() { return impl_->start(); }
 bool Daemon::step(int timeout_ms) { return impl_->step(timeout_ms); }
 uint64_t Daemon::applies() const { return impl_->applies_; }
+Daemon::Counters Daemon::counters() const {
+  Counters c;
+  c.applies = impl_->applies_;
+  c.admitted = impl_->n_admitted_;
+  c.admitted_prospective = impl_->n_prospective_;
+  c.confirmed = impl_->n_confirmed_;
+  c.corrected = impl_->n_corrected_;
+  c.withdrawn = impl_->n_withdrawn_;
+  std::lock_guard lk(impl_->apply_mu_);
+  c.last_written = impl_->last_written_;
+  return c;
+}
 
 int run(const Options& o) { return Daemon::Impl(o).run(); }
 

@@ -2,8 +2,13 @@
 #include "engine/admit.h"
 
 #include <net/if.h>
+#include <net/if_arp.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 
 #include <cstring>
+
+#include "util/fd.h"
 
 namespace zw::engine {
 
@@ -17,8 +22,28 @@ bool same(const zw_addr_info& a, const zw_addr_info& b) {
 
 }  // namespace
 
+std::optional<net::Mac> link_mac(uint32_t ifindex) {
+  UniqueFd s(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  if (!s) return std::nullopt;
+  ifreq ifr{};
+  ifr.ifr_ifindex = static_cast<int>(ifindex);
+  if (::ioctl(s.get(), SIOCGIFNAME, &ifr) != 0) return std::nullopt;
+  const std::string name(ifr.ifr_name, strnlen(ifr.ifr_name, IFNAMSIZ));
+  if (::ioctl(s.get(), SIOCGIFHWADDR, &ifr) != 0 || ifr.ifr_hwaddr.sa_family != ARPHRD_ETHER)
+    return std::nullopt;
+  net::Mac m;
+  std::memcpy(m.data(), ifr.ifr_hwaddr.sa_data, m.size());
+  // Renamed between the two calls: the name may be another interface's now.
+  ifr = {};
+  std::memcpy(ifr.ifr_name, name.data(), name.size());
+  if (::ioctl(s.get(), SIOCGIFINDEX, &ifr) != 0 || static_cast<uint32_t>(ifr.ifr_ifindex) != ifindex)
+    return std::nullopt;
+  return m;
+}
+
 Result<std::optional<AdmitReport>> admit(const dp::Maps& maps, const Admissible& a,
-                                         uint32_t ifindex, std::string* why) {
+                                         uint32_t ifindex, std::string* why, bool* retry) {
+  if (retry) *retry = false;
   auto refuse = [&](std::string w) {
     *why = std::move(w);
     return std::optional<AdmitReport>{};
@@ -31,6 +56,16 @@ Result<std::optional<AdmitReport>> admit(const dp::Maps& maps, const Admissible&
   if (cfg->active_gen() != a.generation)
     return refuse("generation " + std::to_string(cfg->active_gen()) + " is live, not " +
                   std::to_string(a.generation));
+  // A starting VM's tap: libvirt creates it, then gives it this MAC.
+  if (a.tap_mac) {
+    auto m = link_mac(ifindex);
+    if (!m || *m != *a.tap_mac) {
+      if (retry) *retry = m.has_value();
+      return refuse("the interface's MAC " + (m ? net::mac_str(*m) : std::string("(none)")) +
+                    " is not " + net::mac_str(*a.tap_mac) +
+                    ", the one libvirt gives the tap of a starting VM with this config");
+    }
+  }
   // A recreated tap: the old one must be gone, or two interfaces would be
   // the same VM's until the reconcile.
   char name[IF_NAMESIZE] = {};

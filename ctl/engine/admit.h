@@ -13,6 +13,16 @@
 // whenever the live maps are not as that apply left them: another
 // generation is live, an address has another owner, an entry is not
 // settled.
+//
+// A libvirt VM that *starts* is admitted the same way, prospectively: the
+// apply also computes, for every stopped domain whose persistent config
+// names its tap (<target dev>, Endpoint::config_ifname), what that VM would
+// get if it ran on that tap, when the name is unambiguous (exactly one
+// stopped domain names it, no running VM or static entry uses it). A tap of
+// that name is admitted only when its own MAC is the one libvirt gives the
+// tap it creates for that VM (inventory::libvirt_tap_mac): a guest can set
+// neither a host interface's name nor its MAC, so only libvirt starting that
+// VM (or root on the host) can make such a tap appear.
 #pragma once
 
 #include <cstdint>
@@ -22,6 +32,7 @@
 #include <vector>
 
 #include "datapath/maps.h"
+#include "util/net.h"
 #include "util/result.h"
 #include "zonewall/abi/zonewall.h"
 
@@ -34,6 +45,10 @@ struct Admissible {
   zw_endpoint value{};
   std::vector<zw_addr_key> own;      // the VM's addresses
   std::vector<zw_addr_key> allowed;  // its allowed address pairs
+  // A stopped libvirt domain's interface (see above): admitted only on an
+  // interface whose own MAC is tap_mac.
+  bool prospective = false;
+  std::optional<net::Mac> tap_mac;
 };
 
 // By interface name: every endpoint of an apply that names an interface.
@@ -45,7 +60,15 @@ struct AdmitReport {
 
 // Puts the interface `ifindex` under `a` in the live generation. nullopt
 // with `why` set: not admissible (nothing written), the caller reconciles.
+// `retry` (optional) is set when the refusal may not last on this very
+// interface: its MAC is not (yet) tap_mac, as libvirt sets it only after
+// creating the tap.
 Result<std::optional<AdmitReport>> admit(const datapath::Maps& maps, const Admissible& a,
-                                         uint32_t ifindex, std::string* why);
+                                         uint32_t ifindex, std::string* why,
+                                         bool* retry = nullptr);
+
+// The interface's own MAC (ioctl, in the calling thread's network
+// namespace); nullopt when it has none or no longer exists.
+std::optional<net::Mac> link_mac(uint32_t ifindex);
 
 }  // namespace zw::engine

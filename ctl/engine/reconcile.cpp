@@ -20,6 +20,7 @@
 #include "datapath/object.h"
 #include "engine/conntrack.h"
 #include "engine/slots.h"
+#include "inventory/libvirt.h"
 #include "util/log.h"
 
 namespace zw::engine {
@@ -160,6 +161,44 @@ Result<Generation> plan_generation(const dp::Maps& m, const Desired& d, unsigned
   return g;
 }
 
+// What the tap thread may admit under generation `gen` (engine/admit.h):
+// every endpoint that names an interface, and every stopped libvirt
+// domain's tap name when it is unambiguous: exactly one stopped VM
+// interface names it, and no interface of this generation (a running VM,
+// a static entry) has that name.
+std::shared_ptr<Admissions> admissions_of(const Desired& d, uint32_t gen) {
+  auto adm = std::make_shared<Admissions>();
+  auto admissible = [&](const DesiredEndpoint& e) {
+    Admissible a{.vm = e.ep.vm_name, .generation = gen, .ifindex = e.ifindex, .value = e.value};
+    auto key_of = [](const net::Addr& addr) {
+      zw_addr_key k{};
+      std::memcpy(k.addr, addr.bytes.data(), 16);
+      return k;
+    };
+    for (const auto& addr : e.ep.addrs) a.own.push_back(key_of(addr));
+    for (const auto& addr : e.ep.allowed) a.allowed.push_back(key_of(addr));
+    return a;
+  };
+  std::map<std::string, int> claims;  // a running interface counts 2, a stopped one 1
+  for (const auto& e : d.endpoints) {
+    if (!e.ep.ifname.empty())
+      claims[e.ep.ifname] += 2;
+    else if (!e.ep.config_ifname.empty())
+      claims[e.ep.config_ifname] += 1;
+  }
+  for (const auto& e : d.endpoints) {
+    if (!e.ep.ifname.empty()) {
+      (*adm)[e.ep.ifname] = admissible(e);
+    } else if (!e.ep.config_ifname.empty() && e.ep.mac && claims[e.ep.config_ifname] == 1) {
+      Admissible a = admissible(e);
+      a.prospective = true;
+      a.tap_mac = inventory::libvirt_tap_mac(*e.ep.mac);
+      (*adm)[e.ep.config_ifname] = std::move(a);
+    }
+  }
+  return adm;
+}
+
 // Test-only crash points (docs/operations.md, tests/e2e/test_crash_safety.sh):
 // with ZW_TEST_PAUSE_AT=after-write (new generation written and attached,
 // not yet active) or after-flip (active, old generation and state file not
@@ -256,6 +295,11 @@ Result<ApplyReport> apply(const Paths& paths, const ApplyInput& in) {
   }
   auto maps = obj->maps();
   clock.lap("programs");
+  std::shared_ptr<Admissions> adm;
+  if (in.admissions) {
+    adm = admissions_of(*desired, 0);
+    clock.lap("admissions");
+  }
   if (!maps) return fail(std::move(maps.error()));
   auto cfg = dp::ConfigView::map(maps->config.get());
   if (!cfg) return fail(std::move(cfg.error()));
@@ -272,6 +316,8 @@ Result<ApplyReport> apply(const Paths& paths, const ApplyInput& in) {
   if (gen == 0) gen = 1;
   rep.previous_generation = cur;
   const unsigned active = ZW_SLOT(cur);
+  if (adm)
+    for (auto& [name, a] : *adm) a.generation = gen;
 
   // What changes, against the live maps; this also re-settles whatever an
   // interrupted apply left unsettled (engine/slots.h).
@@ -395,6 +441,10 @@ Result<ApplyReport> apply(const Paths& paths, const ApplyInput& in) {
                             {"deleted", std::to_string(rep.entries_deleted)}});
   clock.lap("flip+settle");
   if (writing) writing.unlock();
+  if (adm) {
+    rep.admissions = adm;
+    if (in.publish_admissions) in.publish_admissions(adm);
+  }
 
   State s;
   s.generation = gen;
@@ -462,23 +512,6 @@ Result<ApplyReport> apply(const Paths& paths, const ApplyInput& in) {
   rep.policy_entries = desired->compiled.entries.size();
   rep.endpoints = desired->endpoints.size();
   clock.lap("sweep");
-  if (in.admissions) {
-    auto adm = std::make_shared<Admissions>();
-    for (const auto& e : desired->endpoints) {
-      if (e.ep.ifname.empty()) continue;
-      Admissible a{.vm = e.ep.vm_name, .generation = gen, .ifindex = e.ifindex, .value = e.value};
-      auto key_of = [](const net::Addr& addr) {
-        zw_addr_key k{};
-        std::memcpy(k.addr, addr.bytes.data(), 16);
-        return k;
-      };
-      for (const auto& addr : e.ep.addrs) a.own.push_back(key_of(addr));
-      for (const auto& addr : e.ep.allowed) a.allowed.push_back(key_of(addr));
-      (*adm)[e.ep.ifname] = std::move(a);
-    }
-    rep.admissions = std::move(adm);
-    clock.lap("admissions");
-  }
   return rep;
 }
 

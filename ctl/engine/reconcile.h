@@ -80,6 +80,11 @@ struct ApplyInput {
   bool attach = true;
   // Also report what admission needs (ApplyReport::admissions): the daemon.
   bool admissions = false;
+  // With `admissions`: called with them right after the flip and the
+  // settling (and `write_lock` released), so that the tap thread gets the
+  // new generation's admissions at once, not after the state file is
+  // written (admit() refuses the old ones: their generation is not live).
+  std::function<void(std::shared_ptr<const Admissions>)> publish_admissions;
   // The daemon, whose tap thread admits interfaces (engine/admit.h) while a
   // reconcile builds its desired state: the map writes (plan to settle) run
   // under `write_lock`, which admissions take too, and once it is held
@@ -119,7 +124,8 @@ struct ApplyReport {
   std::vector<std::string> warnings;
   std::shared_ptr<const State> state;  // as written to the state file
   // With ApplyInput::admissions: every endpoint that names an interface,
-  // as this generation enforces it (engine/admit.h).
+  // as this generation enforces it, and every stopped libvirt domain's
+  // unambiguous tap name, prospectively (engine/admit.h).
   std::shared_ptr<const Admissions> admissions;
 };
 

@@ -306,8 +306,11 @@ void parse_interface(xmlNode* ifc, std::size_t index, const Endpoint& base,
                      std::vector<std::string>& errors) {
   Endpoint ep = base;
   ep.libvirt_type = attr(ifc, "type").value_or("");
-  if (auto targets = children_named(ifc, "target"); !targets.empty())
+  bool managed_tap = true;  // <target managed='no'>: a tap made by someone else, not libvirt
+  if (auto targets = children_named(ifc, "target"); !targets.empty()) {
     ep.ifname = attr(targets[0], "dev").value_or("");
+    managed_tap = attr(targets[0], "managed").value_or("yes") != "no";
+  }
   std::string where = domain_where + " interface " + std::to_string(index);
   if (!ep.ifname.empty()) where += " (" + ep.ifname + ")";
   ep.source = where;
@@ -341,6 +344,16 @@ void parse_interface(xmlNode* ifc, std::size_t index, const Endpoint& base,
     }
     if (std::find(ep.addrs.begin(), ep.addrs.end(), *a) == ep.addrs.end()) ep.addrs.push_back(*a);
   }
+  // Where libvirt will create this interface's tap when the domain starts,
+  // with the guest's MAC turned into the host side's (libvirt_tap_mac): a
+  // tap libvirt itself creates (QEMU's ethernet, bridge and network NICs),
+  // under a name the config gives explicitly (libvirt drops the names it
+  // generates, vnetN, from a stopped domain's XML). read_domain() keeps it
+  // for stopped domains only.
+  if (managed_tap && ep.mac && !ep.ifname.empty() &&
+      (ep.libvirt_type == "ethernet" || ep.libvirt_type == "bridge" ||
+       ep.libvirt_type == "network"))
+    ep.config_ifname = ep.ifname;
   if (errors.size() == errors_before) out.push_back(std::move(ep));
 }
 
@@ -713,6 +726,12 @@ Result<std::vector<Endpoint>> parse_domain_xml(const std::string& xml, const std
   return out;
 }
 
+net::Mac libvirt_tap_mac(const net::Mac& guest) {
+  net::Mac tap = guest;
+  tap[0] = guest[0] == 0xfe ? 0xfa : 0xfe;
+  return tap;
+}
+
 // ---------------------------------------------------------------------------
 // Event loop
 
@@ -917,11 +936,13 @@ Result<std::optional<std::vector<Endpoint>>> read_domain(virDomainPtr dom, const
   }
   if (virDomainIsActive(dom) == 1) {
     add_queried_addresses(dom, o, who + ": domain '" + name + "'", *eps, warnings);
+    for (auto& ep : *eps) ep.config_ifname.clear();
   } else {
     // A stopped domain owns no interface, even when its config names one
     // (<target dev='…'/> kept in the inactive XML; a tap that outlives the
     // VM): its addresses stay zoned, but an interface of that name is not
-    // the VM's and gets no endpoint (hooked, it drops).
+    // the VM's and gets no endpoint (hooked, it drops). The name stays as
+    // config_ifname: where its tap will appear when it starts.
     for (auto& ep : *eps) ep.ifname.clear();
   }
   return std::optional(std::move(*eps));

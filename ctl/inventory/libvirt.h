@@ -74,6 +74,13 @@ struct Snapshot {
 // Addresses: the interface's own <ip> elements, then the metadata's.
 Result<std::vector<Endpoint>> parse_domain_xml(const std::string& xml, const std::string& source);
 
+// The MAC libvirt gives the host side of a tap it creates for a guest NIC
+// with MAC `guest` (qemuInterfaceEthernetConnect, virNetDevTapCreateInBridgePort):
+// the guest's with its first byte replaced by 0xfe (0xfa when it already is
+// 0xfe), so that the tap never has the guest's own address and a Linux
+// bridge never takes it as its own (bridges take the lowest port MAC).
+net::Mac libvirt_tap_mac(const net::Mac& guest);
+
 // Registers libvirt's default event implementation (once per process) and
 // starts a thread running it. Call it before the connect() whose events you
 // want. Idempotent while running. stop_event_loop() wakes the thread and joins

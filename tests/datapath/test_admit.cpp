@@ -12,6 +12,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <tuple>
+#include <vector>
 
 #include "datapath/attach.h"
 #include "datapath/maps.h"
@@ -81,17 +83,23 @@ class AdmitTest : public ::testing::Test {
     GTEST_SKIP() << why_;
   }
 
-  void TearDown() override { sh("ip link del zwaW 2>/dev/null"); }
+  void TearDown() override {
+    for (const char* n : {"zwaW", "zwaS", "zwaQ"}) sh(std::string("ip link del ") + n + " 2>/dev/null");
+  }
 
   static Result<engine::ApplyReport> apply() {
-    auto p = policy::parse(kPolicy, "admit-policy.json");
-    if (!p) return fail(std::move(p.error()));
     auto inv = inventory::parse_static(kInventory, "admit-inventory.json");
     if (!inv) return fail(std::move(inv.error()));
+    return apply(*inv);
+  }
+
+  static Result<engine::ApplyReport> apply(const inventory::Inventory& inv) {
+    auto p = policy::parse(kPolicy, "admit-policy.json");
+    if (!p) return fail(std::move(p.error()));
     auto lock = engine::PinLock::acquire(paths_.pin_dir);
     if (!lock) return fail(std::move(lock.error()));
     engine::ApplyInput in{.policy = &*p,
-                          .inventory = &*inv,
+                          .inventory = &inv,
                           .policy_source = "admit-policy.json",
                           .inventory_source = "admit-inventory.json"};
     in.admissions = true;
@@ -115,13 +123,13 @@ class AdmitTest : public ::testing::Test {
   }
 
   static bool passes(uint32_t ifindex, const std::string& src, const std::string& dst,
-                     uint16_t port) {
+                     uint16_t port, uint8_t mac_last = 0x01) {
     auto fd = datapath::open_pinned_prog(paths_.pin_dir, datapath::Prog::kFromVmTc);
     EXPECT_TRUE(fd.has_value());
     if (!fd) return false;
     static uint16_t sport = 40000;
     auto frame = test::ip(src, dst, 6, test::tcp(sport++, port));
-    const uint8_t mac[6] = {0x52, 0x54, 0, 0x40, 0, 0x01};
+    const uint8_t mac[6] = {0x52, 0x54, 0, 0x40, 0, mac_last};
     std::copy(mac, mac + 6, frame.begin() + 6);
     auto r = datapath::test_run(fd->get(), datapath::Prog::kFromVmTc, ifindex, frame);
     EXPECT_TRUE(r.has_value());
@@ -129,9 +137,11 @@ class AdmitTest : public ::testing::Test {
   }
 
   // zwaW created now, hooked as the daemon's tap thread would have.
-  static uint32_t create_web_interface() {
-    EXPECT_TRUE(sh("ip link add zwaW type veth peer name zwaWp && ip link set zwaW up"));
-    uint32_t ifx = if_nametoindex("zwaW");
+  static uint32_t create_web_interface(const std::string& name = "zwaW",
+                                       const std::string& mac = "") {
+    EXPECT_TRUE(sh("ip link add " + name + (mac.empty() ? "" : " address " + mac) +
+                   " type veth peer name " + name + "p && ip link set " + name + " up"));
+    uint32_t ifx = if_nametoindex(name.c_str());
     auto obj = datapath::open_pinned_prog(paths_.pin_dir, datapath::Prog::kFromVmTc);
     EXPECT_TRUE(obj.has_value());
     EXPECT_TRUE(datapath::ensure_clsact(static_cast<int>(ifx)).has_value());
@@ -229,6 +239,161 @@ TEST_F(AdmitTest, RefusesAndWritesNothingWhenTheMapsMovedOn) {
   ASSERT_TRUE(ok.has_value());
   EXPECT_TRUE(ok->has_value()) << why;
   EXPECT_TRUE(passes(ifx, "10.4.0.1", "10.4.0.2", 5432));
+}
+
+// The admin's inventory plus stopped libvirt domains whose persistent config
+// names a tap (as inventory::Libvirt reports them: no ifname, config_ifname).
+inventory::Inventory with_stopped(
+    std::vector<std::tuple<std::string, std::string, std::string, std::string>> stopped) {
+  auto inv = inventory::parse_static(kInventory, "admit-inventory.json");
+  EXPECT_TRUE(inv.has_value());
+  for (const auto& [vm, tap, mac, ip] : stopped) {
+    inventory::Endpoint e;
+    e.vm_name = vm;
+    e.config_ifname = tap;
+    e.mac = net::parse_mac(mac);
+    e.addrs.push_back(*net::parse_addr(ip));
+    e.libvirt_type = "bridge";
+    e.source = "libvirt test: domain '" + vm + "' interface 0";
+    inv->endpoints.push_back(std::move(e));
+  }
+  return *inv;
+}
+
+// A stopped domain's VM gets, on the tap libvirt creates when it starts,
+// exactly what the apply computed for it: admitted only once the tap has
+// the host-side MAC libvirt gives it (fe: + the guest MAC's last five
+// bytes), nothing written before; and the apply that then sees the VM
+// running on that tap writes nothing for it.
+TEST_F(AdmitTest, StartingVmTapIsAdmittedOnlyWithLibvirtsMac) {
+  auto rep = apply(with_stopped({{"web-2", "zwaS", "52:54:00:40:00:03", "10.4.0.3"}}));
+  ASSERT_TRUE(rep.has_value()) << rep.error().str();
+  ASSERT_TRUE(rep->admissions->count("zwaS"));
+  const engine::Admissible& a = rep->admissions->at("zwaS");
+  EXPECT_TRUE(a.prospective);
+  EXPECT_EQ(a.ifindex, 0u);
+  ASSERT_TRUE(a.tap_mac.has_value());
+  EXPECT_EQ(net::mac_str(*a.tap_mac), "fe:54:00:40:00:03");
+  EXPECT_FALSE(rep->admissions->at("zwaW").prospective);
+
+  // libvirt creates the tap first (a random MAC), sets its MAC after.
+  uint32_t ifx = create_web_interface("zwaS", "02:11:22:33:44:55");
+  auto maps = datapath::open_pinned_maps(paths_.pin_dir);
+  ASSERT_TRUE(maps.has_value());
+  const std::string before = snapshot(*maps);
+  std::string why;
+  bool retry = false;
+  auto early = engine::admit(*maps, a, ifx, &why, &retry);
+  ASSERT_TRUE(early.has_value()) << early.error().str();
+  EXPECT_FALSE(early->has_value());
+  EXPECT_TRUE(retry) << "the MAC may still come: " << why;
+  EXPECT_NE(why.find("fe:54:00:40:00:03"), std::string::npos) << why;
+  EXPECT_EQ(snapshot(*maps), before) << "a refusal wrote something";
+  EXPECT_FALSE(passes(ifx, "10.4.0.3", "10.4.0.2", 5432, 0x03)) << "fail closed meanwhile";
+
+  ASSERT_TRUE(sh("ip link set zwaS address fe:54:00:40:00:03"));
+  auto r = engine::admit(*maps, a, ifx, &why, &retry);
+  ASSERT_TRUE(r.has_value()) << r.error().str();
+  ASSERT_TRUE(r->has_value()) << why;
+  EXPECT_EQ((*r)->entries_written, 2u) << "its endpoint and its address";
+  zw_endpoint ep{};
+  ASSERT_TRUE(datapath::lookup_endpoint(maps->endpoints.get(), rep->generation, ifx, &ep));
+  EXPECT_EQ(std::memcmp(&ep, &a.value, sizeof ep), 0);
+  EXPECT_EQ(ep.zone, rep->state->zones.at("web"));
+  // web-2's policy, as web: through the production program on its tap.
+  EXPECT_TRUE(passes(ifx, "10.4.0.3", "10.4.0.2", 5432, 0x03)) << "web-db-pg";
+  EXPECT_FALSE(passes(ifx, "10.4.0.3", "10.4.0.2", 5433, 0x03)) << "no rule for 5433";
+  EXPECT_FALSE(passes(ifx, "10.4.0.1", "10.4.0.2", 5432, 0x03)) << "web-1's address";
+  EXPECT_FALSE(passes(ifx, "10.4.0.3", "10.4.0.2", 5432, 0x01)) << "another MAC";
+
+  // Libvirt then reports it running on that tap: nothing left to write.
+  auto running = with_stopped({});
+  inventory::Endpoint e;
+  e.vm_name = "web-2";
+  e.ifname = "zwaS";
+  e.mac = net::parse_mac("52:54:00:40:00:03");
+  e.addrs.push_back(*net::parse_addr("10.4.0.3"));
+  e.libvirt_type = "bridge";
+  e.source = "libvirt test: domain 'web-2' interface 0 (zwaS)";
+  running.endpoints.push_back(e);
+  auto next = apply(running);
+  ASSERT_TRUE(next.has_value()) << next.error().str();
+  EXPECT_EQ(next->changes["zw_endpoints"].written, 0u);
+  EXPECT_EQ(next->changes["zw_addrs"].written, 0u);
+  EXPECT_EQ(next->changes["zw_pairs"].written, 0u);
+  EXPECT_FALSE(next->admissions->at("zwaS").prospective);
+  EXPECT_EQ(next->admissions->at("zwaS").ifindex, ifx);
+  EXPECT_TRUE(passes(ifx, "10.4.0.3", "10.4.0.2", 5432, 0x03));
+}
+
+// A stopped domain's tap name is admissible only when nothing else claims
+// it: not when two stopped VM interfaces name it, not when a running VM (or
+// a static entry) has an interface of that name.
+TEST_F(AdmitTest, StartingVmTapNameMustBeUnambiguous) {
+  auto rep = apply(with_stopped({{"web-2", "zwaS", "52:54:00:40:00:03", "10.4.0.3"},
+                                 {"web-3", "zwaQ", "52:54:00:40:00:04", "10.4.0.4"},
+                                 {"db-3", "zwaQ", "52:54:00:40:00:05", "10.4.0.5"},
+                                 {"web-4", "zwaD", "52:54:00:40:00:06", "10.4.0.6"}}));
+  ASSERT_TRUE(rep.has_value()) << rep.error().str();
+  EXPECT_TRUE(rep->admissions->at("zwaS").prospective);
+  EXPECT_FALSE(rep->admissions->count("zwaQ")) << "two stopped domains name it";
+  ASSERT_TRUE(rep->admissions->count("zwaD"));
+  EXPECT_FALSE(rep->admissions->at("zwaD").prospective) << "db-1 runs on it";
+  EXPECT_EQ(rep->admissions->at("zwaD").vm, "db-1");
+
+  // A tap under the ambiguous name, with either VM's libvirt MAC, gets
+  // nothing: there is nothing to admit it as.
+  uint32_t ifx = create_web_interface("zwaQ", "fe:54:00:40:00:04");
+  auto maps = datapath::open_pinned_maps(paths_.pin_dir);
+  ASSERT_TRUE(maps.has_value());
+  zw_endpoint ep{};
+  EXPECT_FALSE(datapath::lookup_endpoint(maps->endpoints.get(), rep->generation, ifx, &ep));
+  EXPECT_FALSE(passes(ifx, "10.4.0.4", "10.4.0.2", 5432, 0x04));
+}
+
+// Refusals of a starting VM's tap write nothing: a generation moved on,
+// a MAC that is not libvirt's for that VM, addresses the maps give another
+// owner, another VM's interface (an index that already has an endpoint).
+TEST_F(AdmitTest, RefusedStartingVmTapWritesNothing) {
+  auto inv = with_stopped({{"web-2", "zwaS", "52:54:00:40:00:03", "10.4.0.3"}});
+  auto rep = apply(inv);
+  ASSERT_TRUE(rep.has_value()) << rep.error().str();
+  const engine::Admissible stale = rep->admissions->at("zwaS");
+  auto next = apply(inv);
+  ASSERT_TRUE(next.has_value()) << next.error().str();
+  const engine::Admissible a = next->admissions->at("zwaS");
+  uint32_t ifx = create_web_interface("zwaS", "fe:54:00:40:00:03");
+  auto maps = datapath::open_pinned_maps(paths_.pin_dir);
+  ASSERT_TRUE(maps.has_value());
+  const std::string before = snapshot(*maps);
+  auto refused = [&](const engine::Admissible& x, uint32_t index, const char* expect,
+                     bool want_retry) {
+    std::string why;
+    bool retry = !want_retry;
+    auto r = engine::admit(*maps, x, index, &why, &retry);
+    ASSERT_TRUE(r.has_value()) << r.error().str();
+    EXPECT_FALSE(r->has_value()) << expect;
+    EXPECT_NE(why.find(expect), std::string::npos) << why;
+    EXPECT_EQ(retry, want_retry) << why;
+    EXPECT_EQ(snapshot(*maps), before) << "a refusal wrote something: " << expect;
+  };
+  refused(stale, ifx, "is live", false);
+  engine::Admissible other_vm = a;  // the tap of another VM with this name
+  other_vm.tap_mac = net::parse_mac("fe:54:00:40:00:09");
+  refused(other_vm, ifx, "is not fe:54:00:40:00:09", true);
+  engine::Admissible taken = a;  // db-1's address: its owner is zwaD
+  taken.own = next->admissions->at("zwaD").own;
+  refused(taken, ifx, "another zone or owner", false);
+  refused(a, if_nametoindex("zwaD"), "is not fe:54:00:40:00:03", true);  // db-1's tap
+  ASSERT_TRUE(sh("ip link set zwaD address fe:54:00:40:00:03"));  // ... even with that MAC
+  refused(a, if_nametoindex("zwaD"), "already has an endpoint", false);
+  EXPECT_FALSE(passes(ifx, "10.4.0.3", "10.4.0.2", 5432, 0x03));
+
+  std::string why;
+  auto ok = engine::admit(*maps, a, ifx, &why);
+  ASSERT_TRUE(ok.has_value());
+  EXPECT_TRUE(ok->has_value()) << why;
+  EXPECT_TRUE(passes(ifx, "10.4.0.3", "10.4.0.2", 5432, 0x03));
 }
 
 }  // namespace
