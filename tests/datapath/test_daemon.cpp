@@ -156,6 +156,39 @@ class DaemonLibvirtTest : public ::testing::Test {
     return hooked(ifname);
   }
 
+  // Waits (without stepping the daemon: only its tap thread runs) until
+  // `ifname`'s live zone is `zone`, up to `ms`. Microseconds from `since`,
+  // or -1.
+  static long wait_zone(const std::string& ifname, const std::string& zone, int ms,
+                        Clock::time_point since) {
+    auto deadline = Clock::now() + std::chrono::milliseconds(ms);
+    for (;;) {
+      bool there = live_zone(ifname) == zone;
+      auto now = Clock::now();
+      if (there)
+        return static_cast<long>(
+            std::chrono::duration_cast<std::chrono::microseconds>(now - since).count());
+      if (now >= deadline) return -1;
+      usleep(50);
+    }
+  }
+
+  // A starting VM's tap as libvirt makes it: created (a random MAC), then
+  // given the host-side MAC, then up. When it existed, and when it had its
+  // MAC (each `ip` command takes milliseconds; libvirt's ioctls do not).
+  struct Made {
+    Clock::time_point created, mac_set;
+  };
+  static Made create_tap(const std::string& name, const std::string& mac) {
+    Made m;
+    EXPECT_TRUE(sh("ip link add " + name + " type veth peer name " + name + "p"));
+    m.created = Clock::now();
+    EXPECT_TRUE(sh("ip link set " + name + " address " + mac));
+    m.mac_set = Clock::now();
+    EXPECT_TRUE(sh("ip link set " + name + " up"));
+    return m;
+  }
+
   static bool hooked(const std::string& ifname) {
     int ifx = static_cast<int>(if_nametoindex(ifname.c_str()));
     auto in = datapath::tc_prog_id(ifx, datapath::TcHook::kIngress);
@@ -419,6 +452,181 @@ TEST_F(DaemonLibvirtTest, RecreatedTapOfARunningVmIsAdmittedWithoutAReconcile) {
   remove_domain(web);
   remove_domain(db);
   sh("ip link del zwl-adD");
+}
+
+// A libvirt VM that starts: its domain was defined, not running, at the
+// last apply, its config naming its tap. The tap libvirt creates for it is
+// admitted by the tap thread the moment it has libvirt's host-side MAC
+// (fe: + the guest's), with the loop not running at all (so long before
+// libvirt's STARTED event could be handled), and judged by the VM's zone;
+// the reconcile after STARTED finds nothing left to write.
+TEST_F(DaemonLibvirtTest, StartingVmTapIsEnforcedBeforeItsStartedEvent) {
+  daemon::Daemon d(opt_);
+  ASSERT_TRUE(d.start().has_value());
+  ASSERT_TRUE(sh("ip link add zwl-sD type veth peer name zwl-sDp && ip link set zwl-sD up"));
+  virDomainPtr db =
+      virDomainDefineXML(conn_, domain_xml("db-s", "11111111-2222-3333-4444-0000000000c2",
+                                           "zwl-sD", "52:54:00:30:00:c2", "10.3.0.42")
+                                    .c_str());
+  virDomainPtr web =
+      virDomainDefineXML(conn_, domain_xml("web-s", "11111111-2222-3333-4444-0000000000c1",
+                                           "zwl-sW", "52:54:00:30:00:c1", "10.3.0.41")
+                                    .c_str());
+  ASSERT_NE(db, nullptr);
+  ASSERT_NE(web, nullptr);
+  ASSERT_EQ(virDomainCreate(db), 0);
+  EXPECT_TRUE(step_until(d, [] {
+    auto st = engine::read_state(opt_.paths);
+    if (!st || !*st || live_zone("zwl-sD") != "db") return false;
+    for (const auto& e : (*st)->endpoints)
+      if (e.vm_name == "web-s") return true;
+    return false;
+  })) << "web-s (stopped) and db-s (running) not applied";
+  const auto before = d.counters();
+
+  // From here the loop is not stepped: only the tap thread acts.
+  auto made = create_tap("zwl-sW", "fe:54:00:30:00:c1");
+  long us = wait_zone("zwl-sW", "web", 2000, made.created);
+  ASSERT_GE(us, 0) << "the starting VM's tap was not admitted without a reconcile";
+  std::printf(
+      "[ measure  ] starting VM's tap -> its endpoint live: %ld us after `ip link add` returned, "
+      "%ld us after `ip link set address` returned; no reconcile\n",
+      us,
+      static_cast<long>(
+          us - std::chrono::duration_cast<std::chrono::microseconds>(made.mac_set - made.created)
+                   .count()));
+  EXPECT_EQ(d.counters().admitted_prospective, before.admitted_prospective + 1);
+  EXPECT_TRUE(passes("zwl-sW", "10.3.0.41", "10.3.0.42", 5432, 0xc1)) << "web-db-pg";
+  EXPECT_FALSE(passes("zwl-sW", "10.3.0.41", "10.3.0.42", 5433, 0xc1)) << "no rule";
+  EXPECT_FALSE(passes("zwl-sW", "10.3.0.42", "10.3.0.41", 5432, 0xc1)) << "db-s's address";
+  EXPECT_FALSE(passes("zwl-sW", "10.3.0.41", "10.3.0.42", 5432, 0xc2)) << "db-s's MAC";
+
+  // libvirt reports it running (STARTED): the reconcile agrees and has
+  // nothing left to write for it.
+  ASSERT_EQ(virDomainCreate(web), 0);
+  EXPECT_TRUE(step_until(d, [&] { return d.counters().applies > before.applies; }));
+  auto c = d.counters();
+  EXPECT_EQ(c.confirmed, before.confirmed + 1);
+  EXPECT_EQ(c.corrected, before.corrected);
+  EXPECT_EQ(c.withdrawn, before.withdrawn);
+  for (const char* m : {"zw_endpoints", "zw_addrs", "zw_pairs"})
+    EXPECT_EQ(c.last_written[m], 0u) << m << ": the reconcile after STARTED wrote entries";
+  EXPECT_EQ(live_zone("zwl-sW"), "web");
+  EXPECT_TRUE(passes("zwl-sW", "10.3.0.41", "10.3.0.42", 5432, 0xc1));
+  auto st = engine::read_state(opt_.paths);
+  ASSERT_TRUE(st && *st);
+  bool found = false;
+  for (const auto& e : (*st)->endpoints)
+    if (e.vm_name == "web-s") {
+      found = true;
+      EXPECT_EQ(e.ifname, "zwl-sW");
+      EXPECT_EQ(e.ifindex, if_nametoindex("zwl-sW"));
+    }
+  EXPECT_TRUE(found);
+  remove_domain(web);
+  remove_domain(db);
+  sh("ip link del zwl-sW; ip link del zwl-sD");
+  step_until(d, [] { return live_zone("zwl-sD").empty(); });
+}
+
+// What a starting VM's tap name must not open: a name two stopped domains
+// name, a tap without the MAC libvirt gives that VM's tap. Both stay hooked
+// and drop everything (nothing written) until a reconcile decides; a VM
+// libvirt reports running on its tap then gets its endpoint as always.
+TEST_F(DaemonLibvirtTest, StartingVmTapRefusedWhenAmbiguousOrWithAnotherMac) {
+  daemon::Daemon d(opt_);
+  ASSERT_TRUE(d.start().has_value());
+  virDomainPtr a =
+      virDomainDefineXML(conn_, domain_xml("web-a", "11111111-2222-3333-4444-0000000000d1",
+                                           "zwl-amb", "52:54:00:30:00:d1", "10.3.0.51")
+                                    .c_str());
+  virDomainPtr b =
+      virDomainDefineXML(conn_, domain_xml("db-b", "11111111-2222-3333-4444-0000000000d2",
+                                           "zwl-amb", "52:54:00:30:00:d2", "10.3.0.52")
+                                    .c_str());
+  virDomainPtr w =
+      virDomainDefineXML(conn_, domain_xml("web-w", "11111111-2222-3333-4444-0000000000d3",
+                                           "zwl-wmac", "52:54:00:30:00:d3", "10.3.0.53")
+                                    .c_str());
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  ASSERT_NE(w, nullptr);
+  EXPECT_TRUE(step_until(d, [] {
+    auto st = engine::read_state(opt_.paths);
+    if (!st || !*st) return false;
+    int n = 0;
+    for (const auto& e : (*st)->endpoints)
+      n += e.vm_name == "web-a" || e.vm_name == "db-b" || e.vm_name == "web-w";
+    return n == 3;
+  }));
+  const auto before = d.counters();
+  auto maps = datapath::open_pinned_maps(opt_.paths.pin_dir);
+  ASSERT_TRUE(maps.has_value());
+  auto endpoints = [&] {
+    auto e = datapath::map_entries<zw_endpoint_key, zw_endpoint_val>(maps->endpoints.get());
+    return e ? e->size() : size_t{0};
+  };
+  const size_t n_before = endpoints();
+
+  // web-a's own libvirt MAC on the name both domains give their tap.
+  auto t1 = create_tap("zwl-amb", "fe:54:00:30:00:d1").created;
+  // Another MAC than libvirt's for web-w (fe:...:d3).
+  auto t2 = create_tap("zwl-wmac", "fe:54:00:30:00:99").created;
+  EXPECT_EQ(wait_zone("zwl-amb", "web", 300, t1), -1) << "ambiguous name admitted";
+  EXPECT_EQ(wait_zone("zwl-wmac", "web", 300, t2), -1) << "tap with another MAC admitted";
+  EXPECT_TRUE(hooked("zwl-amb"));
+  EXPECT_TRUE(hooked("zwl-wmac"));
+  EXPECT_FALSE(passes("zwl-amb", "10.3.0.51", "10.3.0.1", 80, 0xd1));
+  EXPECT_FALSE(passes("zwl-wmac", "10.3.0.53", "10.3.0.1", 80, 0xd3));
+  EXPECT_EQ(d.counters().admitted, before.admitted);
+  EXPECT_EQ(endpoints(), n_before) << "a refused admission wrote an endpoint";
+
+  // libvirt says web-w runs on zwl-wmac: the reconcile enforces it (identity
+  // is the name libvirt reports for a running domain).
+  ASSERT_EQ(virDomainCreate(w), 0);
+  EXPECT_TRUE(step_until(d, [] { return live_zone("zwl-wmac") == "web"; }));
+  EXPECT_EQ(live_zone("zwl-amb"), "") << "still ambiguous, still nobody's";
+  EXPECT_EQ(d.counters().admitted_prospective, before.admitted_prospective);
+  for (auto* dom : {a, b, w}) remove_domain(dom);
+  sh("ip link del zwl-amb; ip link del zwl-wmac");
+  step_until(d, [] { return live_zone("zwl-wmac").empty(); });
+}
+
+// A starting VM whose live definition differs from its config (its zone
+// tag changed for this run only): admitted as its config says, then the
+// reconcile that reads the live definition corrects it, and says so.
+TEST_F(DaemonLibvirtTest, StartingVmWhoseLiveDefinitionDiffersIsCorrected) {
+  daemon::Daemon d(opt_);
+  ASSERT_TRUE(d.start().has_value());
+  virDomainPtr x = virDomainDefineXML(
+      conn_, domain_xml("app-x", "11111111-2222-3333-4444-0000000000e1", "zwl-xW",
+                        "52:54:00:30:00:e1", "10.3.0.61", "web")
+                 .c_str());
+  ASSERT_NE(x, nullptr);
+  EXPECT_TRUE(step_until(d, [] {
+    auto st = engine::read_state(opt_.paths);
+    if (!st || !*st) return false;
+    for (const auto& e : (*st)->endpoints)
+      if (e.vm_name == "app-x") return true;
+    return false;
+  }));
+  const auto before = d.counters();
+  // Started, then re-tagged for this run only; the loop hears of neither yet.
+  ASSERT_EQ(virDomainCreate(x), 0);
+  ASSERT_EQ(virDomainSetMetadata(x, VIR_DOMAIN_METADATA_ELEMENT, "<vm><zone>db</zone></vm>",
+                                 inventory::kMetadataKey, inventory::kMetadataUri,
+                                 VIR_DOMAIN_AFFECT_LIVE),
+            0);
+  auto created = create_tap("zwl-xW", "fe:54:00:30:00:e1").created;
+  ASSERT_GE(wait_zone("zwl-xW", "web", 2000, created), 0) << "not admitted as its config says";
+  EXPECT_TRUE(step_until(d, [] { return live_zone("zwl-xW") == "db"; })) << live_zone("zwl-xW");
+  auto c = d.counters();
+  EXPECT_EQ(c.corrected, before.corrected + 1);
+  EXPECT_EQ(c.confirmed, before.confirmed);
+  EXPECT_GT(c.last_written["zw_endpoints"], 0u) << "the corrected endpoint was not written";
+  remove_domain(x);
+  sh("ip link del zwl-xW");
+  step_until(d, [] { return live_zone("zwl-xW").empty(); });
 }
 
 // A static inventory is parsed again only when the file changed (the daemon
