@@ -8,7 +8,16 @@
 //                in a private netns: time from a new VM interface appearing
 //                to its hook (fail-closed) and to its endpoint in the live
 //                generation (enforced by zone)
+//   start-latency  a libvirt VM that starts: the daemon's code in process on
+//                libvirt's test driver (test:///default, shared with the
+//                bench), every VM a domain, the trial VMs stopped; per trial
+//                the bench starts one (virDomainCreate: STARTED at once) and
+//                makes its tap as libvirtd does (ioctls: created, fe: MAC,
+//                up), then times the hook, the endpoint in the live
+//                generation, and the reconcile that follows
 #include <dlfcn.h>
+#include <fcntl.h>
+#include <libvirt/libvirt.h>
 #include <net/if.h>
 #include <sched.h>
 #include <signal.h>
@@ -23,18 +32,23 @@
 #include <fstream>
 #include <iterator>
 #include <thread>
+#include <atomic>
 
 #include "common.h"
+#include "daemon/daemon.h"
 #include "datapath/attach.h"
 #include "datapath/maps.h"
 #include "datapath/object.h"
 #include "engine/desired.h"
 #include "engine/reconcile.h"
 #include "gen.h"
+#include "inventory/libvirt.h"
 #include "inventory/static_json.h"
 #include "inventory/zones.h"
+#include "libvirt_tap.h"
 #include "policy/compile.h"
 #include "policy/json.h"
+#include "util/log.h"
 
 namespace zw::bench {
 
@@ -348,11 +362,254 @@ int tap_latency(int argc, char** argv) {
   return rc;
 }
 
+
+// One domain of the benchmark's libvirt test driver: VM i of the generated
+// inventory (name, MAC, addresses in its zonewall metadata, as a QEMU
+// domain carries them), its tap named in its config.
+std::string start_domain_xml(const GenSpec& s, int i) {
+  char uuid[40];
+  std::snprintf(uuid, sizeof uuid, "5a17a7e0-0000-4000-8000-%012x", i);
+  const std::string mac = vm_mac(i);
+  return "<domain type='test'><name>" + vm_name(s, i) + "</name><uuid>" + uuid +
+         "</uuid><metadata><zonewall:vm xmlns:zonewall='" + inventory::kMetadataUri +
+         "'><zonewall:interface mac='" + mac + "'><zonewall:ip>" + vm_ipv4(i) +
+         "</zonewall:ip><zonewall:ip>" + vm_ipv6(i) +
+         "</zonewall:ip></zonewall:interface></zonewall:vm></metadata>"
+         "<memory>65536</memory><os><type>hvm</type></os><devices>"
+         "<interface type='ethernet'><mac address='" +
+         mac + "'/><target dev='zwbs" + std::to_string(i) + "'/></interface></devices></domain>";
+}
+
+int start_latency(int argc, char** argv) {
+  CLI::App app{"a libvirt VM that starts: its tap -> hooked -> enforced, daemon in process"};
+  Setup x;
+  GenSpec& s = x.spec;
+  s.zones = 10;
+  s.vms = 10;
+  s.rules = 10;
+  int trials = 10;
+  add_setup_options(app, x);
+  app.add_option("--trials", trials)->capture_default_str();
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  if (trials < 1 || trials > s.vms) {
+    std::fprintf(stderr, "start-latency: --trials must be 1..--vms\n");
+    return 2;
+  }
+  if (unshare(CLONE_NEWNET) != 0) {
+    std::perror("unshare(CLONE_NEWNET)");
+    return 1;
+  }
+  sh("ip link set lo up");
+  x.policy = x.dir + "/start.policy.json";
+  if (!write_file(x.policy, policy_json(s))) {
+    std::fprintf(stderr, "start-latency: cannot write into %s\n", x.dir.c_str());
+    return 1;
+  }
+  // The daemon logs to a file; the table goes to stdout, the bench's own
+  // errors to the stderr it was given.
+  const std::string log_path = x.dir + "/start-daemon.log";
+  int err = dup(2);
+  int logfd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (err < 0 || logfd < 0 || dup2(logfd, 2) < 0) {
+    std::perror("start-latency: log file");
+    return 1;
+  }
+  ::close(logfd);
+  auto say = [&](const std::string& m) { dprintf(err, "start-latency: %s\n", m.c_str()); };
+  datapath::install_libbpf_logger();
+  if (auto st = inventory::start_event_loop(); !st) {
+    say(st.error().str());
+    return 1;
+  }
+  virConnectPtr conn = virConnectOpen("test:///default");
+  if (conn == nullptr) {
+    say("cannot open test:///default");
+    return 1;
+  }
+  // Every VM a domain; all run but the trial VMs (their taps do not exist:
+  // what matters is that libvirt and the daemon know 10,000 VMs).
+  std::vector<int> trial_vm;
+  for (int k = 0; k < trials; ++k) trial_vm.push_back(static_cast<int>((int64_t{k} * s.vms) / trials));
+  std::vector<virDomainPtr> doms(s.vms, nullptr);
+  auto t_def = Clock::now();
+  for (int i = 0; i < s.vms; ++i) {
+    doms[i] = virDomainDefineXML(conn, start_domain_xml(s, i).c_str());
+    if (doms[i] == nullptr) {
+      say("cannot define domain " + vm_name(s, i));
+      return 1;
+    }
+    if (std::find(trial_vm.begin(), trial_vm.end(), i) == trial_vm.end() &&
+        virDomainCreate(doms[i]) != 0) {
+      say("cannot start domain " + vm_name(s, i));
+      return 1;
+    }
+  }
+  say(std::to_string(s.vms) + " domains defined, " + std::to_string(s.vms - trials) +
+      " running, in " + std::to_string(static_cast<int>(ms_since(t_def))) + " ms");
+
+  daemon::Options o;
+  o.paths = engine::make_paths(x.pin_dir);
+  o.policy_path = x.policy;
+  o.libvirt_uri = "test:///default";
+  o.tap_patterns = {"zwbs*"};
+  o.resync_seconds = 3600;
+  o.libvirt_lease_addrs = false;  // the test driver invents leases
+  log::set_level(log::Level::kInfo);
+  int rc = 0;
+  {
+    daemon::Daemon d(o);
+    if (auto st = d.start(); !st) {
+      say(st.error().str());
+      return 1;
+    }
+    std::atomic<bool> stop{false};
+    std::thread loop([&] {
+      while (!stop.load() && d.step(50)) {
+      }
+    });
+    auto deadline = Clock::now() + std::chrono::seconds(300);
+    while (d.counters().applies == 0 && Clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    auto maps = datapath::open_pinned_maps(x.pin_dir);
+    std::optional<datapath::ConfigView> cfg;
+    if (maps)
+      if (auto c = datapath::ConfigView::map(maps->config.get()); c) cfg.emplace(std::move(*c));
+    if (d.counters().applies == 0 || !cfg) {
+      say("the daemon did not apply within 300 s (see " + log_path + ")");
+      rc = 1;
+    }
+    // Quiet: no apply for `ms` (the reconciles a trial causes are over).
+    auto settle = [&](int ms) {
+      auto last = d.counters().applies;
+      auto since = Clock::now();
+      auto end = Clock::now() + std::chrono::seconds(120);
+      while (Clock::now() < end && ms_since(since) < ms) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        if (auto n = d.counters().applies; n != last) {
+          last = n;
+          since = Clock::now();
+        }
+      }
+    };
+    std::printf(
+        "startlat\tzones\tvms\trules\ttrial\thooked_us\tenforced_us\tmac_to_enforced_us\thow\t"
+        "next_apply_ms\tnext_apply_endpoint_writes\tverdict\n");
+    for (int k = 0; rc == 0 && k < trials; ++k) {
+      settle(500);
+      const int j = trial_vm[k];
+      const auto before = d.counters();
+      // libvirtd: the domain is active (virDomainIsActive) before its tap
+      // exists; the test driver also emits STARTED at once, so the loop
+      // starts a reconcile now, as the tap's own link event makes it do
+      // with libvirtd.
+      if (virDomainCreate(doms[j]) != 0) {
+        say("cannot start " + vm_name(s, j));
+        rc = 1;
+        break;
+      }
+      auto t_start = Clock::now();
+      const net::Mac tap_mac = inventory::libvirt_tap_mac(*net::parse_mac(vm_mac(j)));
+      const std::string tap_name = "zwbs" + std::to_string(j);
+      auto tap = std::make_unique<test::LibvirtTap>(tap_name, &tap_mac);
+      if (!tap->ok()) {
+        say("cannot create tap " + tap_name);
+        rc = 1;
+        break;
+      }
+      const uint32_t ifx = if_nametoindex(tap_name.c_str());
+      // Polled every 50 us: the endpoint (a map lookup) on every round, the
+      // hook (a netlink query, under the lock the daemon's own tc calls
+      // take) every fourth until seen.
+      double hooked = -1, enforced = -1;
+      for (int round = 0; enforced < 0 && ms_since(tap->created) < 30000; ++round) {
+        auto now_us = [&] {
+          return std::chrono::duration<double, std::micro>(Clock::now() - tap->created).count();
+        };
+        zw_endpoint ep{};
+        if (datapath::lookup_endpoint(maps->endpoints.get(), cfg->active_gen(), ifx, &ep))
+          enforced = now_us();
+        if (hooked < 0 && (round % 4 == 0 || enforced >= 0)) {
+          auto id = datapath::tc_prog_id(static_cast<int>(ifx), datapath::TcHook::kIngress);
+          if (id && *id != 0) hooked = now_us();
+        }
+        if (enforced < 0) std::this_thread::sleep_for(std::chrono::microseconds(50));
+      }
+      if (hooked > enforced && enforced >= 0) hooked = enforced;  // seen in the same round
+      // How it was enforced: by the tap thread as a starting VM's tap, by
+      // the tap thread as an interface of a VM libvirt already reported
+      // running (a reconcile read it before the tap existed), or by a
+      // reconcile that found the tap.
+      auto how_of = [&](const daemon::Daemon::Counters& c) {
+        return c.admitted_prospective > before.admitted_prospective ? "prospective"
+               : c.admitted > before.admitted                       ? "admitted"
+                                                                    : "reconcile";
+      };
+      const std::string how_now = how_of(d.counters());
+      // The reconcile that reads the VM running: it judges the admission.
+      auto judged = [&](const daemon::Daemon::Counters& c) {
+        return c.confirmed + c.corrected + c.withdrawn >
+               before.confirmed + before.corrected + before.withdrawn;
+      };
+      auto end = Clock::now() + std::chrono::seconds(120);
+      daemon::Daemon::Counters after = d.counters();
+      while (Clock::now() < end) {
+        after = d.counters();
+        if (how_now == "prospective" ? judged(after) : after.applies > before.applies)
+          break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+      const double next_apply_ms = ms_since(t_start);
+      const char* how = how_of(after);
+      const char* verdict = after.confirmed > before.confirmed   ? "confirmed"
+                            : after.corrected > before.corrected ? "corrected"
+                            : after.withdrawn > before.withdrawn ? "withdrawn"
+                                                                 : "-";
+      auto w = after.last_written.find("zw_endpoints");
+      std::printf("startlat\t%d\t%d\t%d\t%d\t%.0f\t%.0f\t%.0f\t%s\t%.1f\t%zu\t%s\n", s.zones,
+                  s.vms, s.rules, k, hooked, enforced,
+                  enforced < 0 ? -1.0
+                               : enforced - std::chrono::duration<double, std::micro>(
+                                                tap->mac_set - tap->created)
+                                                .count(),
+                  how, next_apply_ms, w == after.last_written.end() ? size_t{0} : w->second,
+                  verdict);
+      std::fflush(stdout);
+      if (enforced < 0) rc = 1;
+      // Stopped again, its tap gone; the next trial starts once the
+      // reconcile that follows has taken the endpoint away.
+      virDomainDestroy(doms[j]);
+      tap.reset();
+      auto gone_by = Clock::now() + std::chrono::seconds(120);
+      zw_endpoint_val left{};
+      while (Clock::now() < gone_by &&
+             datapath::map_lookup(maps->endpoints.get(), zw_endpoint_key{ifx}, &left))
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    settle(500);
+    stop = true;
+    loop.join();
+  }
+  for (auto* dom : doms)
+    if (dom) {
+      virDomainDestroy(dom);
+      virDomainUndefine(dom);
+      virDomainFree(dom);
+    }
+  virConnectClose(conn);
+  if (auto lock = engine::PinLock::acquire(x.pin_dir)) (void)engine::down(engine::make_paths(x.pin_dir));
+  ::close(err);
+  return rc;
+}
 }  // namespace
 
 int run_control(int argc, char** argv) {
   std::string cmd = argv[1];
   if (cmd == "apply-time") return apply_time(argc - 1, argv + 1);
+  if (cmd == "start-latency") return start_latency(argc - 1, argv + 1);
   return tap_latency(argc - 1, argv + 1);
 }
 

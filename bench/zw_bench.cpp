@@ -2,7 +2,7 @@
 //   gen      write a generated policy, inventory, nft and iptables rulesets
 //   cost     per-packet cost with BPF_PROG_TEST_RUN (own network namespace)
 //   blast | xdp-drop | rr-server | rr-client    traffic tools (traffic.cpp)
-//   apply-time | tap-latency                     control plane (control.cpp)
+//   apply-time | tap-latency | start-latency     control plane (control.cpp)
 #include <linux/pkt_cls.h>
 #include <unistd.h>
 
@@ -153,7 +153,7 @@ int main(int argc, char** argv) {
   if (argc < 2) {
     std::fprintf(stderr,
                  "usage: zw_bench gen|cost|blast|xdp-drop|rr-server|rr-client|apply-time|"
-                 "tap-latency [options]\n");
+                 "tap-latency|start-latency [options]\n");
     return 2;
   }
   std::string cmd = argv[1];
@@ -162,7 +162,8 @@ int main(int argc, char** argv) {
   if (cmd == "cost") return run_cost(argc - 1, argv + 1);
   if (cmd == "blast" || cmd == "xdp-drop" || cmd == "rr-server" || cmd == "rr-client")
     return run_traffic(argc, argv);
-  if (cmd == "apply-time" || cmd == "tap-latency") return run_control(argc, argv);
+  if (cmd == "apply-time" || cmd == "tap-latency" || cmd == "start-latency")
+    return run_control(argc, argv);
   std::fprintf(stderr, "zw_bench: unknown subcommand '%s'\n", cmd.c_str());
   return 2;
 }

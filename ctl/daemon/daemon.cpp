@@ -479,6 +479,16 @@ Result<std::shared_ptr<const inventory::Inventory>> Daemon::Impl::static_invento
 Result<std::optional<engine::ApplyReport>> Daemon::Impl::reconcile(const char* why, bool force) {
   if (!policy_) return fail(Error(ErrorKind::kInvalid, "no valid policy loaded"));
   auto t0 = Clock::now();
+  // Normally admissions go on while the inventory is read and the desired
+  // state built, and a reconcile that one overtook is built again: an
+  // admission is newer than the inventory read before it (a starting VM's
+  // tap admitted while libvirt still listed its domain as stopped), so the
+  // count is taken before reading. After two overtaken in a row (taps
+  // appearing faster than a reconcile takes), this one holds the lock from
+  // the start instead, so reconciles always complete; admissions wait.
+  std::unique_lock<std::mutex> hold;
+  if (superseded_ >= 2) hold = std::unique_lock(write_mu_);
+  const uint64_t epoch = admit_epoch_.load();
   inventory::Inventory inv;
   std::vector<std::string> warnings;
   if (!o_.libvirt_uri.empty()) {
@@ -546,15 +556,7 @@ Result<std::optional<engine::ApplyReport>> Daemon::Impl::reconcile(const char* w
     }
     publish_admissions(std::move(adm));
   };
-  // Normally admissions go on while the desired state is built, and a
-  // reconcile that one overtook is built again. After two in a row (taps
-  // appearing faster than a reconcile takes), this one holds the lock from
-  // the start instead, so reconciles always complete; admissions wait.
-  std::unique_lock<std::mutex> hold;
-  const uint64_t epoch = admit_epoch_.load();
-  if (superseded_ >= 2) {
-    hold = std::unique_lock(write_mu_);
-  } else {
+  if (!hold) {
     in.write_lock = &write_mu_;
     in.still_current = [&] { return admit_epoch_.load() == epoch; };
   }
@@ -562,7 +564,6 @@ Result<std::optional<engine::ApplyReport>> Daemon::Impl::reconcile(const char* w
   if (hold) hold.unlock();
   uint64_t one = 1;  // the write lock is free: taps that found it taken try again
   (void)!::write(tap_retry_.get(), &one, sizeof one);
-  if (rep && rep->admissions) check_prospective(prospective, *rep->admissions);
   if (!rep) return fail(std::move(rep.error()));
   if (rep->superseded) {  // an interface was admitted meanwhile: again, with it
     log::debug("reconcile: an admission came first; again", {{"why", why}});
@@ -586,6 +587,7 @@ Result<std::optional<engine::ApplyReport>> Daemon::Impl::reconcile(const char* w
     apply_info_.last_unix_seconds =
         std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
   }
+  if (rep->admissions) check_prospective(prospective, *rep->admissions);
   {
     std::lock_guard lk(link_mu_);
     known_ifnames_.clear();
@@ -717,6 +719,8 @@ bool Daemon::Impl::admit_link(uint32_t ifindex, Awaiting& aw) {
   auto r = engine::admit(*maps, a, ifindex, &why, &retry);
   if (r && *r) {
     ++admit_epoch_;
+    ++n_admitted_;
+    if (a.prospective) ++n_prospective_;
     std::lock_guard lk(link_mu_);
     admitted_[aw.ifname] = ifindex;
     if (a.prospective) {
@@ -741,8 +745,6 @@ bool Daemon::Impl::admit_link(uint32_t ifindex, Awaiting& aw) {
     }
     return false;
   }
-  ++n_admitted_;
-  if (a.prospective) ++n_prospective_;
   log::info(a.prospective ? "starting VM's tap admitted: its VM's policy is in force"
                           : "interface admitted: its VM's policy is in force",
             {{"ifname", aw.ifname},
