@@ -90,7 +90,7 @@ struct Daemon::Impl {
   // again), for kAwaitWindow after it appeared. Tap thread only.
   struct Awaiting {
     std::string ifname;
-    Clock::time_point appeared;
+    Clock::time_point appeared;  // when the tap thread heard of it (before hooking it)
     std::string last_why;  // the last refusal, logged once
   };
   static constexpr std::chrono::seconds kAwaitWindow{10};
@@ -351,8 +351,9 @@ void Daemon::Impl::tap_loop() {
         it->second = ev.ifname;
         auto aw = awaiting_.find(ev.ifindex);
         if ((ev.kind == K::kAdded || fresh || renamed) && is_tap(ev.ifname, ev.kind_name)) {
+          const auto seen = Clock::now();
           pre_attach(ev);
-          Awaiting& a = awaiting_[ev.ifindex] = {ev.ifname, Clock::now(), ""};
+          Awaiting& a = awaiting_[ev.ifindex] = {ev.ifname, seen, ""};
           if (admit_link(ev.ifindex, a)) awaiting_.erase(ev.ifindex);
         } else if (aw != awaiting_.end() && aw->second.ifname == ev.ifname) {
           // A change of a hooked, not yet admitted interface: its MAC set?
@@ -752,7 +753,7 @@ bool Daemon::Impl::admit_link(uint32_t ifindex, Awaiting& aw) {
              {"ifindex", std::to_string(ifindex)},
              {"entries_written", std::to_string((*r)->entries_written)},
              {"admit_us", us_since(t0)},
-             {"since_hooked_us", us_since(aw.appeared)}});
+             {"since_seen_us", us_since(aw.appeared)}});
   return true;
 }
 

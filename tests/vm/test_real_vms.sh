@@ -21,8 +21,18 @@
 #     SIGTERM stops the daemon (exit 0) and enforcement stays;
 #  e. after `zonewall down` a probe the policy denied gets through (so the
 #     drops were zonewall's) and no tc filter is left on the taps.
-# Prints MEASURED: lines: tap created -> hooked -> reconciled per VM, and
-# virsh start -> first allowed probe answered.
+# At every start (a, c) each VM's tap, created by libvirt, is admitted as a
+# starting VM's (the domain was defined, not running, at the last apply):
+# its endpoint written < 10 ms after the daemon's tap thread saw the tap,
+# before libvirt's STARTED event, and the reconcile that reads the VM
+# running finds that admission exactly right; no packet on a new tap meets
+# the fail-closed hook without an endpoint (drop_no_endpoint stays 0).
+# Prints MEASURED: lines: tap created -> hooked -> admitted -> reconciled per
+# VM, and virsh start -> first allowed probe answered.
+# ZW_VM_EXTRA_DOMAINS=N defines N more domains (never started, each naming
+# its own tap, with an address in its metadata) before the daemon starts,
+# so that libvirt lists N+3 domains at every reconcile: the admission, not
+# the reconcile, is what enforces a starting VM's tap on such a host.
 #
 # Needs root, libvirtd/virtlogd (libvirt-daemon-driver-qemu), qemu-system-x86,
 # /dev/net/tun, bpffs and the guest image (built if missing: apt-get download).
@@ -78,6 +88,8 @@ CREATED_USER=""
 CREATED_LOGDIR=""
 BG_PIDFILES=()
 DEFINED=()
+EXTRA=${ZW_VM_EXTRA_DOMAINS:-0}
+EXTRA_DEFINED=0         # how many of the extra domains exist (removed in one virsh batch)
 DOWN_DONE=0
 
 dom() { printf '%s-%s' "$PFX" "$1"; }
@@ -110,6 +122,10 @@ vm_cleanup() {
 		zwc status >&2 2>&1
 		zwc stats >&2 2>&1
 		echo "--------------------------------------------" >&2
+	fi
+	if ((EXTRA_DEFINED > 0)); then
+		for ((i = 0; i < EXTRA_DEFINED; i++)); do echo "undefine $PFX-web-x$i"; done >"$T/extra-undefine.cmds"
+		virsh -q -c "$URI" <"$T/extra-undefine.cmds" >/dev/null 2>&1 || echo "cleanup: some extra domains could not be undefined" >&2
 	fi
 	for d in "${DEFINED[@]}"; do
 		v destroy "$d" >/dev/null 2>&1
@@ -299,14 +315,38 @@ EOF
 	DEFINED+=("$(dom "$vm")")
 done
 
+# Extra domains, defined and never started, in one virsh session (one
+# process per domain would take minutes for thousands).
+if ((EXTRA > 0)); then
+	zw_log "defining $EXTRA extra domains (stopped)"
+	T_DEF=$(now)
+	for ((i = 0; i < EXTRA; i++)); do
+		printf -v xmac '52:54:01:%02x:%02x:%02x' $((i >> 16 & 255)) $((i >> 8 & 255)) $((i & 255))
+		printf -v xip '10.81.%d.%d' $((i / 250)) $((i % 250 + 1))
+		printf '%s\n' "<domain type='qemu'><name>$PFX-web-x$i</name>" \
+			"<metadata><zonewall:vm xmlns:zonewall='http://zonewall.org/xmlns/libvirt/1.0'><zonewall:interface mac='$xmac'><zonewall:ip>$xip</zonewall:ip></zonewall:interface></zonewall:vm></metadata>" \
+			"<memory unit='MiB'>64</memory><os><type arch='x86_64' machine='pc'>hvm</type></os>" \
+			"<devices><emulator>$(command -v qemu-system-x86_64)</emulator><interface type='bridge'><source bridge='$BR'/><target dev='${TAPPFX}x$i'/><mac address='$xmac'/><model type='virtio'/></interface></devices></domain>" \
+			>"$T/extra-$i.xml"
+		echo "define $T/extra-$i.xml"
+	done >"$T/extra-define.cmds"
+	EXTRA_DEFINED=$EXTRA
+	virsh -q -c "$URI" <"$T/extra-define.cmds" >"$T/extra-define.log" 2>&1 || zw_die "defining the extra domains failed: $(tail -3 "$T/extra-define.log")"
+	rm -f "$T"/extra-*.xml
+	n=$(virsh -q -c "$URI" list --all --name | grep -c "^$PFX-web-x" || true)
+	zw_assert "$EXTRA extra domains defined (got $n) in $(awk -v a="$T_DEF" -v b="$(now)" 'BEGIN{printf "%.1f", b-a}') s" test "$n" = "$EXTRA"
+fi
+
 # ---------------------------------------------------------------- daemon
 bg_stamped "$T/links.log" ip -o monitor link
 zw_log "zonewall daemon --libvirt $URI --tap-pattern '$TAPPFX*'"
 bg_stamped "$T/daemon.log" "$ZONEWALL" -v --pin-dir "$PIN" --state-dir "$STATE" daemon --policy "$POLICY" \
 	--libvirt "$URI" --tap-pattern "$TAPPFX*"
 DAEMON_PID=$(cat "$T/daemon.log.pid")
-for ((i = 0; i < 100; i++)); do grep -q 'msg=reconciled' "$T/daemon.log" && break; sleep 0.1; done
-grep -q 'msg=reconciled' "$T/daemon.log" || zw_die "the daemon did not reconcile within 10 s: $(cat "$T/daemon.log")"
+for ((i = 0; i < 1200; i++)); do grep -q 'msg=reconciled' "$T/daemon.log" && break; sleep 0.1; done
+grep -q 'msg=reconciled' "$T/daemon.log" || zw_die "the daemon did not reconcile within 120 s: $(tail -5 "$T/daemon.log")"
+((EXTRA == 0)) || printf '  MEASURED: first reconcile with %d domains: %s\n' "$((EXTRA + 3))" \
+	"$(grep -m1 'msg=reconciled' "$T/daemon.log" | grep -o 'took_us=[0-9]* ms="[^"]*"')"
 zw_pass "daemon up and reconciled before any guest runs"
 st=$(zwc --json stats) || zw_die "zonewall --json stats failed"
 total=$(zw_json "sum(c['packets'] for c in d['reasons'].values())" <<<"$st")
@@ -413,7 +453,29 @@ for vm in vms:
         if "ZWNET" in l and start and ts >= start: guest_net = ts; break
     def d(a, b): return f"{(b - a) * 1000:.1f} ms" if a is not None and b is not None else "n/a"
     def s_(a, b): return f"{b - a:.2f} s" if a is not None and b is not None else "n/a"
-    p("MEASURED", f"{phase} {vm}: tap {tapn} created -> hooked {d(created, hooked)}; created -> reconciled {d(created, rec)}; created -> libvirt STARTED event {d(created, started_ev)}; virsh start -> guest eth0 up {s_(start, guest_net)}; virsh start -> first allowed probe answered {s_(start, min(firsts) if firsts else None)}")
+    # The starting VM's tap admitted by the tap thread (its domain was
+    # stopped at the last apply), before libvirt's STARTED event, and the
+    # first reconcile that reads it running agrees.
+    here = [(i, ts, l) for i, (ts, l) in enumerate(dlog) if ts >= since and re.search(rf'ifname={tapn}( |$)', l)]
+    adm = next(((i, ts, l) for i, ts, l in here if "starting VM's tap admitted" in l), None)
+    started_i = next((i for i, (ts, l) in enumerate(dlog) if ts >= since and "libvirt event" in l and f"domain={pfx}-{vm} " in l and "kind=started" in l), None)
+    judged = next((l for i, ts, l in here if adm and i > adm[0] and ("is what its live definition" in l or "differed from" in l or "taken back" in l)), None)
+    seen_ms = kv(adm[2]).get("since_seen_us") if adm else None
+    seen_ms = int(seen_ms) / 1000 if seen_ms else None
+    seen_txt = f"{seen_ms:.2f} ms" if seen_ms is not None else "n/a"
+    p("MEASURED", f"{phase} {vm}: tap {tapn} created -> hooked {d(created, hooked)}; created -> admitted {d(created, adm[1] if adm else None)} (daemon: {seen_txt} after its tap thread saw the tap); created -> reconciled {d(created, rec)}; created -> libvirt STARTED event {d(created, started_ev)}; virsh start -> guest eth0 up {s_(start, guest_net)}; virsh start -> first allowed probe answered {s_(start, min(firsts) if firsts else None)}")
+    if adm is None:
+        p("FAIL", f"{phase} {vm}: its tap {tapn} was not admitted as a starting VM's (no 'starting VM's tap admitted' line)")
+    else:
+        before_started = started_i is not None and adm[0] < started_i
+        if seen_ms is not None and seen_ms < 10 and before_started:
+            p("PASS", f"{phase} {vm}: endpoint written by admission {seen_ms:.2f} ms after the daemon saw its tap (< 10 ms), before libvirt's STARTED event")
+        else:
+            p("FAIL", f"{phase} {vm}: admission {seen_txt} after the daemon saw the tap ({'before' if before_started else 'not before'} STARTED): not within 10 ms and before STARTED")
+        if judged and "is what its live definition" in judged:
+            p("PASS", f"{phase} {vm}: the reconcile that read it running found its admission exactly right")
+        else:
+            p("FAIL", f"{phase} {vm}: the reconcile after the admission did not confirm it: {judged}")
     if rec and guest_net:
         if rec < guest_net: p("PASS", f"{phase} {vm}: endpoint written {guest_net - rec:.2f} s before the guest configured eth0 (its first packets met its zone's policy)")
         else: p("INFO", f"{phase} {vm}: guest eth0 up {rec - guest_net:.2f} s BEFORE the reconcile: its earliest packets met the fail-closed hook (drop_no_endpoint)")
@@ -470,7 +532,7 @@ stats=$(zwc --json stats) || zw_die "zonewall --json stats failed"
 echo "$stats" >"$T/stats-boot.json"
 read -r all noep eps < <(zw_json "' '.join(str(x) for x in (sum(c['packets'] for c in d['reasons'].values()), d['reasons']['drop_no_endpoint']['packets'], sum(e[k]['packets'] for e in d['endpoints'] for k in ('from_vm_pass','from_vm_drop','to_vm_pass','to_vm_drop'))))" <<<"$stats")
 zw_assert "stats: every packet judged was counted for an endpoint, except drop_no_endpoint ($all judged = $eps by endpoint + $noep drop_no_endpoint)" test "$all" = "$((eps + noep))"
-printf '  MEASURED: drop_no_endpoint packets during boot: %s (traffic on a hooked tap before its endpoint was written)\n' "$noep"
+zw_assert "stats: no packet met a new tap before its endpoint (drop_no_endpoint $noep): each guest's first packets were judged by its zone" test "$noep" = 0
 for rule in web-to-db-postgres admin-ping admin-ping6 default:inter_zone; do
 	n=$(zw_json "next((r['packets'] for r in d['rules'] if r['name'] == '$rule'), 0)" <<<"$stats")
 	zw_assert "stats: rule $rule matched packets ($n)" zw_positive "$n"
@@ -496,6 +558,8 @@ report restart
 status=$(zwc --json status) || zw_die "zonewall --json status failed"
 got=$(zw_json "' '.join(f\"{e['zone']}/{e['ifindex']}/{e['enforced']}\" for e in d['endpoints'] if e['vm'] == '$(dom web-1)')" <<<"$status")
 zw_assert "restart: status shows web-1 in zone web on the new tap, enforced (got '$got')" test "$got" = "web/$new_ifx/True"
+noep=$(zwc --json stats | zw_json "d['reasons']['drop_no_endpoint']['packets']")
+zw_assert "restart: no packet met web-1's new tap before its endpoint (drop_no_endpoint $noep)" test "$noep" = 0
 
 # ---------------------------------------------------------------- libvirtd restart
 # The daemon must ride out a libvirtd restart: enforcement untouched while
