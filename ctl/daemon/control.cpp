@@ -16,7 +16,12 @@ namespace zw::daemon {
 using nlohmann::json;
 
 namespace {
+// A request is a command and a few paths: bounded small, the daemon reads
+// it from anyone who may connect. A response (status, stats of 10,000 VMs:
+// megabytes) comes from the daemon, root, and is bounded only against a
+// runaway.
 constexpr size_t kMaxRequest = 64 * 1024;
+constexpr size_t kMaxResponse = 256 * 1024 * 1024;
 
 Result<sockaddr_un> address(const std::string& path) {
   sockaddr_un a{};
@@ -28,10 +33,11 @@ Result<sockaddr_un> address(const std::string& path) {
 }
 
 // Reads until a newline, EOF, the size bound or the deadline.
-Result<std::string> read_line(int fd, std::chrono::milliseconds timeout) {
+Result<std::string> read_line(int fd, std::chrono::milliseconds timeout, size_t max) {
   std::string buf;
   auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (buf.find('\n') == std::string::npos) {
+  size_t nl = std::string::npos;
+  while (nl == std::string::npos) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
         deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0)
@@ -43,17 +49,20 @@ Result<std::string> read_line(int fd, std::chrono::milliseconds timeout) {
       return fail(Error::sys("control socket: poll"));
     }
     if (n == 0) continue;
-    char chunk[4096];
+    char chunk[65536];
     ssize_t r = ::read(fd, chunk, sizeof chunk);
     if (r < 0) {
       if (errno == EINTR || errno == EAGAIN) continue;
       return fail(Error::sys("control socket: read"));
     }
     if (r == 0) break;
+    const size_t from = buf.size();  // look for the newline in the new bytes only
     buf.append(chunk, static_cast<size_t>(r));
-    if (buf.size() > kMaxRequest) return fail(Error::invalid("control socket: message too large"));
+    nl = buf.find('\n', from);
+    if ((nl == std::string::npos ? buf.size() : nl) > max)
+      return fail(Error::invalid("control socket: message too large"));
   }
-  if (auto nl = buf.find('\n'); nl != std::string::npos) buf.resize(nl);
+  if (nl != std::string::npos) buf.resize(nl);
   return buf;
 }
 
@@ -144,7 +153,7 @@ Result<UniqueFd> listen_control(const std::string& path, const Access& access) {
 }
 
 Result<json> read_request(int client_fd) {
-  auto line = read_line(client_fd, std::chrono::milliseconds(2000));
+  auto line = read_line(client_fd, std::chrono::milliseconds(2000), kMaxRequest);
   if (!line) return fail(std::move(line.error()));
   try {
     return json::parse(*line);
@@ -175,7 +184,7 @@ Result<std::optional<json>> call(const std::string& path, const json& request,
     return fail(Error::sys("connect " + path));
   }
   if (auto w = write_all(fd.get(), request.dump() + "\n"); !w) return fail(std::move(w.error()));
-  auto line = read_line(fd.get(), timeout);
+  auto line = read_line(fd.get(), timeout, kMaxResponse);
   if (!line) return fail(std::move(line.error()).wrap("daemon at " + path));
   try {
     return std::optional<json>(json::parse(*line));
