@@ -29,6 +29,7 @@
 #include <set>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "cluster/member.h"
 #include "daemon/control.h"
@@ -38,6 +39,7 @@
 #include "datapath/maps.h"
 #include "datapath/object.h"
 #include "engine/conntrack.h"
+#include "engine/admit.h"
 #include "engine/flows.h"
 #include "engine/inspect.h"
 #include "engine/reconcile.h"
@@ -105,6 +107,11 @@ struct Daemon::Impl {
   // Interfaces the tap thread hooks: tap patterns, the last inventory's
   // interfaces, and (taps only: kind "tun") stopped domains' tap names.
   bool is_tap(const std::string& ifname, const std::string& kind);
+  // A tap (kind "tun") libvirt named itself whose MAC is the one it gives a
+  // stopped domain's tap (admissions keyed by MAC): hooked like a tap
+  // pattern's, whatever its name.
+  bool starting_tap_mac(const inventory::LinkEvent& ev);
+  std::unordered_set<uint32_t> hooked_;  // tap thread: the interfaces it hooked
   // The admissions of the apply that just flipped (ApplyInput::publish_admissions).
   void publish_admissions(std::shared_ptr<const engine::Admissions> adm);
   // The first apply after prospective admissions: was each exactly what
@@ -159,6 +166,7 @@ struct Daemon::Impl {
   // and the names of stopped domains' taps (hooked when they appear).
   std::map<std::string, engine::Admissible> prospective_admitted_;
   std::set<std::string> prospective_names_;
+  std::set<std::string> prospective_macs_;  // admission keys of taps libvirt names itself
   std::mutex write_mu_;
   std::atomic<uint64_t> admit_epoch_{0};
   int superseded_ = 0;          // reconciles an admission overtook, in a row
@@ -245,7 +253,10 @@ Status Daemon::Impl::start() {
   if (auto now = inventory::list_links(); now) {
     for (const auto& l : *now) {
       link_names_[l.ifindex] = l.ifname;
-      if (is_tap(l.ifname, l.kind_name)) pre_attach(l);
+      if (is_tap(l.ifname, l.kind_name)) {
+        pre_attach(l);
+        hooked_.insert(l.ifindex);
+      }
     }
   } else {
     log::warn("cannot list links", {{"error", now.error().str()}});
@@ -354,6 +365,7 @@ void Daemon::Impl::tap_loop() {
       if (ev.kind == K::kRemoved) {
         link_names_.erase(ev.ifindex);
         awaiting_.erase(ev.ifindex);
+        hooked_.erase(ev.ifindex);
       } else {
         // New, or renamed to a name we hook (an interface created under a
         // temporary name, a tap renamed back): hooked before anything else.
@@ -361,9 +373,11 @@ void Daemon::Impl::tap_loop() {
         bool renamed = !fresh && it->second != ev.ifname;
         it->second = ev.ifname;
         auto aw = awaiting_.find(ev.ifindex);
-        if ((ev.kind == K::kAdded || fresh || renamed) && is_tap(ev.ifname, ev.kind_name)) {
-          const auto seen = Clock::now();
+        const auto seen = Clock::now();
+        if (((ev.kind == K::kAdded || fresh || renamed) && is_tap(ev.ifname, ev.kind_name)) ||
+            (!hooked_.count(ev.ifindex) && starting_tap_mac(ev))) {
           pre_attach(ev);
+          hooked_.insert(ev.ifindex);
           Awaiting& a = awaiting_[ev.ifindex] = {ev.ifname, seen, ""};
           if (admit_link(ev.ifindex, a)) awaiting_.erase(ev.ifindex);
         } else if (aw != awaiting_.end() && aw->second.ifname == ev.ifname) {
@@ -401,6 +415,18 @@ void Daemon::Impl::stop_tap_thread() {
   uint64_t one = 1;
   (void)!::write(tap_stop_.get(), &one, sizeof one);
   tap_thread_.join();
+}
+
+bool Daemon::Impl::starting_tap_mac(const inventory::LinkEvent& ev) {
+  if (ev.kind_name != "tun") return false;
+  {
+    std::lock_guard lk(link_mu_);
+    if (prospective_macs_.empty()) return false;
+  }
+  auto m = engine::link_mac(ev.ifindex);
+  if (!m) return false;
+  std::lock_guard lk(link_mu_);
+  return prospective_macs_.count(engine::admission_key(*m)) > 0;
 }
 
 bool Daemon::Impl::is_tap(const std::string& ifname, const std::string& kind) {
@@ -687,6 +713,9 @@ void Daemon::Impl::on_links() {
     }
     if (managed || is_tap(ev.ifname, ev.kind_name)) dirty_ = true;
   }
+  // An admission (a tap hooked by its MAC, under a name nothing else
+  // claims, too) is always followed by a reconcile.
+  if (admit_epoch_.load() != applied_epoch_) dirty_ = true;
 }
 
 // On the tap thread, right after the hooks: the last apply knows the VM
@@ -701,9 +730,20 @@ void Daemon::Impl::on_links() {
 // again once the apply is done.
 bool Daemon::Impl::admit_link(uint32_t ifindex, Awaiting& aw) {
   if (!progs_) return true;
+  // Its admissible: by its name, or (a tap libvirt named itself) by its MAC.
+  auto find = [&](const engine::Admissions& adm) -> const engine::Admissible* {
+    if (auto it = adm.find(aw.ifname); it != adm.end()) return &it->second;
+    if (auto m = engine::link_mac(ifindex))
+      if (auto it = adm.find(engine::admission_key(*m)); it != adm.end()) return &it->second;
+    return nullptr;
+  };
   {
-    std::lock_guard lk(link_mu_);
-    if (!admissions_ || !admissions_->count(aw.ifname)) return false;  // a later apply may name it
+    std::shared_ptr<const engine::Admissions> adm;
+    {
+      std::lock_guard lk(link_mu_);
+      adm = admissions_;
+    }
+    if (!adm || find(*adm) == nullptr) return false;  // a later apply may name it
   }
   char now_named[IF_NAMESIZE] = {};
   if (if_indextoname(ifindex, now_named) == nullptr || aw.ifname != now_named) return true;
@@ -722,11 +762,11 @@ bool Daemon::Impl::admit_link(uint32_t ifindex, Awaiting& aw) {
     adm = admissions_;
     if (auto a = admitted_.find(aw.ifname); a != admitted_.end()) admitted_as = a->second;
   }
-  auto it = adm->find(aw.ifname);
-  if (it == adm->end()) return false;
+  const engine::Admissible* found = find(*adm);
+  if (found == nullptr) return false;
   // The index the maps know for it: the apply's, or an admission's since
   // (a tap recreated twice before the reconcile caught up).
-  engine::Admissible a = it->second;
+  engine::Admissible a = *found;
   if (admitted_as) a.ifindex = admitted_as;
   if (a.ifindex == ifindex) return true;  // the apply enforces it already
   auto t0 = Clock::now();
@@ -778,14 +818,15 @@ bool Daemon::Impl::admit_link(uint32_t ifindex, Awaiting& aw) {
 }
 
 void Daemon::Impl::publish_admissions(std::shared_ptr<const engine::Admissions> adm) {
-  std::set<std::string> names;
-  for (const auto& [name, a] : *adm)
-    if (a.prospective) names.insert(name);
+  std::set<std::string> names, macs;
+  for (const auto& [key, a] : *adm)
+    if (a.prospective) (key.find(':') == std::string::npos ? names : macs).insert(key);
   {
     std::lock_guard lk(link_mu_);
     admissions_ = std::move(adm);
     admitted_.clear();
     prospective_names_ = std::move(names);
+    prospective_macs_ = std::move(macs);
   }
   uint64_t one = 1;  // taps waiting for these admissions, or for the write lock
   (void)!::write(tap_retry_.get(), &one, sizeof one);

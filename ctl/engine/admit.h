@@ -16,13 +16,16 @@
 //
 // A libvirt VM that *starts* is admitted the same way, prospectively: the
 // apply also computes, for every stopped domain whose persistent config
-// names its tap (<target dev>, Endpoint::config_ifname), what that VM would
-// get if it ran on that tap, when the name is unambiguous (exactly one
-// stopped domain names it, no running VM or static entry uses it). A tap of
-// that name is admitted only when its own MAC is the one libvirt gives the
-// tap it creates for that VM (inventory::libvirt_tap_mac): a guest can set
-// neither a host interface's name nor its MAC, so only libvirt starting that
-// VM (or root on the host) can make such a tap appear.
+// has libvirt create its tap, what that VM would get if it ran on that tap,
+// when unambiguous: by the tap name the config gives (<target dev>,
+// Endpoint::config_ifname; exactly one stopped domain names it, no running
+// VM or static entry uses it), or, when libvirt names the tap itself, by
+// the guest MAC (no other VM interface has it). A tap is admitted only when
+// its own MAC is the one libvirt gives the tap it creates for that VM
+// (inventory::libvirt_tap_mac): a guest can set neither a host interface's
+// name nor its MAC, so only libvirt starting that VM (or root on the host)
+// can make such a tap appear. (A running libvirt VM's recreated tap must
+// have that MAC too: a name libvirt generated may be handed to another VM.)
 #pragma once
 
 #include <cstdint>
@@ -45,14 +48,19 @@ struct Admissible {
   zw_endpoint value{};
   std::vector<zw_addr_key> own;      // the VM's addresses
   std::vector<zw_addr_key> allowed;  // its allowed address pairs
-  // A stopped libvirt domain's interface (see above): admitted only on an
-  // interface whose own MAC is tap_mac.
+  // A stopped libvirt domain's interface (see above).
   bool prospective = false;
+  // Set: admitted only on an interface whose own MAC is this (a libvirt tap).
   std::optional<net::Mac> tap_mac;
 };
 
-// By interface name: every endpoint of an apply that names an interface.
+// By interface name: every endpoint of an apply that names an interface,
+// and the stopped domains' interfaces whose config names their tap. A
+// stopped domain's interface whose tap libvirt will name itself (vnetN) is
+// keyed by the MAC its tap will have, admission_key(tap_mac): "fe:54:…"
+// is never an interface name (the kernel refuses ':' in them).
 using Admissions = std::map<std::string, Admissible>;
+inline std::string admission_key(const net::Mac& tap_mac) { return net::mac_str(tap_mac); }
 
 struct AdmitReport {
   size_t entries_written = 0;

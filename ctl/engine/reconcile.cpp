@@ -162,10 +162,13 @@ Result<Generation> plan_generation(const dp::Maps& m, const Desired& d, unsigned
 }
 
 // What the tap thread may admit under generation `gen` (engine/admit.h):
-// every endpoint that names an interface, and every stopped libvirt
-// domain's tap name when it is unambiguous: exactly one stopped VM
-// interface names it, and no interface of this generation (a running VM,
-// a static entry) has that name.
+// every endpoint that names an interface (a libvirt one only on a tap with
+// the MAC libvirt gives it: a tap name libvirt generated may be handed to
+// another VM before the reconcile sees the first one stop), and every
+// stopped libvirt domain's future tap when it is unambiguous. Keyed by the
+// name its config gives (exactly one stopped VM interface names it, no
+// interface of this generation has that name), or else by the MAC libvirt
+// will give it (no other VM interface, running or not, has that guest MAC).
 std::shared_ptr<Admissions> admissions_of(const Desired& d, uint32_t gen) {
   auto adm = std::make_shared<Admissions>();
   auto admissible = [&](const DesiredEndpoint& e) {
@@ -177,23 +180,30 @@ std::shared_ptr<Admissions> admissions_of(const Desired& d, uint32_t gen) {
     };
     for (const auto& addr : e.ep.addrs) a.own.push_back(key_of(addr));
     for (const auto& addr : e.ep.allowed) a.allowed.push_back(key_of(addr));
+    if (e.ep.libvirt_tap && e.ep.mac) a.tap_mac = inventory::libvirt_tap_mac(*e.ep.mac);
     return a;
   };
   std::map<std::string, int> claims;  // a running interface counts 2, a stopped one 1
+  std::map<net::Mac, int> macs;       // guest MACs of every VM interface
   for (const auto& e : d.endpoints) {
     if (!e.ep.ifname.empty())
       claims[e.ep.ifname] += 2;
     else if (!e.ep.config_ifname.empty())
       claims[e.ep.config_ifname] += 1;
+    if (e.ep.mac) ++macs[*e.ep.mac];
   }
   for (const auto& e : d.endpoints) {
     if (!e.ep.ifname.empty()) {
       (*adm)[e.ep.ifname] = admissible(e);
-    } else if (!e.ep.config_ifname.empty() && e.ep.mac && claims[e.ep.config_ifname] == 1) {
-      Admissible a = admissible(e);
-      a.prospective = true;
-      a.tap_mac = inventory::libvirt_tap_mac(*e.ep.mac);
-      (*adm)[e.ep.config_ifname] = std::move(a);
+      continue;
+    }
+    if (!e.ep.libvirt_tap || !e.ep.mac) continue;
+    Admissible a = admissible(e);
+    a.prospective = true;
+    if (!e.ep.config_ifname.empty()) {
+      if (claims[e.ep.config_ifname] == 1) (*adm)[e.ep.config_ifname] = std::move(a);
+    } else if (macs[*e.ep.mac] == 1) {
+      (*adm)[admission_key(*a.tap_mac)] = std::move(a);
     }
   }
   return adm;

@@ -21,11 +21,16 @@ struct Endpoint {
   std::vector<net::Addr> allowed;       // allowed address pairs: VIPs it may also send from
   std::optional<std::string> attach;    // "tc" | "xdp": from-VM hook; unset = default
   std::string libvirt_type;  // <interface type=…> ("network", "bridge", "ethernet"); "" if static
-  // A stopped libvirt domain's interface: the tap its persistent config
-  // names (<target dev>, created by libvirt with the host-side MAC derived
-  // from `mac`) when the domain starts. The VM does not own it (ifname stays
-  // empty); the daemon may admit a tap of that name that appears with that
-  // MAC (engine/admit.h). Empty for running domains and static entries.
+  // libvirt creates this interface's tap and gives it the host-side MAC
+  // inventory::libvirt_tap_mac(mac) (QEMU's ethernet, bridge and network
+  // NICs; not a tap someone else made, <target managed='no'>).
+  bool libvirt_tap = false;
+  // A stopped libvirt domain's interface: the tap name its persistent config
+  // gives (<target dev>), where its tap will appear when the domain starts;
+  // empty when libvirt will name it itself (vnetN). The VM does not own it
+  // (ifname stays empty); the daemon may admit a tap that appears with that
+  // name (or, unnamed, with that MAC) (engine/admit.h). Empty for running
+  // domains and static entries.
   std::string config_ifname;
   std::string source;        // "inventory.json: /vms/2/interfaces/0"
 };

@@ -344,16 +344,16 @@ void parse_interface(xmlNode* ifc, std::size_t index, const Endpoint& base,
     }
     if (std::find(ep.addrs.begin(), ep.addrs.end(), *a) == ep.addrs.end()) ep.addrs.push_back(*a);
   }
-  // Where libvirt will create this interface's tap when the domain starts,
-  // with the guest's MAC turned into the host side's (libvirt_tap_mac): a
-  // tap libvirt itself creates (QEMU's ethernet, bridge and network NICs),
-  // under a name the config gives explicitly (libvirt drops the names it
-  // generates, vnetN, from a stopped domain's XML). read_domain() keeps it
-  // for stopped domains only.
-  if (managed_tap && ep.mac && !ep.ifname.empty() &&
-      (ep.libvirt_type == "ethernet" || ep.libvirt_type == "bridge" ||
-       ep.libvirt_type == "network"))
-    ep.config_ifname = ep.ifname;
+  // A tap libvirt itself creates (QEMU's ethernet, bridge and network
+  // NICs), with the guest's MAC turned into the host side's
+  // (libvirt_tap_mac); and where it will appear when a stopped domain
+  // starts: under the name the config gives explicitly (libvirt drops the
+  // names it generates, vnetN, from a stopped domain's XML). read_domain()
+  // keeps config_ifname for stopped domains only.
+  ep.libvirt_tap = managed_tap && ep.mac &&
+                   (ep.libvirt_type == "ethernet" || ep.libvirt_type == "bridge" ||
+                    ep.libvirt_type == "network");
+  if (ep.libvirt_tap) ep.config_ifname = ep.ifname;
   if (errors.size() == errors_before) out.push_back(std::move(ep));
 }
 

@@ -254,6 +254,7 @@ inventory::Inventory with_stopped(
     e.mac = net::parse_mac(mac);
     e.addrs.push_back(*net::parse_addr(ip));
     e.libvirt_type = "bridge";
+    e.libvirt_tap = true;
     e.source = "libvirt test: domain '" + vm + "' interface 0";
     inv->endpoints.push_back(std::move(e));
   }
@@ -314,6 +315,7 @@ TEST_F(AdmitTest, StartingVmTapIsAdmittedOnlyWithLibvirtsMac) {
   e.mac = net::parse_mac("52:54:00:40:00:03");
   e.addrs.push_back(*net::parse_addr("10.4.0.3"));
   e.libvirt_type = "bridge";
+  e.libvirt_tap = true;
   e.source = "libvirt test: domain 'web-2' interface 0 (zwaS)";
   running.endpoints.push_back(e);
   auto next = apply(running);
@@ -323,6 +325,10 @@ TEST_F(AdmitTest, StartingVmTapIsAdmittedOnlyWithLibvirtsMac) {
   EXPECT_EQ(next->changes["zw_pairs"].written, 0u);
   EXPECT_FALSE(next->admissions->at("zwaS").prospective);
   EXPECT_EQ(next->admissions->at("zwaS").ifindex, ifx);
+  ASSERT_TRUE(next->admissions->at("zwaS").tap_mac.has_value())
+      << "a running libvirt VM's recreated tap must have libvirt's MAC too";
+  EXPECT_EQ(net::mac_str(*next->admissions->at("zwaS").tap_mac), "fe:54:00:40:00:03");
+  EXPECT_FALSE(next->admissions->at("zwaW").tap_mac.has_value()) << "a static entry's";
   EXPECT_TRUE(passes(ifx, "10.4.0.3", "10.4.0.2", 5432, 0x03));
 }
 
@@ -394,6 +400,36 @@ TEST_F(AdmitTest, RefusedStartingVmTapWritesNothing) {
   ASSERT_TRUE(ok.has_value());
   EXPECT_TRUE(ok->has_value()) << why;
   EXPECT_TRUE(passes(ifx, "10.4.0.3", "10.4.0.2", 5432, 0x03));
+}
+
+// A stopped domain whose tap libvirt will name itself (vnetN): keyed by the
+// MAC its tap will have, admitted on a tap with that MAC whatever its name,
+// and only when no other VM interface has that guest MAC.
+TEST_F(AdmitTest, StartingVmTapLibvirtNamesIsAdmittedByItsMac) {
+  auto rep = apply(with_stopped({{"web-5", "", "52:54:00:40:00:07", "10.4.0.7"},
+                                 {"web-6", "", "52:54:00:40:00:08", "10.4.0.8"},
+                                 {"db-6", "", "52:54:00:40:00:08", "10.4.0.9"},
+                                 {"web-7", "", "52:54:00:40:00:02", "10.4.0.10"}}));
+  ASSERT_TRUE(rep.has_value()) << rep.error().str();
+  ASSERT_TRUE(rep->admissions->count("fe:54:00:40:00:07"));
+  const engine::Admissible& a = rep->admissions->at("fe:54:00:40:00:07");
+  EXPECT_TRUE(a.prospective);
+  EXPECT_EQ(a.vm, "web-5");
+  EXPECT_FALSE(rep->admissions->count("fe:54:00:40:00:08")) << "two stopped VMs have that MAC";
+  EXPECT_FALSE(rep->admissions->count("fe:54:00:40:00:02")) << "db-1 (running) has that MAC";
+
+  uint32_t ifx = create_web_interface("zwaQ", "fe:54:00:40:00:07");
+  auto maps = datapath::open_pinned_maps(paths_.pin_dir);
+  ASSERT_TRUE(maps.has_value());
+  std::string why;
+  auto r = engine::admit(*maps, a, ifx, &why);
+  ASSERT_TRUE(r.has_value()) << r.error().str();
+  ASSERT_TRUE(r->has_value()) << why;
+  zw_endpoint ep{};
+  ASSERT_TRUE(datapath::lookup_endpoint(maps->endpoints.get(), rep->generation, ifx, &ep));
+  EXPECT_EQ(ep.zone, rep->state->zones.at("web"));
+  EXPECT_TRUE(passes(ifx, "10.4.0.7", "10.4.0.2", 5432, 0x07));
+  EXPECT_FALSE(passes(ifx, "10.4.0.7", "10.4.0.2", 5433, 0x07));
 }
 
 }  // namespace

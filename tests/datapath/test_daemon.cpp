@@ -403,8 +403,18 @@ TEST_F(DaemonLibvirtTest, RecreatedTapOfARunningVmIsAdmittedWithoutAReconcile) {
     return false;
   }));
 
-  // It comes back: the loop is not stepped from here until enforced.
-  ASSERT_TRUE(sh("ip link add zwl-adW type veth peer name zwl-adWp && ip link set zwl-adW up"));
+  // It comes back: the loop is not stepped from here until enforced. First
+  // with a MAC that is not the one libvirt gives this VM's tap (a tap name
+  // libvirt generated may be another VM's by now): not admitted.
+  ASSERT_TRUE(sh("ip link add zwl-adW address fe:54:00:30:00:99 type veth peer name zwl-adWp && "
+                 "ip link set zwl-adW up"));
+  EXPECT_EQ(wait_zone("zwl-adW", "web", 300, Clock::now()), -1) << "admitted with another MAC";
+  EXPECT_TRUE(hooked("zwl-adW"));
+  EXPECT_FALSE(passes("zwl-adW", "10.3.0.28", "10.3.0.29", 5432, 0xb8));
+  ASSERT_TRUE(sh("ip link del zwl-adW"));
+  // As libvirt makes it: fe: and the guest's MAC.
+  ASSERT_TRUE(sh("ip link add zwl-adW address fe:54:00:30:00:b8 type veth peer name zwl-adWp && "
+                 "ip link set zwl-adW up"));
   auto created = Clock::now();
   Clock::time_point deadline = created + std::chrono::seconds(2);
   while (live_zone("zwl-adW") != "web" && Clock::now() < deadline) usleep(100);
@@ -437,7 +447,8 @@ TEST_F(DaemonLibvirtTest, RecreatedTapOfARunningVmIsAdmittedWithoutAReconcile) {
   // interface's endpoint out again.
   ASSERT_TRUE(sh("ip link del zwl-adW"));
   EXPECT_TRUE(step_until(d, [&] { return d.applies() > before + 1; }));
-  ASSERT_TRUE(sh("ip link add zwl-adW type veth peer name zwl-adWp && ip link set zwl-adW up"));
+  ASSERT_TRUE(sh("ip link add zwl-adW address fe:54:00:30:00:b8 type veth peer name zwl-adWp && "
+                 "ip link set zwl-adW up"));
   const uint32_t dead = if_nametoindex("zwl-adW");
   deadline = Clock::now() + std::chrono::seconds(2);
   while (live_zone("zwl-adW") != "web" && Clock::now() < deadline) usleep(100);

@@ -183,30 +183,33 @@ TEST(LibvirtXml, InactiveDomainWithoutTargetStillYieldsItsEndpoint) {
   EXPECT_EQ(e.source, kSrc + ": domain 'db-1' interface 0");
 }
 
-// Where a stopped domain's tap will appear (Endpoint::config_ifname): only
-// for taps libvirt creates itself, with the host-side MAC it derives from
-// the guest's, under a name the config gives.
+// Which interfaces get a tap libvirt creates, with the host-side MAC it
+// derives from the guest's (Endpoint::libvirt_tap), and the name it will
+// have (config_ifname: "" when libvirt names it itself).
 TEST(LibvirtXml, ConfigTapNameOnlyForTapsLibvirtCreates) {
   auto one = [](const std::string& iface) {
     auto r = parse_domain_xml(domain_with("", iface), kSrc);
     EXPECT_TRUE(r.has_value()) << error_of(r);
     EXPECT_EQ(r ? r->size() : 0u, 1u);
-    return r && r->size() == 1 ? (*r)[0].config_ifname : std::string("?");
+    if (!r || r->size() != 1) return std::string("?");
+    const Endpoint& e = (*r)[0];
+    return e.libvirt_tap ? "tap:" + e.config_ifname : std::string("-");
   };
   const std::string mac = "<mac address='52:54:00:00:00:01'/>";
   for (const char* type : {"ethernet", "bridge", "network"})
     EXPECT_EQ(one(std::string("<interface type='") + type + "'>" + mac +
                   "<target dev='zwt-t1'/></interface>"),
-              "zwt-t1")
+              "tap:zwt-t1")
         << type;
   EXPECT_EQ(one("<interface type='ethernet'>" + mac + "<target dev='zwt-t1' managed='no'/></interface>"),
-            "")
+            "-")
       << "a tap someone else made: libvirt neither creates it nor sets its MAC";
-  EXPECT_EQ(one("<interface type='direct'>" + mac + "<target dev='zwt-t1'/></interface>"), "")
+  EXPECT_EQ(one("<interface type='direct'>" + mac + "<target dev='zwt-t1'/></interface>"), "-")
       << "macvtap: the guest's own MAC";
-  EXPECT_EQ(one("<interface type='vhostuser'>" + mac + "<target dev='zwt-t1'/></interface>"), "");
-  EXPECT_EQ(one("<interface type='bridge'>" + mac + "</interface>"), "") << "no name: vnetN";
-  EXPECT_EQ(one("<interface type='bridge'><target dev='zwt-t1'/></interface>"), "")
+  EXPECT_EQ(one("<interface type='vhostuser'>" + mac + "<target dev='zwt-t1'/></interface>"), "-");
+  EXPECT_EQ(one("<interface type='bridge'>" + mac + "</interface>"), "tap:")
+      << "no name: libvirt names it (vnetN)";
+  EXPECT_EQ(one("<interface type='bridge'><target dev='zwt-t1'/></interface>"), "-")
       << "no MAC to derive the tap's from";
 
   EXPECT_EQ(net::mac_str(libvirt_tap_mac(*net::parse_mac("52:54:00:00:00:01"))),
@@ -515,7 +518,9 @@ TEST(LibvirtSnapshot, EveryDomainActiveAndInactive) {
   // ... it keeps the name as where its tap will appear when it starts
   // (prospective admission), and running domains do not have one.
   EXPECT_EQ(o->config_ifname, "zwt-old1");
+  EXPECT_TRUE(o->libvirt_tap);
   EXPECT_EQ(w->config_ifname, "");
+  EXPECT_TRUE(w->libvirt_tap) << "its tap is libvirt's too: a recreated one needs its MAC";
   EXPECT_EQ(d->config_ifname, "");
 
   ASSERT_EQ(s->warnings.size(), 1u);

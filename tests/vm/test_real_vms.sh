@@ -27,6 +27,10 @@
 # before libvirt's STARTED event, and the reconcile that reads the VM
 # running finds that admission exactly right; no packet on a new tap meets
 # the fail-closed hook without an endpoint (drop_no_endpoint stays 0).
+#  f. web-2, whose config names no tap (libvirt names it, vnetN: no tap
+#     pattern of the daemon matches it), started paused: its tap is hooked
+#     and admitted by the MAC libvirt gives it, < 10 ms after the daemon saw
+#     it and before STARTED, confirmed by the reconcile, enforced in zone web.
 # Prints MEASURED: lines: tap created -> hooked -> admitted -> reconciled per
 # VM, and virsh start -> first allowed probe answered.
 # ZW_VM_EXTRA_DOMAINS=N defines N more domains (never started, each naming
@@ -314,6 +318,24 @@ EOF
 	v define "$T/$vm.xml" >/dev/null || zw_die "virsh define $T/$vm.xml failed"
 	DEFINED+=("$(dom "$vm")")
 done
+# web-2: no <target dev>; libvirt names its tap (vnetN) when it starts.
+W2MAC=52:54:00:80:00:41
+cat >"$T/web-2.xml" <<EOF
+<domain type='qemu'>
+  <name>$(printf '%s-web-2' "$PFX")</name>
+  <metadata><zonewall:vm xmlns:zonewall='http://zonewall.org/xmlns/libvirt/1.0'><zonewall:interface mac='$W2MAC'><zonewall:ip>10.80.0.41</zonewall:ip></zonewall:interface></zonewall:vm></metadata>
+  <memory unit='MiB'>128</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='pc'>hvm</type><kernel>$KERNEL</kernel><initrd>$INITRD</initrd><cmdline>console=ttyS0 quiet</cmdline></os>
+  <devices>
+    <emulator>$(command -v qemu-system-x86_64)</emulator>
+    <interface type='bridge'><source bridge='$BR'/><mac address='$W2MAC'/><model type='virtio'/><rom enabled='no'/></interface>
+    <memballoon model='none'/>
+  </devices>
+</domain>
+EOF
+v define "$T/web-2.xml" >/dev/null || zw_die "virsh define $T/web-2.xml failed"
+DEFINED+=("$PFX-web-2")
 
 # Extra domains, defined and never started, in one virsh session (one
 # process per domain would take minutes for thousands).
@@ -545,6 +567,33 @@ for rule in web-to-db-postgres admin-ping admin-ping6 default:inter_zone; do
 	zw_assert "stats: rule $rule matched packets ($n)" zw_positive "$n"
 done
 zwc stats >"$T/stats-boot.txt" 2>&1
+
+# ---------------------------------------------------------------- a tap libvirt names
+# web-2 starts paused (its vCPUs never run: no CPU spent on a guest whose
+# only job is to make libvirt create a tap under a name of its choosing).
+zw_log "virsh start --paused $PFX-web-2 (no <target dev>: libvirt names its tap)"
+T_W2=$(now)
+v start --paused "$PFX-web-2" >/dev/null || zw_die "virsh start --paused $PFX-web-2 failed: $(tail -5 "/var/log/libvirt/qemu/$PFX-web-2.log")"
+w2tap=$(v domiflist "$PFX-web-2" | awk -v m="$W2MAC" 'tolower($5) == m { print $1 }')
+[[ -n $w2tap ]] || zw_die "no tap for $PFX-web-2 in virsh domiflist"
+for ((i = 0; i < 100; i++)); do
+	grep -q "a starting VM's admission is what its live definition gives it\" ifname=$w2tap " "$T/daemon.log" && break
+	sleep 0.1
+done
+line=$(grep "starting VM's tap admitted.* ifname=$w2tap " "$T/daemon.log" | head -1 || true)
+seen=$(sed -n 's/.* since_seen_us=\([0-9]*\).*/\1/p' <<<"$line")
+printf '  MEASURED: web-2 (tap %s, named by libvirt): %s\n' "$w2tap" "${line:-no admission line}"
+zw_assert "web-2: its tap $w2tap (no tap pattern matches it) was admitted by its libvirt MAC within 10 ms of the daemon seeing it (${seen:-?} us)" \
+	test -n "$seen" -a "${seen:-99999}" -lt 10000
+n_adm=$(grep -n "starting VM's tap admitted.* ifname=$w2tap " "$T/daemon.log" | head -1 | cut -d: -f1)
+n_st=$(grep -n "libvirt event.* domain=$PFX-web-2 .*kind=started" "$T/daemon.log" | head -1 | cut -d: -f1)
+zw_assert "web-2: admitted before libvirt's STARTED event (log lines ${n_adm:-?} < ${n_st:-?})" \
+	test -n "$n_adm" -a -n "$n_st" -a "${n_adm:-0}" -lt "${n_st:-0}"
+zw_assert "web-2: the reconcile that read it running found its admission exactly right" \
+	grep -q "a starting VM's admission is what its live definition gives it\" ifname=$w2tap " "$T/daemon.log"
+got=$(zwc --json status | zw_json "' '.join(f\"{e['zone']}/{e['ifname']}/{e['enforced']}\" for e in d['endpoints'] if e['vm'] == '$PFX-web-2')")
+zw_assert "web-2: status: zone web on $w2tap, enforced (got '$got')" test "$got" = "web/$w2tap/True"
+v destroy "$PFX-web-2" >/dev/null || zw_die "virsh destroy $PFX-web-2 failed"
 
 # ---------------------------------------------------------------- destroy + start
 zw_log "virsh destroy $(dom web-1); virsh start $(dom web-1)"
