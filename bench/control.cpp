@@ -457,6 +457,16 @@ int start_latency(int argc, char** argv) {
   say(std::to_string(s.vms) + " domains defined, " + std::to_string(running) +
       " running, in " + std::to_string(static_cast<int>(ms_since(t_def))) + " ms");
 
+  // The other VMs' taps: on a host with running VMs, some interface always
+  // has tc hooks. Without one, every trial's first hook would also switch
+  // the kernel's ingress/egress static keys on (code patching, an IPI to
+  // every CPU: 100+ ms on this VM when a vCPU is not running) and the last
+  // tap's removal switch them off again.
+  if (!sh("ip link add zwbs-other type veth peer name zwbs-otherp && ip link set zwbs-other up")) {
+    say("cannot create zwbs-other");
+    return 1;
+  }
+
   daemon::Options o;
   o.paths = engine::make_paths(x.pin_dir);
   o.policy_path = x.policy;

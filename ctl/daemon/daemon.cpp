@@ -636,15 +636,20 @@ Result<std::optional<engine::ApplyReport>> Daemon::Impl::reconcile(const char* w
   }
   if (rep->admissions) check_prospective(prospective, *rep->admissions);
   {
-    std::lock_guard lk(link_mu_);
-    known_ifnames_.clear();
-    known_ifindexes_.clear();
+    // Built outside link_mu_ (a link dump and 10,000 names take
+    // milliseconds, and the tap thread takes that mutex for every new tap),
+    // swapped in under it.
+    std::set<std::string> names;
+    std::set<uint32_t> indexes;
     const net::InterfaceIndexes ifindex;
     for (const auto& e : inv.endpoints) {
       if (e.ifname.empty()) continue;
-      known_ifnames_.insert(e.ifname);
-      if (unsigned ifx = ifindex(e.ifname)) known_ifindexes_.insert(ifx);
+      names.insert(e.ifname);
+      if (unsigned ifx = ifindex(e.ifname)) indexes.insert(ifx);
     }
+    std::lock_guard lk(link_mu_);
+    known_ifnames_.swap(names);
+    known_ifindexes_.swap(indexes);
   }
   log::info("reconciled", {{"why", why},
                            {"generation", std::to_string(rep->generation)},
@@ -821,12 +826,15 @@ void Daemon::Impl::publish_admissions(std::shared_ptr<const engine::Admissions> 
   std::set<std::string> names, macs;
   for (const auto& [key, a] : *adm)
     if (a.prospective) (key.find(':') == std::string::npos ? names : macs).insert(key);
+  std::map<std::string, uint32_t> admitted;
   {
+    // Swapped: the previous generation's (10,000 entries) are freed after
+    // the mutex is released, not under it.
     std::lock_guard lk(link_mu_);
-    admissions_ = std::move(adm);
-    admitted_.clear();
-    prospective_names_ = std::move(names);
-    prospective_macs_ = std::move(macs);
+    admissions_.swap(adm);
+    admitted_.swap(admitted);
+    prospective_names_.swap(names);
+    prospective_macs_.swap(macs);
   }
   uint64_t one = 1;  // taps waiting for these admissions, or for the write lock
   (void)!::write(tap_retry_.get(), &one, sizeof one);
