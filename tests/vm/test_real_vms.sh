@@ -35,7 +35,7 @@
 # VM, and virsh start -> first allowed probe answered.
 # ZW_VM_EXTRA_DOMAINS=N defines N more domains (never started, each naming
 # its own tap, with an address in its metadata) before the daemon starts,
-# so that libvirt lists N+3 domains at every reconcile: the admission, not
+# so that libvirt lists N+4 domains at every reconcile: the admission, not
 # the reconcile, is what enforces a starting VM's tap on such a host.
 #
 # Needs root, libvirtd/virtlogd (libvirt-daemon-driver-qemu), qemu-system-x86,
@@ -367,7 +367,7 @@ bg_stamped "$T/daemon.log" "$ZONEWALL" -v --pin-dir "$PIN" --state-dir "$STATE" 
 DAEMON_PID=$(cat "$T/daemon.log.pid")
 for ((i = 0; i < 1200; i++)); do grep -q 'msg=reconciled' "$T/daemon.log" && break; sleep 0.1; done
 grep -q 'msg=reconciled' "$T/daemon.log" || zw_die "the daemon did not reconcile within 120 s: $(tail -5 "$T/daemon.log")"
-((EXTRA == 0)) || printf '  MEASURED: first reconcile with %d domains: %s\n' "$((EXTRA + 3))" \
+((EXTRA == 0)) || printf '  MEASURED: first reconcile with %d domains: %s\n' "$((EXTRA + 4))" \
 	"$(grep -m1 'msg=reconciled' "$T/daemon.log" | grep -o 'took_us=[0-9]* ms="[^"]*"')"
 zw_pass "daemon up and reconciled before any guest runs"
 st=$(zwc --json stats) || zw_die "zonewall --json stats failed"
