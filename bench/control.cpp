@@ -26,13 +26,13 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <iterator>
 #include <thread>
-#include <atomic>
 
 #include "common.h"
 #include "daemon/daemon.h"
@@ -362,7 +362,6 @@ int tap_latency(int argc, char** argv) {
   return rc;
 }
 
-
 // One domain of the benchmark's libvirt test driver: VM i of the generated
 // inventory (name, MAC, addresses in its zonewall metadata, as a QEMU
 // domain carries them), its tap named in its config.
@@ -454,8 +453,8 @@ int start_latency(int argc, char** argv) {
     }
     ++running;
   }
-  say(std::to_string(s.vms) + " domains defined, " + std::to_string(running) +
-      " running, in " + std::to_string(static_cast<int>(ms_since(t_def))) + " ms");
+  say(std::to_string(s.vms) + " domains defined, " + std::to_string(running) + " running, in " +
+      std::to_string(static_cast<int>(ms_since(t_def))) + " ms");
 
   // The other VMs' taps: on a host with running VMs, some interface always
   // has tc hooks. Without one, every trial's first hook would also switch
@@ -574,8 +573,7 @@ int start_latency(int argc, char** argv) {
       daemon::Daemon::Counters after = d.counters();
       while (Clock::now() < end) {
         after = d.counters();
-        if (how_now == "prospective" ? judged(after) : after.applies > before.applies)
-          break;
+        if (how_now == "prospective" ? judged(after) : after.applies > before.applies) break;
         std::this_thread::sleep_for(std::chrono::milliseconds(1));
       }
       const double next_apply_ms = ms_since(t_start);
@@ -585,14 +583,14 @@ int start_latency(int argc, char** argv) {
                             : after.withdrawn > before.withdrawn ? "withdrawn"
                                                                  : "-";
       auto w = after.last_written.find("zw_endpoints");
-      std::printf("startlat\t%d\t%d\t%d\t%d\t%.0f\t%.0f\t%.0f\t%s\t%.1f\t%zu\t%s\n", s.zones,
-                  s.vms, s.rules, k, hooked, enforced,
-                  enforced < 0 ? -1.0
-                               : enforced - std::chrono::duration<double, std::micro>(
-                                                tap->mac_set - tap->created)
-                                                .count(),
-                  how, next_apply_ms, w == after.last_written.end() ? size_t{0} : w->second,
-                  verdict);
+      std::printf(
+          "startlat\t%d\t%d\t%d\t%d\t%.0f\t%.0f\t%.0f\t%s\t%.1f\t%zu\t%s\n", s.zones, s.vms,
+          s.rules, k, hooked, enforced,
+          enforced < 0
+              ? -1.0
+              : enforced -
+                    std::chrono::duration<double, std::micro>(tap->mac_set - tap->created).count(),
+          how, next_apply_ms, w == after.last_written.end() ? size_t{0} : w->second, verdict);
       std::fflush(stdout);
       if (enforced < 0) rc = 1;
       // Stopped again, its tap gone; the next trial starts once the
@@ -616,7 +614,8 @@ int start_latency(int argc, char** argv) {
       virDomainFree(dom);
     }
   virConnectClose(conn);
-  if (auto lock = engine::PinLock::acquire(x.pin_dir)) (void)engine::down(engine::make_paths(x.pin_dir));
+  if (auto lock = engine::PinLock::acquire(x.pin_dir))
+    (void)engine::down(engine::make_paths(x.pin_dir));
   ::close(err);
   return rc;
 }

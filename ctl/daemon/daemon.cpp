@@ -38,8 +38,8 @@
 #include "datapath/events.h"
 #include "datapath/maps.h"
 #include "datapath/object.h"
-#include "engine/conntrack.h"
 #include "engine/admit.h"
+#include "engine/conntrack.h"
 #include "engine/flows.h"
 #include "engine/inspect.h"
 #include "engine/reconcile.h"
@@ -95,7 +95,7 @@ struct Daemon::Impl {
   struct Awaiting {
     std::string ifname;
     Clock::time_point appeared;  // when the tap thread heard of it (before hooking it)
-    std::string last_why;  // the last refusal, logged once
+    std::string last_why;        // the last refusal, logged once
   };
   static constexpr std::chrono::seconds kAwaitWindow{10};
   static constexpr int kTapThreadNice = -10;
@@ -149,7 +149,7 @@ struct Daemon::Impl {
   // name here (netlink reports only the new one).
   std::unordered_map<uint32_t, std::string> link_names_;
   UniqueFd tap_stop_, tap_evfd_;
-  UniqueFd tap_retry_;  // the loop tells the tap thread an apply is done
+  UniqueFd tap_retry_;          // the loop tells the tap thread an apply is done
   uint64_t policy_serial_ = 0;  // bumped on every successful load
   std::string applied_fp_;      // fingerprint of the last applied input
   // The state file as the last apply wrote it: the daemon holds the pin
@@ -871,9 +871,10 @@ void Daemon::Impl::check_prospective(const std::map<std::string, engine::Admissi
     auto it = now.find(name);
     if (it == now.end() || it->second.prospective || it->second.ifindex != was.ifindex) {
       ++n_withdrawn_;
-      log::warn("a starting VM's admitted tap was taken back: libvirt does not report its VM "
-                "running on it; it drops everything until the reconcile that does",
-                {{"ifname", name}, {"vm", was.vm}, {"ifindex", std::to_string(was.ifindex)}});
+      log::warn(
+          "a starting VM's admitted tap was taken back: libvirt does not report its VM "
+          "running on it; it drops everything until the reconcile that does",
+          {{"ifname", name}, {"vm", was.vm}, {"ifindex", std::to_string(was.ifindex)}});
       continue;
     }
     std::string diff = admission_diff(was, it->second);
@@ -883,12 +884,10 @@ void Daemon::Impl::check_prospective(const std::map<std::string, engine::Admissi
                 {{"ifname", name}, {"vm", was.vm}});
     } else {
       ++n_corrected_;
-      log::warn("a starting VM's admission differed from what the reconcile decided (its live "
-                "definition or the policy changed since the apply that computed it); corrected",
-                {{"ifname", name},
-                 {"vm", was.vm},
-                 {"vm_now", it->second.vm},
-                 {"differs", diff}});
+      log::warn(
+          "a starting VM's admission differed from what the reconcile decided (its live "
+          "definition or the policy changed since the apply that computed it); corrected",
+          {{"ifname", name}, {"vm", was.vm}, {"vm_now", it->second.vm}, {"differs", diff}});
     }
   }
 }

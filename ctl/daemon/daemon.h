@@ -70,9 +70,9 @@ class Daemon {
     uint64_t applies = 0;
     uint64_t admitted = 0;              // interfaces admitted (engine/admit.h), of which
     uint64_t admitted_prospective = 0;  // ... taps of starting libvirt VMs
-    uint64_t confirmed = 0;  // prospective admissions the next apply found exactly right
-    uint64_t corrected = 0;  // ... that it had to change (the live definition differs)
-    uint64_t withdrawn = 0;  // ... whose interface it took back (its domain not running)
+    uint64_t confirmed = 0;             // prospective admissions the next apply found exactly right
+    uint64_t corrected = 0;             // ... that it had to change (the live definition differs)
+    uint64_t withdrawn = 0;             // ... whose interface it took back (its domain not running)
     // Map entries the last apply wrote, per map (zw_endpoints, zw_addrs, ...).
     std::map<std::string, size_t> last_written;
   };

@@ -36,7 +36,8 @@ std::optional<net::Mac> link_mac(uint32_t ifindex) {
   // Renamed between the two calls: the name may be another interface's now.
   ifr = {};
   std::memcpy(ifr.ifr_name, name.data(), name.size());
-  if (::ioctl(s.get(), SIOCGIFINDEX, &ifr) != 0 || static_cast<uint32_t>(ifr.ifr_ifindex) != ifindex)
+  if (::ioctl(s.get(), SIOCGIFINDEX, &ifr) != 0 ||
+      static_cast<uint32_t>(ifr.ifr_ifindex) != ifindex)
     return std::nullopt;
   return m;
 }

@@ -72,8 +72,7 @@ struct AdmitReport {
 // interface: its MAC is not (yet) tap_mac, as libvirt sets it only after
 // creating the tap.
 Result<std::optional<AdmitReport>> admit(const datapath::Maps& maps, const Admissible& a,
-                                         uint32_t ifindex, std::string* why,
-                                         bool* retry = nullptr);
+                                         uint32_t ifindex, std::string* why, bool* retry = nullptr);
 
 // The interface's own MAC (ioctl, in the calling thread's network
 // namespace); nullopt when it has none or no longer exists.

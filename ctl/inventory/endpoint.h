@@ -32,7 +32,7 @@ struct Endpoint {
   // name (or, unnamed, with that MAC) (engine/admit.h). Empty for running
   // domains and static entries.
   std::string config_ifname;
-  std::string source;        // "inventory.json: /vms/2/interfaces/0"
+  std::string source;  // "inventory.json: /vms/2/interfaces/0"
 };
 
 struct Inventory {

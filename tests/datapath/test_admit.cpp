@@ -84,7 +84,8 @@ class AdmitTest : public ::testing::Test {
   }
 
   void TearDown() override {
-    for (const char* n : {"zwaW", "zwaS", "zwaQ"}) sh(std::string("ip link del ") + n + " 2>/dev/null");
+    for (const char* n : {"zwaW", "zwaS", "zwaQ"})
+      sh(std::string("ip link del ") + n + " 2>/dev/null");
   }
 
   static Result<engine::ApplyReport> apply() {
@@ -391,7 +392,7 @@ TEST_F(AdmitTest, RefusedStartingVmTapWritesNothing) {
   taken.own = next->admissions->at("zwaD").own;
   refused(taken, ifx, "another zone or owner", false);
   refused(a, if_nametoindex("zwaD"), "is not fe:54:00:40:00:03", true);  // db-1's tap
-  ASSERT_TRUE(sh("ip link set zwaD address fe:54:00:40:00:03"));  // ... even with that MAC
+  ASSERT_TRUE(sh("ip link set zwaD address fe:54:00:40:00:03"));         // ... even with that MAC
   refused(a, if_nametoindex("zwaD"), "already has an endpoint", false);
   EXPECT_FALSE(passes(ifx, "10.4.0.3", "10.4.0.2", 5432, 0x03));
 

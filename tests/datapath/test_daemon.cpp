@@ -406,15 +406,17 @@ TEST_F(DaemonLibvirtTest, RecreatedTapOfARunningVmIsAdmittedWithoutAReconcile) {
   // It comes back: the loop is not stepped from here until enforced. First
   // with a MAC that is not the one libvirt gives this VM's tap (a tap name
   // libvirt generated may be another VM's by now): not admitted.
-  ASSERT_TRUE(sh("ip link add zwl-adW address fe:54:00:30:00:99 type veth peer name zwl-adWp && "
-                 "ip link set zwl-adW up"));
+  ASSERT_TRUE(
+      sh("ip link add zwl-adW address fe:54:00:30:00:99 type veth peer name zwl-adWp && "
+         "ip link set zwl-adW up"));
   EXPECT_EQ(wait_zone("zwl-adW", "web", 300, Clock::now()), -1) << "admitted with another MAC";
   EXPECT_TRUE(hooked("zwl-adW"));
   EXPECT_FALSE(passes("zwl-adW", "10.3.0.28", "10.3.0.29", 5432, 0xb8));
   ASSERT_TRUE(sh("ip link del zwl-adW"));
   // As libvirt makes it: fe: and the guest's MAC.
-  ASSERT_TRUE(sh("ip link add zwl-adW address fe:54:00:30:00:b8 type veth peer name zwl-adWp && "
-                 "ip link set zwl-adW up"));
+  ASSERT_TRUE(
+      sh("ip link add zwl-adW address fe:54:00:30:00:b8 type veth peer name zwl-adWp && "
+         "ip link set zwl-adW up"));
   auto created = Clock::now();
   Clock::time_point deadline = created + std::chrono::seconds(2);
   while (live_zone("zwl-adW") != "web" && Clock::now() < deadline) usleep(100);
@@ -447,8 +449,9 @@ TEST_F(DaemonLibvirtTest, RecreatedTapOfARunningVmIsAdmittedWithoutAReconcile) {
   // interface's endpoint out again.
   ASSERT_TRUE(sh("ip link del zwl-adW"));
   EXPECT_TRUE(step_until(d, [&] { return d.applies() > before + 1; }));
-  ASSERT_TRUE(sh("ip link add zwl-adW address fe:54:00:30:00:b8 type veth peer name zwl-adWp && "
-                 "ip link set zwl-adW up"));
+  ASSERT_TRUE(
+      sh("ip link add zwl-adW address fe:54:00:30:00:b8 type veth peer name zwl-adWp && "
+         "ip link set zwl-adW up"));
   const uint32_t dead = if_nametoindex("zwl-adW");
   deadline = Clock::now() + std::chrono::seconds(2);
   while (live_zone("zwl-adW") != "web" && Clock::now() < deadline) usleep(100);
@@ -478,8 +481,8 @@ TEST_F(DaemonLibvirtTest, StartingVmTapIsEnforcedBeforeItsStartedEvent) {
   ASSERT_TRUE(d.start().has_value());
   ASSERT_TRUE(sh("ip link add zwl-sD type veth peer name zwl-sDp && ip link set zwl-sD up"));
   virDomainPtr db =
-      virDomainDefineXML(conn_, domain_xml("db-s", "11111111-2222-3333-4444-0000000000c2",
-                                           "zwl-sD", "52:54:00:30:00:c2", "10.3.0.42")
+      virDomainDefineXML(conn_, domain_xml("db-s", "11111111-2222-3333-4444-0000000000c2", "zwl-sD",
+                                           "52:54:00:30:00:c2", "10.3.0.42")
                                     .c_str());
   virDomainPtr web =
       virDomainDefineXML(conn_, domain_xml("web-s", "11111111-2222-3333-4444-0000000000c1",
@@ -508,9 +511,9 @@ TEST_F(DaemonLibvirtTest, StartingVmTapIsEnforcedBeforeItsStartedEvent) {
       "[ measure  ] starting VM's tap -> its endpoint live: %ld us after it was created, "
       "%ld us after libvirt's MAC was set; no reconcile\n",
       us,
-      static_cast<long>(us - std::chrono::duration_cast<std::chrono::microseconds>(
-                                 tap->mac_set - tap->created)
-                                 .count()));
+      static_cast<long>(
+          us - std::chrono::duration_cast<std::chrono::microseconds>(tap->mac_set - tap->created)
+                   .count()));
   EXPECT_EQ(d.counters().admitted_prospective, before.admitted_prospective + 1);
   EXPECT_TRUE(passes("zwl-sW", "10.3.0.41", "10.3.0.42", 5432, 0xc1)) << "web-db-pg";
   EXPECT_FALSE(passes("zwl-sW", "10.3.0.41", "10.3.0.42", 5433, 0xc1)) << "no rule";
@@ -615,10 +618,10 @@ TEST_F(DaemonLibvirtTest, StartingVmTapRefusedWhenAmbiguousOrWithAnotherMac) {
 TEST_F(DaemonLibvirtTest, StartingVmWhoseLiveDefinitionDiffersIsCorrected) {
   daemon::Daemon d(opt_);
   ASSERT_TRUE(d.start().has_value());
-  virDomainPtr x = virDomainDefineXML(
-      conn_, domain_xml("app-x", "11111111-2222-3333-4444-0000000000e1", "zwl-xW",
-                        "52:54:00:30:00:e1", "10.3.0.61", "web")
-                 .c_str());
+  virDomainPtr x =
+      virDomainDefineXML(conn_, domain_xml("app-x", "11111111-2222-3333-4444-0000000000e1",
+                                           "zwl-xW", "52:54:00:30:00:e1", "10.3.0.61", "web")
+                                    .c_str());
   ASSERT_NE(x, nullptr);
   EXPECT_TRUE(step_until(d, [] {
     auto st = engine::read_state(opt_.paths);

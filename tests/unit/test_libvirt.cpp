@@ -201,8 +201,9 @@ TEST(LibvirtXml, ConfigTapNameOnlyForTapsLibvirtCreates) {
                   "<target dev='zwt-t1'/></interface>"),
               "tap:zwt-t1")
         << type;
-  EXPECT_EQ(one("<interface type='ethernet'>" + mac + "<target dev='zwt-t1' managed='no'/></interface>"),
-            "-")
+  EXPECT_EQ(
+      one("<interface type='ethernet'>" + mac + "<target dev='zwt-t1' managed='no'/></interface>"),
+      "-")
       << "a tap someone else made: libvirt neither creates it nor sets its MAC";
   EXPECT_EQ(one("<interface type='direct'>" + mac + "<target dev='zwt-t1'/></interface>"), "-")
       << "macvtap: the guest's own MAC";
