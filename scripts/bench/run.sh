@@ -13,7 +13,8 @@
 #            VM namespaces: no filter, zonewall tc (default), zonewall XDP,
 #            nftables; segmentation offload state under each
 #   control  check/compile/apply time and memory, entries written by an
-#            apply after one rule / one VM changed, new interface -> enforced
+#            apply after one rule / one VM changed, new interface -> enforced,
+#            a starting libvirt VM's tap -> enforced
 # Results: DIR/*.tsv, DIR/report.md and DIR/*.png (default build/bench-results).
 # --smoke is what the ctest `bench` label runs: every table, short durations.
 set -euo pipefail
@@ -387,6 +388,10 @@ if [[ ,$ONLY, == *,control,* ]]; then
   "$ZWB" tap-latency --trials "$TAP_TRIALS" --zones "$CTRL_ZONES" --vms "$CTRL_VMS" \
     --rules "$CTRL_RULES" --pin-dir "$PIN-tap" --dir "$TMP" --zonewall "$ZONEWALL" \
     | tail -n +2 >> "$OUT/taplat.tsv"
+  log "control: a libvirt VM that starts -> its tap enforced (daemon on the test driver, $TAP_TRIALS trials)"
+  "$ZWB" start-latency --trials "$TAP_TRIALS" --pin-dir "$PIN-start" --dir "$TMP" > "$OUT/startlat.tsv"
+  "$ZWB" start-latency --trials "$TAP_TRIALS" --zones "$CTRL_ZONES" --vms "$CTRL_VMS" \
+    --rules "$CTRL_RULES" --pin-dir "$PIN-start" --dir "$TMP" | tail -n +2 >> "$OUT/startlat.tsv"
 fi
 
 echo "load	$(cut -d' ' -f1-3 /proc/loadavg) (at end)" >> "$OUT/machine.tsv"

@@ -32,7 +32,7 @@ if [ -n "$id" ]; then
   ls -d /run/zonewall-zw-bench-"$pid"* 2>/dev/null && fail "state /run/zonewall-zw-bench-$pid* left behind"
 fi
 
-for f in machine.tsv cost.tsv rate.tsv tcp.tsv control.tsv cli.tsv taplat.tsv report.md \
+for f in machine.tsv cost.tsv rate.tsv tcp.tsv control.tsv cli.tsv taplat.tsv startlat.tsv report.md \
          cost_vs_rules.png pps.png; do
   [ -s "$OUT/$f" ] || fail "$f missing or empty"
 done
@@ -43,7 +43,7 @@ done
 for t in "established path" "new path" "denied path" "cost <= 1.15x" \
          "denied rate (XDP) >= 0.85x" "iptables single-rule drop" "iptables 1,000 rules" \
          "allowed rate (tc)" "allowed rate (xdp)" "single-stream TCP" "checked, compiled and applied" \
-         "one-rule change" "new VM interface enforced"; do
+         "one-rule change" "new VM interface enforced" "starting libvirt VM's interface"; do
   line=$(grep -F "$t" "$OUT/report.md" | head -1)
   [ -n "$line" ] || { fail "target '$t' not reported"; continue; }
   grep -Eq '[0-9]' <<< "$line" || fail "target '$t' has no number: $line"
