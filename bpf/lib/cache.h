@@ -59,22 +59,16 @@ static __always_inline struct zw_flow_cache_ent *zw_fc_slot(const struct zw_ct_k
 	return bpf_map_lookup_elem(&zw_flow_cache, &slot);
 }
 
-/* The last word of a zw_deny_key: interface, policy port, protocol, hook
- * (the key's layout, without building it on the stack). */
+/* The last word of a zw_deny_key (interface, policy port, protocol, hook)
+ * as it lies in memory, in registers (zw_ct_key_w4: no union). */
 static __always_inline __u64 zw_deny_w4_of(__u32 ifindex, __u16 port, __u8 proto, __u32 hook)
 {
-	union {
-		struct {
-			__u32 ifindex;
-			__u16 port;
-			__u8 proto;
-			__u8 hook;
-		};
-		__u64 w;
-	} u = { .ifindex = ifindex, .port = port, .proto = proto, .hook = hook };
-
-	ZW_STATIC_ASSERT(sizeof(u) == 8 && sizeof(struct zw_deny_key) == 40, "deny key words");
-	return u.w;
+	ZW_STATIC_ASSERT(sizeof(struct zw_deny_key) == 40, "deny key words");
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	return (__u64)ifindex | ((__u64)port << 32) | ((__u64)proto << 48) | ((__u64)(__u8)hook << 56);
+#else
+	return ((__u64)ifindex << 32) | ((__u64)port << 16) | ((__u64)proto << 8) | (__u8)hook;
+#endif
 }
 
 static __always_inline __u64 zw_deny_w4(const struct zw_pkt *p, __u32 ifindex, __u32 hook)
