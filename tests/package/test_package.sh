@@ -162,8 +162,8 @@ execstart=$(sed -n 's/^ExecStart=//p' /lib/systemd/system/zonewall.service)
 grep -q '^Restart=on-failure' /lib/systemd/system/zonewall.service && zw_pass "c. unit: Restart=on-failure" ||
 	zw_fail "c. unit lacks Restart=on-failure"
 caps=$(sed -n 's/^CapabilityBoundingSet=//p' /lib/systemd/system/zonewall.service)
-zw_assert "c. unit: capabilities exactly CAP_BPF CAP_NET_ADMIN CAP_SYS_ADMIN CAP_PERFMON ($caps)" \
-	test "$caps" = "CAP_BPF CAP_NET_ADMIN CAP_SYS_ADMIN CAP_PERFMON"
+zw_assert "c. unit: capabilities exactly CAP_BPF CAP_NET_ADMIN CAP_SYS_ADMIN CAP_PERFMON CAP_SYS_NICE ($caps)" \
+	test "$caps" = "CAP_BPF CAP_NET_ADMIN CAP_SYS_ADMIN CAP_PERFMON CAP_SYS_NICE"
 # systemd's own check of the installed unit (works without systemd as PID 1):
 # syntax, the ExecStart binary, the man pages named in Documentation=.
 if command -v systemd-analyze >/dev/null; then
