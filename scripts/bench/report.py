@@ -74,6 +74,14 @@ def aggregate_instances(rows):
     return out
 
 
+def by_size(rows):
+    """Rows grouped by the generated host's size: (zones, VMs, rules)."""
+    groups = {}
+    for r in rows:
+        groups.setdefault((r["zones"], r["vms"], r["rules"]), []).append(r)
+    return groups
+
+
 def verdict(ok):
     return "PASS" if ok else "**MISS**"
 
@@ -411,11 +419,8 @@ def main():
     if tap:
         md.append("\nNew VM interface -> hooked (fail closed) -> enforced by zone, the real "
                   "`zonewall daemon` (static inventory naming the interface, tap pattern):\n\n")
-        groups = {}
-        for r in tap:
-            groups.setdefault((r["zones"], r["vms"], r["rules"]), []).append(r)
         rows = []
-        for (z, v, ru), rs in groups.items():
+        for (z, v, ru), rs in by_size(tap).items():
             h = [float(r["hooked_us"]) / 1000 for r in rs]
             e = [float(r["enforced_us"]) / 1000 for r in rs]
             rows.append((z, v, ru, len(rs), f"{statistics.median(h):.2f}", f"{max(h):.2f}",
@@ -431,11 +436,8 @@ def main():
                   "admission, before libvirt's STARTED event (`zw_bench start-latency`: the "
                   "daemon's code in process on the libvirt test driver, the tap made as libvirtd "
                   "makes it); the verdict is what the next apply, reading the VM running, said:\n\n")
-        groups = {}
-        for r in start:
-            groups.setdefault((r["zones"], r["vms"], r["rules"]), []).append(r)
         rows = []
-        for (z, v, ru), rs in groups.items():
+        for (z, v, ru), rs in by_size(start).items():
             e = sorted(float(r["enforced_us"]) / 1000 for r in rs)
             verdicts = {}
             for r in rs:
