@@ -239,6 +239,8 @@ Status measure(Ctx& x, const Config& c, Hook h, size_t ct_now, int inst) {
   if (!maps) return fail(std::move(maps.error()));
   auto usage = datapath::CtUsageView::map(maps->ct_count.get());
   if (!usage) return fail(std::move(usage.error()));
+  auto buckets = datapath::CtBucketsView::map(maps->ct_born.get());
+  if (!buckets) return fail(std::move(buckets.error()));
   for (bool v6 : {false, true}) {
     const char* fam = v6 ? "ipv6" : "ipv4";
     auto out = [&](const char* path, double ns, double floor, const std::string& note) {
@@ -306,8 +308,11 @@ Status measure(Ctx& x, const Config& c, Hook h, size_t ct_now, int inst) {
         return fail(Error::invalid("the new flows' conntrack entries are not where expected"));
       if (auto st = datapath::map_delete_many(maps->ct.get(), keys); !st)
         return fail(std::move(st.error()));
-      if (e.flags & ZW_CTF_OWNED)
-        for (size_t i = 0; i < keys.size(); ++i) usage->uncharge(e.owner);
+      // As the sweep (datapath::ct_forget), in one batch: every key went.
+      for (const auto& k : keys) {
+        buckets->released(k);
+        if (e.flags & ZW_CTF_OWNED) usage->uncharge(e.owner);
+      }
       return {};
     };
     uint64_t n0 = reason_count(x.paths, "pass_new");

@@ -107,7 +107,6 @@ struct bench_ct_val {
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 1 << 20);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct bench_ct_key);
 	__type(value, struct bench_ct_val);
 } bench_ct SEC(".maps");

@@ -507,11 +507,14 @@ static __always_inline int zw_handle(struct zw_ctx *x)
 		struct zw_flow_cache_ent *fill;
 
 		/* Births before the lookup: a denial remembered below vouches
-		 * for no flow only while they stay the same (lib/cache.h). */
-		io.born = zw_born_read(zw_born_slot_of(&p.tuple));
+		 * for no flow only while they stay the same (lib/cache.h). No
+		 * live flow in the tuple's bucket: no flow, no lookup. */
+		__u64 bw = zw_born_read(zw_born_slot_of(&p.tuple));
+
+		io.born = zw_ctb_born(bw);
 		/* p.inner is free here (no ICMP error): the key's buffer, as
 		 * stack is short (the slow path's frame comes on top). */
-		ct = zw_ct_lookup(&p.tuple, &p.inner, &dir, now);
+		ct = zw_ctb_live(bw) ? zw_ct_lookup(&p.tuple, &p.inner, &dir, now) : NULL;
 		if (ct && !zw_echo_dir_ok(&p, dir))
 			ct = NULL;
 		if (ct && ct->gen == gen && zw_ct_side(ct, dir, from_vm) == x->ifindex) {

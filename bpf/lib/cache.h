@@ -184,7 +184,7 @@ static __always_inline int zw_frame_cached(void *data, void *data_end, const str
 	    ((const __u64 *)&de->key)[2] != d0 || ((const __u64 *)&de->key)[3] != d1 ||
 	    ((const __u64 *)&de->key)[4] != dw4)
 		return ZW_OK;
-	if (zw_born_read(zw_born_slot(s0, s1, d0, d1, sport, dport, proto)) != de->val.born)
+	if (zw_ctb_born(zw_born_read(zw_born_slot(s0, s1, d0, d1, sport, dport, proto))) != de->val.born)
 		return ZW_OK;
 	io->rule = de->val.rule_id;
 	io->src_zone = de->val.src_zone;

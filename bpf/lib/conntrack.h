@@ -40,19 +40,6 @@ static __always_inline void zw_ct_charge(__u32 owner, __s32 delta)
 		__sync_fetch_and_add(&u->flows, delta);
 }
 
-/* The zw_ct_born bucket of a tuple, from its words (addresses as in a
- * zw_ct_key, ports in network order): the same for both directions, so
- * for a packet and for its flow's canonical key. */
-static __always_inline __u32 zw_born_slot(__u64 s0, __u64 s1, __u64 d0, __u64 d1, __u16 sport,
-					  __u16 dport, __u8 proto)
-{
-	const __u64 mul = 0x9E3779B97F4A7C15ULL;
-	__u64 h = ((s0 ^ s1 ^ sport) * mul) + ((d0 ^ d1 ^ dport) * mul);
-
-	h = (h ^ proto) * mul;
-	return h >> (64 - 16);
-}
-
 static __always_inline __u32 zw_born_slot_of(const struct zw_ct_key *t)
 {
 	const __u64 *w = (const __u64 *)t;
@@ -61,20 +48,31 @@ static __always_inline __u32 zw_born_slot_of(const struct zw_ct_key *t)
 	return zw_born_slot(w[0], w[1], w[2], w[3], t->sport, t->dport, t->proto);
 }
 
-/* The births of a bucket, read before a conntrack lookup whose miss it
- * vouches for: the lookup's loads must not pass it. x86 keeps loads in
- * order; elsewhere an atomic (a full barrier) reads it. */
-static __always_inline __u32 zw_born_read(__u32 slot)
+/* The births and live flows of a bucket (one word, zw_ctb_born and
+ * zw_ctb_live), read before a conntrack lookup whose miss they vouch for:
+ * the lookup's loads must not pass it. x86 keeps loads in order; elsewhere
+ * an atomic (a full barrier) reads it. */
+static __always_inline __u64 zw_born_read(__u32 slot)
 {
-	__u32 *b = bpf_map_lookup_elem(&zw_ct_born, &slot);
+	__u64 *b = bpf_map_lookup_elem(&zw_ct_born, &slot);
 
 	if (!b)
-		return 0;
+		return ZW_CTB_ONE_FLOW;	/* never: a live flow, so look */
 #if defined(__TARGET_ARCH_x86)
-	return *(volatile __u32 *)b;
+	return *(volatile __u64 *)b;
 #else
 	return __sync_fetch_and_add(b, 0);
 #endif
+}
+
+/* One flow of the key's bucket less, after its delete succeeded. */
+static __always_inline void zw_born_release(const struct zw_ct_key *k)
+{
+	__u32 slot = zw_born_slot_of(k);
+	__u64 *b = bpf_map_lookup_elem(&zw_ct_born, &slot);
+
+	if (b)
+		__sync_fetch_and_add(b, -1LL);
 }
 
 /* Deletes a flow and uncharges its owner, once: only the caller whose
@@ -86,7 +84,10 @@ static __always_inline void zw_ct_delete(const struct zw_ct_key *k, const struct
 
 	if (zw_dry())
 		return;
-	if (bpf_map_delete_elem(&zw_ct, k) == 0 && (flags & ZW_CTF_OWNED))
+	if (bpf_map_delete_elem(&zw_ct, k) != 0)
+		return;
+	zw_born_release(k);
+	if (flags & ZW_CTF_OWNED)
 		zw_ct_charge(owner, -1);
 }
 
@@ -199,13 +200,13 @@ ZW_SUBPROG int zw_ct_create(const struct zw_ct_key *k, struct zw_ct_entry *e, __
 	err = bpf_map_update_elem(&zw_ct, k, e, BPF_NOEXIST);
 	if (err == 0) {
 		__u32 slot = zw_born_slot_of(k);
-		__u32 *born = bpf_map_lookup_elem(&zw_ct_born, &slot);
+		__u64 *born = bpf_map_lookup_elem(&zw_ct_born, &slot);
 
 		__sync_fetch_and_add(&u->flows, 1);
 		/* After the insert, with a full barrier: a reader whose
-		 * count includes this one also finds the flow. */
+		 * births or live flows include this one also finds the flow. */
 		if (born)
-			__sync_fetch_and_add(born, 1);
+			__sync_fetch_and_add(born, ZW_CTB_ONE_FLOW);
 		return ZW_OK;
 	}
 	return err == -17 /* EEXIST */ ? ZW_OK : ZW_R_DROP_CT_FULL;

@@ -65,10 +65,13 @@ struct {
 	__type(value, struct zw_zpair);
 } zw_zpairs SEC(".maps");
 
+/* Preallocated (no BPF_F_NO_PREALLOC): a new flow takes a ready element
+ * from per-CPU free lists instead of the kernel's allocator, ~4x cheaper
+ * per insert here (docs/benchmarks.md); the memory (152 MiB) is what a
+ * table filled by guests at their limits would hold anyway. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, ZW_MAX_CT);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct zw_ct_key);
 	__type(value, struct zw_ct_entry);
 } zw_ct SEC(".maps");
@@ -84,8 +87,9 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, ZW_CT_BORN_SLOTS);
+	__uint(map_flags, BPF_F_MMAPABLE);
 	__type(key, __u32);
-	__type(value, __u32);
+	__type(value, __u64);
 } zw_ct_born SEC(".maps");
 
 struct {

@@ -110,17 +110,24 @@ int possible_cpus() {
   return n > 0 ? n : 1;
 }
 
-Result<ConfigView> ConfigView::map(int config_fd) {
-  size_t len = static_cast<size_t>(sysconf(_SC_PAGESIZE));
-  void* p = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED, config_fd, 0);
-  if (p == MAP_FAILED) return fail(Error::sys("mmap zw_config"));
-  return ConfigView(static_cast<zw_config*>(p), len);
+Result<MappedArray> MappedArray::map(int fd, size_t bytes, const char* what) {
+  size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  size_t len = (bytes + page - 1) / page * page;
+  void* p = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (p == MAP_FAILED) return fail(Error::sys(std::string("mmap ") + what));
+  return MappedArray(p, len);
 }
 
-ConfigView::ConfigView(ConfigView&& o) noexcept : cfg_(o.cfg_), len_(o.len_) { o.cfg_ = nullptr; }
+MappedArray::MappedArray(MappedArray&& o) noexcept : p_(o.p_), len_(o.len_) { o.p_ = nullptr; }
 
-ConfigView::~ConfigView() {
-  if (cfg_) munmap(cfg_, len_);
+MappedArray::~MappedArray() {
+  if (p_) munmap(p_, len_);
+}
+
+Result<ConfigView> ConfigView::map(int config_fd) {
+  auto m = MappedArray::map(config_fd, sizeof(zw_config), "zw_config");
+  if (!m) return fail(std::move(m.error()));
+  return ConfigView(std::move(*m));
 }
 
 uint32_t ConfigView::active_gen() const {
@@ -141,17 +148,9 @@ void ConfigView::bump_ct_epoch() {
 }
 
 Result<CtUsageView> CtUsageView::map(int fd) {
-  size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
-  size_t len = (sizeof(zw_ct_usage) * ZW_MAX_ENDPOINTS + page - 1) / page * page;
-  void* p = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  if (p == MAP_FAILED) return fail(Error::sys("mmap zw_ct_count"));
-  return CtUsageView(static_cast<zw_ct_usage*>(p), len);
-}
-
-CtUsageView::CtUsageView(CtUsageView&& o) noexcept : u_(o.u_), len_(o.len_) { o.u_ = nullptr; }
-
-CtUsageView::~CtUsageView() {
-  if (u_) munmap(u_, len_);
+  auto m = MappedArray::map(fd, sizeof(zw_ct_usage) * ZW_MAX_ENDPOINTS, "zw_ct_count");
+  if (!m) return fail(std::move(m.error()));
+  return CtUsageView(std::move(*m));
 }
 
 uint32_t CtUsageView::flows(uint32_t id) const {
@@ -166,6 +165,41 @@ void CtUsageView::uncharge(uint32_t id) {
   uint32_t cur = n.load(std::memory_order_relaxed);
   while (cur != 0 && !n.compare_exchange_weak(cur, cur - 1, std::memory_order_relaxed)) {
   }
+}
+
+Result<CtBucketsView> CtBucketsView::map(int fd) {
+  auto m = MappedArray::map(fd, sizeof(uint64_t) * ZW_CT_BORN_SLOTS, "zw_ct_born");
+  if (!m) return fail(std::move(m.error()));
+  return CtBucketsView(std::move(*m));
+}
+
+uint32_t CtBucketsView::slot_of(const zw_ct_key& k) {
+  uint64_t w[4];
+  std::memcpy(w, k.saddr, 16);
+  std::memcpy(w + 2, k.daddr, 16);
+  return zw_born_slot(w[0], w[1], w[2], w[3], k.sport, k.dport, k.proto);
+}
+
+uint64_t CtBucketsView::word(uint32_t slot) const {
+  if (slot >= ZW_CT_BORN_SLOTS) return 0;
+  return std::atomic_ref<uint64_t>(w_[slot]).load(std::memory_order_seq_cst);
+}
+
+void CtBucketsView::released(const zw_ct_key& k) {
+  std::atomic_ref<uint64_t> w(w_[slot_of(k)]);
+  // The live half only, never below zero: a lost count costs the datapath a
+  // lookup, a count too low would hide a flow.
+  uint64_t cur = w.load(std::memory_order_relaxed);
+  while (zw_ctb_live(cur) != 0 && !w.compare_exchange_weak(cur, cur - 1, std::memory_order_seq_cst)) {
+  }
+}
+
+bool ct_forget(int ct_fd, CtUsageView& usage, CtBucketsView& buckets, const zw_ct_key& k,
+               const zw_ct_entry& e) {
+  if (bpf_map_delete_elem(ct_fd, &k) != 0) return false;
+  buckets.released(k);
+  if (e.flags & ZW_CTF_OWNED) usage.uncharge(e.owner);
+  return true;
 }
 
 void ConfigView::set_event_rate(uint32_t per_second, uint32_t burst) {

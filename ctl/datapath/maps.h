@@ -185,14 +185,30 @@ Result<V> percpu_sum(int fd, uint32_t key, Add add) {
   return acc;
 }
 
+// A BPF_F_MMAPABLE array map mapped into this process (whole pages),
+// unmapped on destruction: what the views below share.
+class MappedArray {
+ public:
+  static Result<MappedArray> map(int fd, size_t bytes, const char* what);
+  MappedArray(MappedArray&& o) noexcept;
+  MappedArray& operator=(MappedArray&&) = delete;
+  ~MappedArray();
+  template <typename T>
+  T* as() const {
+    return static_cast<T*>(p_);
+  }
+
+ private:
+  MappedArray(void* p, size_t len) : p_(p), len_(len) {}
+  void* p_;
+  size_t len_;
+};
+
 // The config array, mmap'd (BPF_F_MMAPABLE): reading and flipping the
 // active generation never tears.
 class ConfigView {
  public:
   static Result<ConfigView> map(int config_fd);
-  ConfigView(ConfigView&& o) noexcept;
-  ConfigView& operator=(ConfigView&&) = delete;
-  ~ConfigView();
 
   uint32_t active_gen() const;
   void set_active_gen(uint32_t gen);
@@ -206,9 +222,9 @@ class ConfigView {
   void bump_ct_epoch();
 
  private:
-  explicit ConfigView(zw_config* cfg, size_t len) : cfg_(cfg), len_(len) {}
+  explicit ConfigView(MappedArray m) : m_(std::move(m)), cfg_(m_.as<zw_config>()) {}
+  MappedArray m_;
   zw_config* cfg_;
-  size_t len_;
 };
 
 // zw_ct_count, mmap'd (BPF_F_MMAPABLE): flows charged to each endpoint id.
@@ -216,17 +232,39 @@ class ConfigView {
 class CtUsageView {
  public:
   static Result<CtUsageView> map(int ct_count_fd);
-  CtUsageView(CtUsageView&& o) noexcept;
-  CtUsageView& operator=(CtUsageView&&) = delete;
-  ~CtUsageView();
 
   uint32_t flows(uint32_t endpoint_id) const;
   void uncharge(uint32_t endpoint_id);
 
  private:
-  CtUsageView(zw_ct_usage* u, size_t len) : u_(u), len_(len) {}
+  explicit CtUsageView(MappedArray m) : m_(std::move(m)), u_(m_.as<zw_ct_usage>()) {}
+  MappedArray m_;
   zw_ct_usage* u_;
-  size_t len_;
 };
+
+// zw_ct_born, mmap'd (BPF_F_MMAPABLE): per tuple bucket, flows created and
+// flows live (the ABI header). The controller never creates flows: it only
+// takes one off a bucket's live flows after a delete of that flow it won.
+class CtBucketsView {
+ public:
+  static Result<CtBucketsView> map(int ct_born_fd);
+  static uint32_t slot_of(const zw_ct_key& k);
+
+  uint64_t word(uint32_t slot) const;
+  // After a successful delete of k's flow; never below zero.
+  void released(const zw_ct_key& k);
+
+ private:
+  explicit CtBucketsView(MappedArray m) : m_(std::move(m)), w_(m_.as<uint64_t>()) {}
+  MappedArray m_;
+  uint64_t* w_;
+};
+
+// Deletes a flow from user space the way the datapath does: the entry,
+// then its owner's charge and its bucket's live count, each only if this
+// delete is the one that removed it. False if it was not there (the
+// datapath or another deleter won).
+bool ct_forget(int ct_fd, CtUsageView& usage, CtBucketsView& buckets, const zw_ct_key& k,
+               const zw_ct_entry& e);
 
 }  // namespace zw::datapath

@@ -21,6 +21,8 @@ Result<SweepReport> sweep_conntrack(const dp::Maps& maps, uint64_t now_ns) {
   if (now_ns == 0) now_ns = monotonic_ns();
   auto usage = dp::CtUsageView::map(maps.ct_count.get());
   if (!usage) return fail(std::move(usage.error()).wrap("conntrack sweep"));
+  auto buckets = dp::CtBucketsView::map(maps.ct_born.get());
+  if (!buckets) return fail(std::move(buckets.error()).wrap("conntrack sweep"));
   SweepReport rep;
   // Batched reads: a full table is a million entries.
   constexpr uint32_t kBatch = 4096;
@@ -49,9 +51,8 @@ Result<SweepReport> sweep_conntrack(const dp::Maps& maps, uint64_t now_ns) {
     // Still idle? A packet may have refreshed it since the batch was read.
     zw_ct_entry now{};
     if (!dp::map_lookup(maps.ct.get(), k, &now) || now.last_seen_ns != v.last_seen_ns) continue;
-    if (bpf_map_delete_elem(maps.ct.get(), &k) != 0) continue;  // the datapath won the race
+    if (!dp::ct_forget(maps.ct.get(), *usage, *buckets, k, now)) continue;  // the datapath won
     ++rep.expired;
-    if (now.flags & ZW_CTF_OWNED) usage->uncharge(now.owner);
   }
   // The flow cache may hold answers for what was just deleted (when the
   // clock is ahead of the datapath's; the flows of a real sweep are idle).

@@ -1100,13 +1100,14 @@ TEST_F(DatapathTest, FlowCacheAnswersOnlyWhatConntrackWould) {
   size_t removed = 0;
   keys = datapath::map_keys<zw_ct_key>(maps->ct.get());
   ASSERT_TRUE(keys.has_value());
+  auto usage = datapath::CtUsageView::map(maps->ct_count.get());
+  auto buckets = datapath::CtBucketsView::map(maps->ct_born.get());
+  ASSERT_TRUE(usage && buckets);
   for (const auto& k : *keys)
     if (k.proto == kUdp && (ntohs(k.sport) == 40200 || ntohs(k.dport) == 40200)) {
       zw_ct_entry e{};
       ASSERT_TRUE(datapath::map_lookup(maps->ct.get(), k, &e));
-      ASSERT_TRUE(datapath::map_delete(maps->ct.get(), k).has_value());
-      if (e.flags & ZW_CTF_OWNED)
-        datapath::CtUsageView::map(maps->ct_count.get())->uncharge(e.owner);
+      ASSERT_TRUE(datapath::ct_forget(maps->ct.get(), *usage, *buckets, k, e));
       ++removed;
     }
   ASSERT_EQ(removed, 1u);
@@ -1145,6 +1146,105 @@ TEST_F(DatapathTest, ACachedDenialNeverHidesAFlowCreatedSince) {
   EXPECT_OUTCOME(from_vm("zwdB", test::ip("10.1.0.2", "10.1.0.1", kTcp,
                                           test::tcp(5432, 40301, 0x12))),
                  true, "pass_ct", "web-db-pg");
+}
+
+// The live flows of a tuple's bucket (zw_ct_born, low half) let the datapath
+// skip the conntrack lookup when there are none: a count is only lowered
+// after a delete it won, so a flow sharing the bucket with a deleted one is
+// still found, and the counts always add up to the table.
+TEST_F(DatapathTest, BucketLiveCountsNeverHideAFlow) {
+  auto maps = datapath::open_pinned_maps(paths_.pin_dir);
+  ASSERT_TRUE(maps.has_value());
+  auto usage = datapath::CtUsageView::map(maps->ct_count.get());
+  auto buckets = datapath::CtBucketsView::map(maps->ct_born.get());
+  ASSERT_TRUE(usage && buckets);
+  auto syn = [](uint16_t sport) {
+    return test::ip("10.1.0.1", "10.1.0.2", kTcp, test::tcp(sport, 5432, 0x02));
+  };
+  auto syn_ack = [](uint16_t sport) {
+    return test::ip("10.1.0.2", "10.1.0.1", kTcp, test::tcp(5432, sport, 0x12));
+  };
+  auto key_of = [&](uint16_t sport) -> std::optional<zw_ct_key> {
+    auto keys = datapath::map_keys<zw_ct_key>(maps->ct.get());
+    for (const auto& k : *keys)
+      if (k.proto == kTcp && (ntohs(k.sport) == sport || ntohs(k.dport) == sport)) return k;
+    return std::nullopt;
+  };
+  auto live_sum = [&] {
+    uint64_t n = 0;
+    for (uint32_t s = 0; s < ZW_CT_BORN_SLOTS; ++s) n += zw_ctb_live(buckets->word(s));
+    return n;
+  };
+  auto table = [&] { return datapath::map_keys<zw_ct_key>(maps->ct.get())->size(); };
+
+  // A probe flow gives the key's layout (the datapath's own); two source
+  // ports whose flows share a bucket are found from it with the
+  // controller's slot function, which must agree with the datapath's.
+  EXPECT_OUTCOME(from_vm("zwdA", syn(42000)), true, "pass_new", "web-db-pg");
+  auto k0 = key_of(42000);
+  ASSERT_TRUE(k0.has_value());
+  uint32_t s0 = datapath::CtBucketsView::slot_of(*k0);
+  EXPECT_EQ(zw_ctb_live(buckets->word(s0)), 1u);
+  EXPECT_GE(zw_ctb_born(buckets->word(s0)), 1u);
+  auto with_port = [&](uint16_t sport) {
+    zw_ct_key k = *k0;
+    (ntohs(k.sport) == 42000 ? k.sport : k.dport) = htons(sport);
+    return k;
+  };
+  std::map<uint32_t, uint16_t> seen;
+  uint16_t a = 0, b = 0;
+  for (uint32_t p = 42001; p < 65535 && !b; ++p) {
+    uint32_t slot = datapath::CtBucketsView::slot_of(with_port(static_cast<uint16_t>(p)));
+    if (slot == s0) continue;  // keep the probe's bucket out of it
+    auto [it, fresh] = seen.emplace(slot, static_cast<uint16_t>(p));
+    if (!fresh) a = it->second, b = static_cast<uint16_t>(p);
+  }
+  ASSERT_NE(b, 0) << "no two source ports share a bucket";
+  uint32_t slot = datapath::CtBucketsView::slot_of(with_port(a));
+  uint64_t before = buckets->word(slot);
+  EXPECT_OUTCOME(from_vm("zwdA", syn(a)), true, "pass_new", "web-db-pg");
+  EXPECT_OUTCOME(from_vm("zwdA", syn(b)), true, "pass_new", "web-db-pg");
+  EXPECT_EQ(buckets->word(slot), before + 2 * ZW_CTB_ONE_FLOW);
+  EXPECT_EQ(live_sum(), table());
+
+  // a's flow deleted from user space: b's is still found (a SYN-ACK never
+  // comes from the flow cache), both hooks.
+  auto ka = key_of(a);
+  ASSERT_TRUE(ka.has_value());
+  zw_ct_entry ea{};
+  ASSERT_TRUE(datapath::map_lookup(maps->ct.get(), *ka, &ea));
+  ASSERT_TRUE(datapath::ct_forget(maps->ct.get(), *usage, *buckets, *ka, ea));
+  EXPECT_FALSE(datapath::ct_forget(maps->ct.get(), *usage, *buckets, *ka, ea))
+      << "a second delete must not count";
+  EXPECT_EQ(zw_ctb_live(buckets->word(slot)), zw_ctb_live(before) + 1);
+  EXPECT_OUTCOME(from_vm("zwdB", syn_ack(b)), true, "pass_ct", "web-db-pg");
+  EXPECT_OUTCOME(to_vm("zwdA", syn_ack(b)), true, "pass_ct", "web-db-pg");
+  EXPECT_OUTCOME(from_vm("zwdB", syn_ack(a)), false, "drop_tcp_no_syn", "");
+  EXPECT_EQ(live_sum(), table());
+
+  // b's flow idle for long (its entry aged in place, not re-inserted): the
+  // datapath deletes it when it meets it and takes its own count off; the
+  // sweep deletes the probe's.
+  auto kb = key_of(b);
+  ASSERT_TRUE(kb.has_value());
+  zw_ct_entry eb{};
+  ASSERT_TRUE(datapath::map_lookup(maps->ct.get(), *kb, &eb));
+  eb.last_seen_ns = 1;
+  ASSERT_TRUE(datapath::map_update(maps->ct.get(), *kb, eb, BPF_EXIST).has_value());
+  EXPECT_EQ(zw_ctb_live(buckets->word(slot)), zw_ctb_live(before) + 1);
+  EXPECT_OUTCOME(from_vm("zwdB", syn_ack(b)), false, "drop_tcp_no_syn", "");
+  EXPECT_FALSE(key_of(b).has_value());
+  EXPECT_EQ(buckets->word(slot), before + 2 * ZW_CTB_ONE_FLOW - 2);
+  EXPECT_EQ(live_sum(), table());
+  ASSERT_TRUE(engine::sweep_conntrack(*maps, ~0ULL >> 1).has_value());
+  EXPECT_EQ(table(), 0u);
+  EXPECT_EQ(live_sum(), 0u);
+  EXPECT_EQ(zw_ctb_born(buckets->word(slot)), zw_ctb_born(before) + 2)
+      << "births only grow";
+  // No live flow anywhere: every packet without a flow is judged as one.
+  EXPECT_OUTCOME(from_vm("zwdB", syn_ack(b)), false, "drop_tcp_no_syn", "");
+  EXPECT_OUTCOME(from_vm("zwdA", syn(b)), true, "pass_new", "web-db-pg");
+  EXPECT_OUTCOME(from_vm("zwdB", syn_ack(b)), true, "pass_ct", "web-db-pg");
 }
 
 TEST_F(DatapathTest, AuditZonePassesWhatItWouldDrop) {
@@ -1771,3 +1871,4 @@ TEST_F(DatapathTest, IncrementalApplyCidrPrefixAddedRemoved) {
 }
 
 }  // namespace zw
+

@@ -494,16 +494,53 @@ struct zw_deny_cache_ent {
 	struct zw_deny_val val;
 };
 
-/* ---- flow births: per bucket of tuples (a hash of the tuple that is the
- * same in both directions), how many flows have been created there; the
- * datapath adds one after each conntrack insert (the controller never
- * creates flows). A denied packet's cache entry keeps the count read before
- * the conntrack lookup that found no flow for it: while the count is the
- * same, no flow of that tuple was created since, so the same packet again
- * is denied without a conntrack lookup (a hash over a 40-byte key: about
- * half of a denied packet's cost). Pinned, shared by every program
- * instance. ---- */
+/* ---- flow births and live flows: per bucket of tuples (a hash of the
+ * tuple that is the same in both directions), one 64-bit word: how many
+ * flows have been created there (high half, zw_ctb_born) and how many of
+ * them are in zw_ct now (low half, zw_ctb_live). The datapath adds
+ * ZW_CTB_ONE_FLOW with one atomic after each conntrack insert (the
+ * controller never creates flows); whoever deletes a flow (the datapath, the
+ * sweep) takes one off the live half after its delete succeeded.
+ * - Births: a denied packet's cache entry keeps the births read before the
+ *   conntrack lookup that found no flow for it: while they are the same, no
+ *   flow of that tuple was created since, so the same packet again is denied
+ *   without a conntrack lookup.
+ * - Live: no live flow in the bucket means no flow for the tuple, so the
+ *   conntrack lookup is skipped (a miss in a table of 1,048,576 buckets is a
+ *   cache miss to memory: 100-200 ns). Safe in both directions: a live half
+ *   too high (a lost decrement) costs a lookup; one too low could hide a
+ *   flow, so it is only ever lowered after a successful delete, and a
+ *   decrement of a zero live half (never expected) borrows from the births,
+ *   which only drops cached denials, and leaves the live half non-zero.
+ * Pinned, shared by every program instance, BPF_F_MMAPABLE so the sweep's
+ * decrements are atomics on the word. ---- */
 #define ZW_CT_BORN_SLOTS	65536	/* power of two */
+#define ZW_CTB_ONE_FLOW		((1ULL << 32) | 1)	/* one birth, one live flow */
+
+static inline __u32 zw_ctb_born(__u64 w)
+{
+	return (__u32)(w >> 32);
+}
+
+static inline __u32 zw_ctb_live(__u64 w)
+{
+	return (__u32)w;
+}
+
+/* The bucket of a tuple, from its words: addresses as the four native
+ * 64-bit words of a zw_ct_key's saddr and daddr, ports as they lie in the
+ * key (network order, read as native 16-bit values). The same for both
+ * directions, so for a packet and for its flow's canonical key, and the same
+ * in the datapath and the controller (tests/datapath check they agree). */
+static inline __u32 zw_born_slot(__u64 s0, __u64 s1, __u64 d0, __u64 d1, __u16 sport,
+				 __u16 dport, __u8 proto)
+{
+	const __u64 mul = 0x9E3779B97F4A7C15ULL;
+	__u64 h = ((s0 ^ s1 ^ sport) * mul) + ((d0 ^ d1 ^ dport) * mul);
+
+	h = (h ^ proto) * mul;
+	return (__u32)(h >> (64 - 16));
+}
 
 /* ---- events: denied packets and new flows, through the zw_events ring
  * buffer, rate-limited per endpoint by a token bucket ---- */
@@ -578,7 +615,7 @@ ZW_STATIC_ASSERT(sizeof(struct zw_flow_cache_ent) == 80, "zw_flow_cache_ent layo
 ZW_STATIC_ASSERT((ZW_FLOW_CACHE_SLOTS & (ZW_FLOW_CACHE_SLOTS - 1)) == 0, "flow cache slots: power of two");
 ZW_STATIC_ASSERT(sizeof(struct zw_deny_key) == 40, "zw_deny_key layout");
 ZW_STATIC_ASSERT(sizeof(struct zw_deny_val) == 24, "zw_deny_val layout");
-ZW_STATIC_ASSERT((ZW_CT_BORN_SLOTS & (ZW_CT_BORN_SLOTS - 1)) == 0, "born slots: power of two");
+ZW_STATIC_ASSERT(ZW_CT_BORN_SLOTS == 1 << 16, "born slots: zw_born_slot gives 16 bits");
 ZW_STATIC_ASSERT(sizeof(struct zw_deny_cache_ent) == 64, "zw_deny_cache_ent layout");
 ZW_STATIC_ASSERT((ZW_DENY_CACHE_SLOTS & (ZW_DENY_CACHE_SLOTS - 1)) == 0, "deny cache slots: power of two");
 ZW_STATIC_ASSERT((ZW_EP_CACHE_SLOTS & (ZW_EP_CACHE_SLOTS - 1)) == 0, "cache slots: power of two");
