@@ -21,6 +21,7 @@
 #include <linux/pkt_cls.h>
 #include <net/if.h>
 #include <sched.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -92,6 +93,34 @@ GenSpec spec_of(const Config& c) {
   return s;
 }
 
+uint64_t monotonic_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return uint64_t(ts.tv_sec) * 1000000000ULL + uint64_t(ts.tv_nsec);
+}
+
+// The tracked flows kept alive as their own traffic would keep them (a
+// packet refreshes its flow's last_seen): every entry's last_seen set to now
+// in place (BPF_EXIST: nothing inserted, the bucket counts stay right).
+// Without it the sweep of a re-apply deletes the filler flows that have
+// been idle past the UDP timeout (2 min), which a full run outlasts.
+Status keep_flows_alive(const Ctx& x) {
+  auto m = datapath::open_pinned_maps(x.paths.pin_dir);
+  if (!m) return fail(std::move(m.error()));
+  auto entries = datapath::map_entries<zw_ct_key, zw_ct_entry>(m->ct.get());
+  if (!entries) return fail(std::move(entries.error()));
+  // One update per entry: the batch update takes no BPF_EXIST. 10 ms in the
+  // past: the datapath's clock is the coarse one, a tick behind, and a
+  // last_seen ahead of it would read as long expired.
+  const uint64_t now = monotonic_ns() - 10'000'000ULL;
+  for (auto& [k, v] : *entries) {
+    v.last_seen_ns = now;
+    if (bpf_map_update_elem(m->ct.get(), &k, &v, BPF_EXIST) != 0 && errno != ENOENT)
+      return fail(Error::sys("keep the tracked flows alive: bpf_map_update_elem"));
+  }
+  return {};
+}
+
 // Applies config c; fresh: from an empty pin dir (else over the last apply,
 // as a re-apply of the same policy: a new program instance, same maps).
 Status apply_config(Ctx& x, const Config& c, bool fresh) {
@@ -102,6 +131,8 @@ Status apply_config(Ctx& x, const Config& c, bool fresh) {
   if (!p) return fail(std::move(p.error()));
   auto inv = inventory::parse_static(inventory_json(s), "bench-inventory.json");
   if (!inv) return fail(std::move(inv.error()));
+  if (!fresh)
+    if (auto st = keep_flows_alive(x); !st) return fail(std::move(st.error()));
   auto lock = engine::PinLock::acquire(x.paths.pin_dir);
   if (!lock) return fail(std::move(lock.error()));
   engine::ApplyInput in{.policy = &*p,

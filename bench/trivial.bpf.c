@@ -92,8 +92,8 @@ int bench_vary_tc(struct __sk_buff *skb)
 }
 
 /* The one kernel operation a new flow cannot avoid, alone: an insert of a
- * new key into a hash map shaped like zw_ct (1M entries allocated per
- * element, 40-byte key, 48-byte value), the key taken from the frame's
+ * new key into a hash map shaped like zw_ct (1M entries, preallocated as
+ * zw_ct is, 40-byte key, 48-byte value), the key taken from the frame's
  * ports so the varying wrapper makes every run's key new. The cost the
  * new-flow path can never go below on this machine. */
 struct bench_ct_key {

@@ -131,6 +131,29 @@ class DaemonLibvirtTest : public ::testing::Test {
     return cond();
   }
 
+  // A domain of the starting-VM tests on the test driver: `id` (two hex
+  // digits) ends its UUID and its MAC 52:54:00:30:00:<id>.
+  static virDomainPtr define(const std::string& name, const std::string& id,
+                             const std::string& ifname, const std::string& ip,
+                             const std::string& zone_tag = "") {
+    return virDomainDefineXML(conn_, domain_xml(name, "11111111-2222-3333-4444-0000000000" + id,
+                                                ifname, "52:54:00:30:00:" + id, ip, zone_tag)
+                                         .c_str());
+  }
+
+  // True once the daemon's state has an endpoint of every one of `vms`
+  // (running or stopped).
+  static bool in_state(std::initializer_list<const char*> vms) {
+    auto st = engine::read_state(opt_.paths);
+    if (!st || !*st) return false;
+    for (const char* vm : vms) {
+      bool found = false;
+      for (const auto& e : (*st)->endpoints) found = found || e.vm_name == vm;
+      if (!found) return false;
+    }
+    return true;
+  }
+
   // The zone name the live generation gives the endpoint on `ifname`
   // ("" when there is none).
   static std::string live_zone(const std::string& ifname) {
@@ -480,24 +503,13 @@ TEST_F(DaemonLibvirtTest, StartingVmTapIsEnforcedBeforeItsStartedEvent) {
   daemon::Daemon d(opt_);
   ASSERT_TRUE(d.start().has_value());
   ASSERT_TRUE(sh("ip link add zwl-sD type veth peer name zwl-sDp && ip link set zwl-sD up"));
-  virDomainPtr db =
-      virDomainDefineXML(conn_, domain_xml("db-s", "11111111-2222-3333-4444-0000000000c2", "zwl-sD",
-                                           "52:54:00:30:00:c2", "10.3.0.42")
-                                    .c_str());
-  virDomainPtr web =
-      virDomainDefineXML(conn_, domain_xml("web-s", "11111111-2222-3333-4444-0000000000c1",
-                                           "zwl-sW", "52:54:00:30:00:c1", "10.3.0.41")
-                                    .c_str());
+  virDomainPtr db = define("db-s", "c2", "zwl-sD", "10.3.0.42");
+  virDomainPtr web = define("web-s", "c1", "zwl-sW", "10.3.0.41");
   ASSERT_NE(db, nullptr);
   ASSERT_NE(web, nullptr);
   ASSERT_EQ(virDomainCreate(db), 0);
-  EXPECT_TRUE(step_until(d, [] {
-    auto st = engine::read_state(opt_.paths);
-    if (!st || !*st || live_zone("zwl-sD") != "db") return false;
-    for (const auto& e : (*st)->endpoints)
-      if (e.vm_name == "web-s") return true;
-    return false;
-  })) << "web-s (stopped) and db-s (running) not applied";
+  EXPECT_TRUE(step_until(d, [] { return live_zone("zwl-sD") == "db" && in_state({"web-s"}); }))
+      << "web-s (stopped) and db-s (running) not applied";
   const auto before = d.counters();
 
   // From here the loop is not stepped: only the tap thread acts.
@@ -556,29 +568,13 @@ TEST_F(DaemonLibvirtTest, StartingVmTapIsEnforcedBeforeItsStartedEvent) {
 TEST_F(DaemonLibvirtTest, StartingVmTapRefusedWhenAmbiguousOrWithAnotherMac) {
   daemon::Daemon d(opt_);
   ASSERT_TRUE(d.start().has_value());
-  virDomainPtr a =
-      virDomainDefineXML(conn_, domain_xml("web-a", "11111111-2222-3333-4444-0000000000d1",
-                                           "zwl-amb", "52:54:00:30:00:d1", "10.3.0.51")
-                                    .c_str());
-  virDomainPtr b =
-      virDomainDefineXML(conn_, domain_xml("db-b", "11111111-2222-3333-4444-0000000000d2",
-                                           "zwl-amb", "52:54:00:30:00:d2", "10.3.0.52")
-                                    .c_str());
-  virDomainPtr w =
-      virDomainDefineXML(conn_, domain_xml("web-w", "11111111-2222-3333-4444-0000000000d3",
-                                           "zwl-wmac", "52:54:00:30:00:d3", "10.3.0.53")
-                                    .c_str());
+  virDomainPtr a = define("web-a", "d1", "zwl-amb", "10.3.0.51");
+  virDomainPtr b = define("db-b", "d2", "zwl-amb", "10.3.0.52");
+  virDomainPtr w = define("web-w", "d3", "zwl-wmac", "10.3.0.53");
   ASSERT_NE(a, nullptr);
   ASSERT_NE(b, nullptr);
   ASSERT_NE(w, nullptr);
-  EXPECT_TRUE(step_until(d, [] {
-    auto st = engine::read_state(opt_.paths);
-    if (!st || !*st) return false;
-    int n = 0;
-    for (const auto& e : (*st)->endpoints)
-      n += e.vm_name == "web-a" || e.vm_name == "db-b" || e.vm_name == "web-w";
-    return n == 3;
-  }));
+  EXPECT_TRUE(step_until(d, [] { return in_state({"web-a", "db-b", "web-w"}); }));
   const auto before = d.counters();
   auto maps = datapath::open_pinned_maps(opt_.paths.pin_dir);
   ASSERT_TRUE(maps.has_value());
@@ -618,18 +614,9 @@ TEST_F(DaemonLibvirtTest, StartingVmTapRefusedWhenAmbiguousOrWithAnotherMac) {
 TEST_F(DaemonLibvirtTest, StartingVmWhoseLiveDefinitionDiffersIsCorrected) {
   daemon::Daemon d(opt_);
   ASSERT_TRUE(d.start().has_value());
-  virDomainPtr x =
-      virDomainDefineXML(conn_, domain_xml("app-x", "11111111-2222-3333-4444-0000000000e1",
-                                           "zwl-xW", "52:54:00:30:00:e1", "10.3.0.61", "web")
-                                    .c_str());
+  virDomainPtr x = define("app-x", "e1", "zwl-xW", "10.3.0.61", "web");
   ASSERT_NE(x, nullptr);
-  EXPECT_TRUE(step_until(d, [] {
-    auto st = engine::read_state(opt_.paths);
-    if (!st || !*st) return false;
-    for (const auto& e : (*st)->endpoints)
-      if (e.vm_name == "app-x") return true;
-    return false;
-  }));
+  EXPECT_TRUE(step_until(d, [] { return in_state({"app-x"}); }));
   const auto before = d.counters();
   // Started, then re-tagged for this run only; the loop hears of neither yet.
   ASSERT_EQ(virDomainCreate(x), 0);
