@@ -23,16 +23,23 @@
 
 namespace zw::test {
 
+// A port nothing listens on now, never one this process handed out before
+// (two calls in a row can get the same port from the kernel: an etcd told
+// to use one port for clients and peers never comes up).
 inline int free_port() {
-  int s = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(s, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(s);
-  return ntohs(a.sin_port);
+  static std::set<int> given;
+  for (;;) {
+    int s = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    socklen_t len = sizeof a;
+    ::getsockname(s, reinterpret_cast<sockaddr*>(&a), &len);
+    ::close(s);
+    int port = ntohs(a.sin_port);
+    if (given.insert(port).second) return port;
+  }
 }
 
 inline std::set<pid_t>& live_etcds() {
@@ -45,8 +52,6 @@ class EtcdServer {
   EtcdServer() {
     char tmpl[] = "/tmp/zw-unit-etcd-XXXXXX";
     dir_ = ::mkdtemp(tmpl);
-    client_port_ = free_port();
-    peer_port_ = free_port();
     static bool hooked = false;
     if (!hooked) {
       hooked = true;
@@ -54,7 +59,16 @@ class EtcdServer {
         for (pid_t p : live_etcds()) ::kill(p, SIGKILL);
       });
     }
-    start();
+    // Fresh ports until one comes up (another process may take a port
+    // between free_port() and etcd's bind): 3 tries.
+    for (int attempt = 0; attempt < 3; ++attempt) {
+      client_port_ = free_port();
+      peer_port_ = free_port();
+      if (start()) return;
+      stop();
+      std::error_code ec;
+      std::filesystem::remove_all(dir_ + "/data", ec);
+    }
   }
   ~EtcdServer() {
     stop();
@@ -67,7 +81,8 @@ class EtcdServer {
   std::string url() const { return "http://127.0.0.1:" + std::to_string(client_port_); }
   bool up() const { return pid_ > 0; }
 
-  void start() {
+  // True once it answers (up to ~10 s).
+  bool start() {
     std::string c = url();
     std::string p = "http://127.0.0.1:" + std::to_string(peer_port_);
     std::string log = dir_ + "/etcd.log";
@@ -85,7 +100,7 @@ class EtcdServer {
       ::_exit(127);
     }
     live_etcds().insert(pid_);
-    wait_healthy();
+    return wait_healthy();
   }
 
   void stop() {
@@ -102,12 +117,13 @@ class EtcdServer {
   }
 
  private:
-  void wait_healthy() {
+  bool wait_healthy() {
     auto c = cluster::Client::make({url()}, {.connect_ms = 200, .request_ms = 1000});
     for (int i = 0; i < 200; ++i) {
-      if (c && c->range("health-probe")) return;
+      if (c && c->range("health-probe")) return true;
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
+    return false;
   }
 
   std::string dir_;
