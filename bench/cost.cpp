@@ -21,7 +21,6 @@
 #include <linux/pkt_cls.h>
 #include <net/if.h>
 #include <sched.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -40,6 +39,7 @@
 #include "gen.h"
 #include "inventory/static_json.h"
 #include "policy/json.h"
+#include "util/clock.h"
 
 namespace zw::bench {
 
@@ -91,12 +91,6 @@ GenSpec spec_of(const Config& c) {
   // table's capacity so the fill measures the table, not the limit.
   s.max_flows = ZW_MAX_CT;
   return s;
-}
-
-uint64_t monotonic_ns() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return uint64_t(ts.tv_sec) * 1000000000ULL + uint64_t(ts.tv_nsec);
 }
 
 // The tracked flows kept alive as their own traffic would keep them (a
@@ -274,10 +268,14 @@ Status measure(Ctx& x, const Config& c, Hook h, size_t ct_now, int inst) {
   if (!buckets) return fail(std::move(buckets.error()));
   for (bool v6 : {false, true}) {
     const char* fam = v6 ? "ipv6" : "ipv4";
-    auto out = [&](const char* path, double ns, double floor, const std::string& note) {
+    // ratio < 0: ns / floor (the paired paths give theirs: the median of
+    // their trials' ratios).
+    auto out = [&](const char* path, double ns, double floor, const std::string& note,
+                   double ratio = -1) {
+      if (ratio < 0) ratio = floor > 0 ? ns / floor : 0.0;
       std::printf("cost\t%s\t%d\t%zu\t%d\t%zu\t%s\t%s\t%s\t%.1f\t%.1f\t%.2f\t%s\t%d\n",
                   c.name.c_str(), c.rules, x.policy_entries, c.vms, ct_now, hook_name(h), fam, path,
-                  ns, floor, floor > 0 ? ns / floor : 0.0, note.c_str(), inst);
+                  ns, floor, ratio, note.c_str(), inst);
       std::fflush(stdout);
     };
     auto floor_f = frame(v6, -1, 40000, kAllowedPort);
@@ -391,9 +389,7 @@ Status measure(Ctx& x, const Config& c, Hook h, size_t ct_now, int inst) {
       char n[160];
       std::snprintf(n, sizeof n, "%s, %d trials of repeat %u against the floor; lowest ratio %.2fx",
                     what, x.trials, x.repeat, p.best_ratio);
-      std::printf("cost\t%s\t%d\t%zu\t%d\t%zu\t%s\t%s\t%s\t%.1f\t%.1f\t%.2f\t%s\t%d\n",
-                  c.name.c_str(), c.rules, x.policy_entries, c.vms, ct_now, hook_name(h), fam, path,
-                  p.ns, p.floor, p.ratio, n, inst);
+      out(path, p.ns, p.floor, n, p.ratio);
     };
     out_paired("established", *est, "one flow");
     out_paired("denied", *den, "one denied packet");

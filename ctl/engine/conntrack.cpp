@@ -1,21 +1,13 @@
 // Conntrack sweep and per-endpoint usage.
 #include "engine/conntrack.h"
 
-#include <time.h>
-
 #include <vector>
+
+#include "util/clock.h"
 
 namespace zw::engine {
 
 namespace dp = zw::datapath;
-
-namespace {
-uint64_t monotonic_ns() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ULL + static_cast<uint64_t>(ts.tv_nsec);
-}
-}  // namespace
 
 Result<SweepReport> sweep_conntrack(const dp::Maps& maps, uint64_t now_ns) {
   if (now_ns == 0) now_ns = monotonic_ns();

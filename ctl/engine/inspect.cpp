@@ -2,7 +2,6 @@
 #include "engine/inspect.h"
 
 #include <net/if.h>
-#include <time.h>
 
 #include <algorithm>
 #include <set>
@@ -15,6 +14,7 @@
 #include "datapath/reasons.h"
 #include "engine/aggregate.h"
 #include "engine/conntrack.h"
+#include "util/clock.h"
 #include "util/net.h"
 
 namespace zw::engine {
@@ -173,9 +173,7 @@ Result<json> stats(const Paths& paths) {
     if (!c) return fail(std::move(c.error()));
     reasons[dp::kReasonNames[r]] = counter(*c);
   }
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  uint64_t now_ns = uint64_t(ts.tv_sec) * 1000000000ull + ts.tv_nsec;
+  uint64_t now_ns = monotonic_ns();
   std::map<uint32_t, zw_rule_stats> rule_sums;
   std::vector<uint32_t> rule_ids{ZW_RULE_DEFAULT_INTRA, ZW_RULE_DEFAULT_INTER};
   for (const auto& r : live->state.rules) rule_ids.push_back(r.id);

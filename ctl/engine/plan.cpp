@@ -4,7 +4,6 @@
 
 #include <arpa/inet.h>
 #include <net/if.h>
-#include <time.h>
 
 #include <algorithm>
 #include <cstring>
@@ -16,6 +15,7 @@
 #include "datapath/maps.h"
 #include "engine/desired.h"
 #include "engine/inspect.h"
+#include "util/clock.h"
 #include "zonewall/abi/zonewall.h"
 
 namespace zw::engine {
@@ -315,9 +315,7 @@ Result<json> plan(const Paths& paths, const policy::Policy& p, const std::string
   for (const auto& e : d->endpoints)
     for (const auto& a : e.ep.addrs) vm_of.emplace(a, e.ep.vm_name);
 
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  const uint64_t now = uint64_t(ts.tv_sec) * 1000000000ull + ts.tv_nsec;
+  const uint64_t now = monotonic_ns();
   json cut = json::array();
   size_t tracked = 0;
   auto keys = dp::map_keys<zw_ct_key>(maps->ct.get());

@@ -9,6 +9,7 @@ relies on that)."""
 import argparse
 import csv
 import os
+import re
 import statistics
 import sys
 
@@ -141,7 +142,6 @@ def main():
                         worst = r
             if worst:
                 note = PATH_NOTES.get(path, "")
-                import re
                 lows = [float(m.group(1)) for r in raw_cost
                         if r["config"] == "base" and r["hook"] == "xdp" and r["path"] == path
                         and r["family"] == worst["family"]
@@ -429,7 +429,6 @@ def main():
                             "the apply row's note splits its time by phase (ms: ...)"))
         one = next((r for r in ctl if "one rule changed" in r["phase"]), None)
         if one:
-            import re
             m = re.search(r"written (\d+), deleted (\d+)", one["note"])
             w, dl = (int(m.group(1)), int(m.group(2))) if m else (None, None)
             targets.append(("a one-rule change writes only the entries it changes",

@@ -365,19 +365,19 @@ if [[ ,$ONLY, == *,tcp,* ]]; then
   # phase of this machine (seconds) then hits one round, and the report
   # takes the median of the per-round ratios.
   for round in $(seq "$TCP_ROUNDS"); do
-  for sys in none zw-tc zw-xdp nft; do
-    setup_filter $sys 1000
-    json=$(in_a iperf3 -c $B_IP -p 5201 -t "$TCP_SECS" -J)
-    gbit=$($PY -c 'import json,sys; d=json.load(sys.stdin); print("%.2f %d" % (d["end"]["sum_received"]["bits_per_second"]/1e9, d["end"]["sum_sent"].get("retransmits",0)))' <<< "$json")
-    rr=$(in_a "$ZWB" rr-client --host $B_IP --port 7001 --seconds "$RR_SECS")
-    # transactions N rate R/s p50_us a p90_us b p99_us c p999_us d
-    read -r _ _ _ rate _ p50 _ p90 _ p99 _ p999 <<< "${rr//\/s/}"
-    printf 'tcp\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$sys" ${gbit% *} ${gbit#* } "$rate" \
-      "$p50" "$p90" "$p99" "$p999" \
-      "$(feature "$NS_A" vA tcp-segmentation-offload)" "$(feature "$NS_A" vA generic-segmentation-offload)" \
-      "$(feature "$NS_H" hA tcp-segmentation-offload)" "$(feature "$NS_H" hA generic-segmentation-offload)" \
-      >> "$OUT/tcp.tsv"
-  done
+    for sys in none zw-tc zw-xdp nft; do
+      setup_filter $sys 1000
+      json=$(in_a iperf3 -c $B_IP -p 5201 -t "$TCP_SECS" -J)
+      gbit=$($PY -c 'import json,sys; d=json.load(sys.stdin); print("%.2f %d" % (d["end"]["sum_received"]["bits_per_second"]/1e9, d["end"]["sum_sent"].get("retransmits",0)))' <<< "$json")
+      rr=$(in_a "$ZWB" rr-client --host $B_IP --port 7001 --seconds "$RR_SECS")
+      # transactions N rate R/s p50_us a p90_us b p99_us c p999_us d
+      read -r _ _ _ rate _ p50 _ p90 _ p99 _ p999 <<< "${rr//\/s/}"
+      printf 'tcp\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$sys" ${gbit% *} ${gbit#* } "$rate" \
+        "$p50" "$p90" "$p99" "$p999" \
+        "$(feature "$NS_A" vA tcp-segmentation-offload)" "$(feature "$NS_A" vA generic-segmentation-offload)" \
+        "$(feature "$NS_H" hA tcp-segmentation-offload)" "$(feature "$NS_H" hA generic-segmentation-offload)" \
+        >> "$OUT/tcp.tsv"
+    done
   done
   reset_filters
 fi
