@@ -131,6 +131,9 @@ struct Daemon::Impl {
   std::optional<dp::Object> progs_;
   std::optional<policy::Policy> policy_;
   std::optional<inventory::Libvirt> lv_;
+  // The domains as last read: whole on connecting, at every resync, SIGHUP
+  // and control request; otherwise only the domains events named.
+  inventory::DomainCache lv_cache_;
   std::optional<inventory::LinkWatcher> links_;
   UniqueFd sigfd_, evfd_, ctl_;
   std::mutex mu_;
@@ -174,9 +177,11 @@ struct Daemon::Impl {
   std::atomic<uint64_t> applies_{0};
   std::atomic<uint64_t> n_admitted_{0}, n_prospective_{0}, n_confirmed_{0}, n_corrected_{0},
       n_withdrawn_{0};
+  std::atomic<uint64_t> n_lv_full_{0}, n_lv_domains_{0};
   std::map<std::string, size_t> last_written_;  // under apply_mu_
   std::set<std::string> warned_;
   bool awaiting_lease_ = false;  // a VM on a libvirt network has no address yet
+  std::set<std::string> lease_waiters_;  // ... their domains' UUIDs (read again at each look)
   Clock::time_point next_lease_look_ = Clock::now();
   static constexpr std::chrono::seconds kLeasePoll{2};
   // Observability (events, run-time statistics, metrics).
@@ -323,6 +328,7 @@ void Daemon::Impl::connect_libvirt() {
     return;
   }
   lv_.emplace(std::move(*c));
+  lv_cache_.mark_all();  // events may have been missed while not connected
   auto w = lv_->watch([this](const inventory::DomainEvent& ev) {
     {
       std::lock_guard lk(mu_);
@@ -538,17 +544,32 @@ Result<std::optional<engine::ApplyReport>> Daemon::Impl::reconcile(const char* w
   const uint64_t epoch = admit_epoch_.load();
   inventory::Inventory inv;
   std::vector<std::string> warnings;
+  std::string libvirt_read = "-";
   if (!o_.libvirt_uri.empty()) {
     if (!lv_)
       return fail(Error(ErrorKind::kSystem, "libvirt not connected; enforcement unchanged"));
-    auto snap = lv_->snapshot();
-    if (!snap) {
+    if (force) lv_cache_.mark_all();  // a control request reads everything again
+    {
+      // A starting VM's tap admitted since the last read: its domain again,
+      // which libvirt now reports running on it (else the apply would take
+      // the admission back as libvirt's stopped domain's).
+      std::lock_guard lk(link_mu_);
+      for (const auto& [name, a] : prospective_admitted_) lv_cache_.mark_vm(a.vm);
+    }
+    auto read = lv_cache_.update(*lv_);
+    if (!read) {
       lv_.reset();
       next_libvirt_try_ = Clock::now();
-      return fail(std::move(snap.error()).wrap("libvirt snapshot (enforcement unchanged)"));
+      return fail(std::move(read.error()).wrap("libvirt snapshot (enforcement unchanged)"));
     }
-    inv = std::move(snap->inventory);
-    warnings = std::move(snap->warnings);
+    libvirt_read = (read->full ? "all " : "") + std::to_string(read->domains);
+    if (read->full)
+      ++n_lv_full_;
+    else
+      n_lv_domains_ += read->domains;
+    auto snap = lv_cache_.snapshot();
+    inv = std::move(snap.inventory);
+    warnings = std::move(snap.warnings);
   }
   if (!o_.inventory_path.empty()) {
     auto st = static_inventory();
@@ -558,9 +579,11 @@ Result<std::optional<engine::ApplyReport>> Daemon::Impl::reconcile(const char* w
   // A running VM on a libvirt network without a known address is waiting
   // for its DHCP lease; until it is seen, the VM may only send DHCP, ARP
   // and ND. Leases raise no libvirt event: look again soon.
-  awaiting_lease_ = std::any_of(inv.endpoints.begin(), inv.endpoints.end(), [](const auto& e) {
-    return !e.ifname.empty() && e.libvirt_type == "network" && e.addrs.empty();
-  });
+  lease_waiters_.clear();
+  for (const auto& e : inv.endpoints)
+    if (!e.ifname.empty() && e.libvirt_type == "network" && e.addrs.empty())
+      lease_waiters_.insert(e.vm_uuid);
+  awaiting_lease_ = !lease_waiters_.empty();
   if (!o_.attach_rules.empty())
     for (auto& e : inv.endpoints)
       if (!e.attach && !e.ifname.empty())
@@ -659,6 +682,7 @@ Result<std::optional<engine::ApplyReport>> Daemon::Impl::reconcile(const char* w
                            {"entries_written", std::to_string(rep->entries_written)},
                            {"entries_deleted", std::to_string(rep->entries_deleted)},
                            {"took_us", us_since(t0)},
+                           {"libvirt_domains_read", libvirt_read},
                            {"ms", phases_str(inventory_ms, fingerprint_ms, rep->phases)}});
   // A warning is logged when it appears, not on every reconcile after.
   std::set<std::string> now(rep->warnings.begin(), rep->warnings.end());
@@ -688,6 +712,7 @@ void Daemon::Impl::on_libvirt_events() {
       next_libvirt_try_ = Clock::now() + std::chrono::milliseconds(200);
       continue;
     }
+    lv_cache_.mark(ev.uuid);
     dirty_ = true;
   }
 }
@@ -895,6 +920,7 @@ void Daemon::Impl::check_prospective(const std::map<std::string, engine::Admissi
 void Daemon::Impl::on_signal() {
   signalfd_siginfo si{};
   while (::read(sigfd_.get(), &si, sizeof si) == sizeof si) {
+    if (si.ssi_signo == SIGHUP) lv_cache_.mark_all();  // a reload reads everything again
     if (si.ssi_signo == SIGHUP && cluster_) {
       dirty_ = true;  // the policy is the store's; re-read the inventory
     } else if (si.ssi_signo == SIGHUP) {
@@ -1129,10 +1155,12 @@ bool Daemon::Impl::step(int timeout_ms) {
     if (now >= next_resync_) {
       dirty_ = true;
       static_inv_.reset();  // read it again whatever its times say
+      lv_cache_.mark_all();
       next_resync_ = now + std::chrono::seconds(o_.resync_seconds);
       sweep();
     } else if (awaiting_lease_ && now >= next_lease_look_) {
       dirty_ = true;
+      for (const auto& uuid : lease_waiters_) lv_cache_.mark(uuid);
     }
     if (awaiting_lease_ && now >= next_lease_look_) next_lease_look_ = now + kLeasePoll;
     if (dirty_ && policy_ && (o_.libvirt_uri.empty() || lv_) && (!cluster_ || cluster_->synced())) {
@@ -1180,6 +1208,8 @@ Daemon::Counters Daemon::counters() const {
   c.confirmed = impl_->n_confirmed_;
   c.corrected = impl_->n_corrected_;
   c.withdrawn = impl_->n_withdrawn_;
+  c.libvirt_full_reads = impl_->n_lv_full_;
+  c.libvirt_domains_reread = impl_->n_lv_domains_;
   std::lock_guard lk(impl_->apply_mu_);
   c.last_written = impl_->last_written_;
   return c;

@@ -73,6 +73,10 @@ class Daemon {
     uint64_t confirmed = 0;             // prospective admissions the next apply found exactly right
     uint64_t corrected = 0;             // ... that it had to change (the live definition differs)
     uint64_t withdrawn = 0;             // ... whose interface it took back (its domain not running)
+    // libvirt reads of the reconciles: every domain (connect, resync,
+    // SIGHUP, control request), or only the domains events named.
+    uint64_t libvirt_full_reads = 0;
+    uint64_t libvirt_domains_reread = 0;  // domains read one by one, in all
     // Map entries the last apply wrote, per map (zw_endpoints, zw_addrs, ...).
     std::map<std::string, size_t> last_written;
   };

@@ -948,9 +948,27 @@ Result<std::optional<std::vector<Endpoint>>> read_domain(virDomainPtr dom, const
   return std::optional(std::move(*eps));
 }
 
+// One snapshot of several domains' reads: libvirt lists domains in no
+// stable order, so endpoints are sorted (the same hypervisor state always
+// gives the same inventory, and the daemon sees no change).
+Snapshot flatten(const std::map<std::string, Snapshot>& domains) {
+  Snapshot snap;
+  for (const auto& [uuid, d] : domains) {
+    snap.inventory.endpoints.insert(snap.inventory.endpoints.end(), d.inventory.endpoints.begin(),
+                                    d.inventory.endpoints.end());
+    snap.warnings.insert(snap.warnings.end(), d.warnings.begin(), d.warnings.end());
+  }
+  std::stable_sort(snap.inventory.endpoints.begin(), snap.inventory.endpoints.end(),
+                   [](const Endpoint& a, const Endpoint& b) {
+                     return std::tie(a.vm_name, a.vm_uuid) < std::tie(b.vm_name, b.vm_uuid);
+                   });
+  std::sort(snap.warnings.begin(), snap.warnings.end());
+  return snap;
+}
+
 }  // namespace
 
-Result<Snapshot> Libvirt::snapshot() {
+Result<std::map<std::string, Snapshot>> Libvirt::domains() {
   const std::string who = "libvirt " + opts_.uri;
   if (conn_ == nullptr) return fail(Error(ErrorKind::kSystem, who + ": not connected"));
   DomainList doms;
@@ -958,24 +976,26 @@ Result<Snapshot> Libvirt::snapshot() {
       conn_, doms.out(), VIR_CONNECT_LIST_DOMAINS_ACTIVE | VIR_CONNECT_LIST_DOMAINS_INACTIVE);
   if (n < 0) return fail(Error(ErrorKind::kSystem, who + ": cannot list domains: " + last_error()));
   doms.set_size(n);
-  Snapshot snap;
+  std::map<std::string, Snapshot> out;
   for (int i = 0; i < doms.size(); ++i) {
-    auto eps = read_domain(doms[i], opts_, who, snap.warnings);
+    Snapshot d;
+    auto eps = read_domain(doms[i], opts_, who, d.warnings);
     if (!eps) {
-      snap.warnings.push_back(eps.error().str() + " (domain skipped)");
-      continue;
+      d.warnings.push_back(eps.error().str() + " (domain skipped)");
+    } else if (!*eps) {
+      continue;  // undefined meanwhile: just gone
+    } else {
+      d.inventory.endpoints = std::move(**eps);
     }
-    if (!*eps) continue;  // undefined meanwhile: just gone
-    for (auto& ep : **eps) snap.inventory.endpoints.push_back(std::move(ep));
+    out[lower_uuid(doms[i])] = std::move(d);
   }
-  // libvirt lists domains in no stable order: sort, so the same hypervisor
-  // state always gives the same inventory (and the daemon sees no change).
-  std::stable_sort(snap.inventory.endpoints.begin(), snap.inventory.endpoints.end(),
-                   [](const Endpoint& a, const Endpoint& b) {
-                     return std::tie(a.vm_name, a.vm_uuid) < std::tie(b.vm_name, b.vm_uuid);
-                   });
-  std::sort(snap.warnings.begin(), snap.warnings.end());
-  return snap;
+  return out;
+}
+
+Result<Snapshot> Libvirt::snapshot() {
+  auto all = domains();
+  if (!all) return fail(std::move(all.error()));
+  return flatten(*all);
 }
 
 Result<std::optional<Snapshot>> Libvirt::domain(const std::string& name_or_uuid) {
@@ -1053,5 +1073,53 @@ Status Libvirt::watch(EventCallback cb) {
   watch_ = std::move(state);
   return {};
 }
+
+void DomainCache::mark(const std::string& uuid) {
+  if (uuid.empty())
+    all_ = true;
+  else
+    stale_.insert(jsondoc::lower(uuid));
+}
+
+void DomainCache::mark_vm(const std::string& name) {
+  for (const auto& [uuid, d] : domains_)
+    for (const auto& e : d.inventory.endpoints)
+      if (e.vm_name == name) {
+        stale_.insert(uuid);
+        return;
+      }
+  all_ = true;  // not a domain it knows: only a full read finds it
+}
+
+Result<DomainCache::Read> DomainCache::update(Libvirt& lv) {
+  if (all_) {
+    auto all = lv.domains();
+    if (!all) return fail(std::move(all.error()));
+    Read r{.full = true, .domains = all->size()};
+    domains_ = std::move(*all);
+    all_ = false;
+    stale_.clear();
+    return r;
+  }
+  // Every read first, then the changes: a failed read changes nothing and
+  // the marks stay for the next update.
+  std::map<std::string, std::optional<Snapshot>> fresh;
+  for (const auto& uuid : stale_) {
+    auto d = lv.domain(uuid);
+    if (!d) return fail(std::move(d.error()));
+    fresh[uuid] = std::move(*d);
+  }
+  Read r{.full = false, .domains = fresh.size()};
+  for (auto& [uuid, d] : fresh) {
+    if (d)
+      domains_[uuid] = std::move(*d);
+    else
+      domains_.erase(uuid);  // undefined (or a transient domain stopped)
+  }
+  stale_.clear();
+  return r;
+}
+
+Snapshot DomainCache::snapshot() const { return flatten(domains_); }
 
 }  // namespace zw::inventory

@@ -3,8 +3,10 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -110,6 +112,10 @@ class Libvirt {
   // (listing the domains).
   Result<Snapshot> snapshot();
 
+  // The same reads, domain by domain: each domain's endpoints and warnings
+  // under its UUID (lower-case).
+  Result<std::map<std::string, Snapshot>> domains();
+
   // One domain by name or UUID, as snapshot() would report it; nullopt when no
   // such domain exists (e.g. just undefined). Handy after a DomainEvent.
   Result<std::optional<Snapshot>> domain(const std::string& name_or_uuid);
@@ -135,6 +141,35 @@ class Libvirt {
   std::vector<int> callback_ids_;
   bool close_registered_ = false;
   std::shared_ptr<WatchState> watch_;
+};
+
+// A libvirt host's domains as last read, domain by domain (by UUID), for a
+// daemon that follows them: read whole at first and whenever mark_all()
+// asks (a new connection, a resync), otherwise only the domains marked since
+// the last update, which a lifecycle event names. One event costs one
+// domain's read instead of every domain's (seconds with 10,000 domains).
+// Not thread-safe: one thread marks and updates.
+class DomainCache {
+ public:
+  void mark(const std::string& uuid);  // this domain again (empty: every domain)
+  void mark_vm(const std::string& name);  // the cached domain of that name (unknown: every one)
+  void mark_all() { all_ = true; }
+
+  struct Read {
+    bool full = false;   // every domain was read
+    size_t domains = 0;  // domains read
+  };
+  // Reads what the marks ask for. On an error nothing changes and the marks
+  // stay, for the next update.
+  Result<Read> update(Libvirt& lv);
+
+  // What Libvirt::snapshot() gives, for the domains as last read.
+  Snapshot snapshot() const;
+
+ private:
+  std::map<std::string, Snapshot> domains_;
+  std::set<std::string> stale_;
+  bool all_ = true;
 };
 
 }  // namespace zw::inventory

@@ -297,6 +297,82 @@ TEST_F(DaemonLibvirtTest, DomainLifecycleIsReconciledIntoTheMaps) {
   step_until(d, [] { return live_zone("zwl-web1").empty(); });
 }
 
+// A libvirt event is followed by a read of the domain it names, not of
+// every domain (seconds with 10,000 of them): the first reconcile reads
+// them all, each lifecycle or metadata event one.
+TEST_F(DaemonLibvirtTest, AnEventRereadsOnlyItsDomain) {
+  std::vector<virDomainPtr> idle;
+  for (int i = 0; i < 12; ++i) {
+    char id[3];
+    std::snprintf(id, sizeof id, "%02x", 0xe0 + i);
+    idle.push_back(define("idle-" + std::string(id), id, "zwl-i" + std::string(id),
+                          "10.3.1." + std::to_string(i + 1)));
+    ASSERT_NE(idle.back(), nullptr);
+  }
+  virDomainPtr web = define("web-1", "01", "zwl-web1", "10.3.0.1");
+  virDomainPtr db = define("db-1", "02", "zwl-db1", "10.3.0.2");
+  ASSERT_NE(web, nullptr);
+  ASSERT_NE(db, nullptr);
+  ASSERT_EQ(virDomainCreate(db), 0);
+  daemon::Daemon d(opt_);
+  ASSERT_TRUE(d.start().has_value());
+  EXPECT_TRUE(step_until(d, [] { return live_zone("zwl-db1") == "db" && in_state({"idle-e0"}); }));
+  const auto first = d.counters();
+  EXPECT_EQ(first.libvirt_full_reads, 1u);
+  EXPECT_EQ(first.libvirt_domains_reread, 0u);
+
+  ASSERT_EQ(virDomainCreate(web), 0);  // STARTED
+  EXPECT_TRUE(step_until(d, [] { return live_zone("zwl-web1") == "web"; }))
+      << live_zone("zwl-web1");
+  EXPECT_TRUE(passes("zwl-web1", "10.3.0.1", "10.3.0.2", 5432, 0x01));
+  auto c = d.counters();
+  EXPECT_EQ(c.libvirt_full_reads, 1u) << "an event read every domain";
+  EXPECT_GE(c.libvirt_domains_reread, 1u);
+  EXPECT_LE(c.libvirt_domains_reread, 2u) << "more than the one domain the event named";
+
+  // A metadata change moves a VM: one more domain read.
+  virDomainPtr app = define("app-1", "03", "zwl-app1", "10.3.0.3");
+  ASSERT_NE(app, nullptr);
+  ASSERT_EQ(virDomainCreate(app), 0);
+  EXPECT_TRUE(step_until(d, [] { return live_zone("zwl-app1") == "unzoned"; }))
+      << live_zone("zwl-app1");
+  const uint64_t before = d.counters().libvirt_domains_reread;
+  ASSERT_EQ(virDomainSetMetadata(app, VIR_DOMAIN_METADATA_ELEMENT, "<vm><zone>web</zone></vm>",
+                                 inventory::kMetadataKey, inventory::kMetadataUri,
+                                 VIR_DOMAIN_AFFECT_LIVE),
+            0);
+  EXPECT_TRUE(step_until(d, [] { return live_zone("zwl-app1") == "web"; }))
+      << live_zone("zwl-app1");
+  c = d.counters();
+  EXPECT_EQ(c.libvirt_full_reads, 1u);
+  EXPECT_EQ(c.libvirt_domains_reread, before + 1);
+  EXPECT_TRUE(passes("zwl-app1", "10.3.0.3", "10.3.0.2", 5432, 0x03));
+
+  // Undefined while running, then destroyed (a transient domain's end):
+  // read, found gone, dropped.
+  ASSERT_EQ(virDomainUndefine(app), 0);
+  ASSERT_EQ(virDomainDestroy(app), 0);
+  EXPECT_TRUE(step_until(d, [] { return live_zone("zwl-app1").empty() && !in_state({"app-1"}); }))
+      << live_zone("zwl-app1");
+  EXPECT_EQ(d.counters().libvirt_full_reads, 1u);
+  virDomainFree(app);
+  remove_domain(web);
+  remove_domain(db);
+  for (auto* dom : idle) remove_domain(dom);
+  step_until(d, [] { return live_zone("zwl-db1").empty(); });
+}
+
+// The resync reads every domain again (what an event could have missed).
+TEST_F(DaemonLibvirtTest, ResyncReadsEveryDomainAgain) {
+  daemon::Options o = opt_;
+  o.resync_seconds = 1;
+  daemon::Daemon d(o);
+  ASSERT_TRUE(d.start().has_value());
+  EXPECT_TRUE(step_until(d, [&] { return d.counters().libvirt_full_reads == 1; }));
+  EXPECT_TRUE(step_until(d, [&] { return d.counters().libvirt_full_reads == 2; }, 3000))
+      << d.counters().libvirt_full_reads;
+}
+
 TEST_F(DaemonLibvirtTest, NewTapIsHookedBeforeItsVmIsKnown) {
   daemon::Daemon d(opt_);
   auto st = d.start();

@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -678,6 +679,123 @@ TEST(LibvirtSnapshot, MetadataAddressesSetOnARunningDomain) {
                      "': metadata: interface '52:54:00:80:00:13': the domain "
                      "has no <interface> with this MAC") != std::string::npos;
   EXPECT_TRUE(warned) << ::testing::PrintToString(bad->warnings);
+}
+
+// ---------------------------------------------------------------------------
+// DomainCache: the daemon's view, read whole once, then domain by domain
+
+namespace {
+
+std::string cache_uuid(const std::string& id) { return "5c0ffee0-0000-4000-8000-0000000000" + id; }
+
+std::string cache_domain_xml(const std::string& name, const std::string& id) {
+  return "<domain type='test'><name>" + name + "</name><uuid>" + cache_uuid(id) +
+         "</uuid><memory>65536</memory><os><type>hvm</type></os><devices>"
+         "<interface type='ethernet'><mac address='52:54:00:00:0a:" + id + "'/>"
+         "<target dev='zwt-c" + id + "'/></interface></devices></domain>";
+}
+
+// Every endpoint as one line, and the warnings: what an apply is given.
+std::vector<std::string> lines_of(const Snapshot& s) {
+  std::vector<std::string> out;
+  for (const auto& e : s.inventory.endpoints) {
+    std::ostringstream l;
+    l << e.vm_name << '|' << e.vm_uuid << '|' << e.ifname << '|' << e.config_ifname << '|'
+      << (e.mac ? net::mac_str(*e.mac) : "") << '|' << e.zone_tag.value_or("-");
+    for (const auto& a : e.addrs) l << '|' << a.str();
+    out.push_back(l.str());
+  }
+  for (const auto& w : s.warnings) out.push_back("warning: " + w);
+  return out;
+}
+
+// The cache's domains of this test ("cache-*"), as vm/ifname.
+std::set<std::string> cached(const DomainCache& c) {
+  std::set<std::string> out;
+  for (const auto& e : c.snapshot().inventory.endpoints)
+    if (e.vm_name.rfind("cache-", 0) == 0) out.insert(e.vm_name + "/" + e.ifname);
+  return out;
+}
+
+}  // namespace
+
+TEST(LibvirtDomainCache, ReadsEveryDomainOnceThenOnlyTheMarkedOnes) {
+  RawConn admin(virConnectOpen("test:///default"));
+  ASSERT_NE(admin, nullptr);
+  RawDom a(virDomainDefineXML(admin.get(), cache_domain_xml("cache-a", "01").c_str()));
+  RawDom b(virDomainDefineXML(admin.get(), cache_domain_xml("cache-b", "02").c_str()));
+  ASSERT_TRUE(a && b);
+  ASSERT_EQ(virDomainCreate(a.get()), 0);
+  auto c = Libvirt::connect({.uri = "test:///default", .addr_lease = false});
+  ASSERT_TRUE(c.has_value()) << c.error().str();
+
+  DomainCache cache;
+  auto r = cache.update(*c);
+  ASSERT_TRUE(r.has_value()) << r.error().str();
+  EXPECT_TRUE(r->full);
+  const int listed = virConnectNumOfDomains(admin.get()) + virConnectNumOfDefinedDomains(admin.get());
+  EXPECT_EQ(r->domains, static_cast<size_t>(listed));
+  EXPECT_EQ(cached(cache), (std::set<std::string>{"cache-a/zwt-c01", "cache-b/"}));
+  EXPECT_EQ(lines_of(cache.snapshot()), lines_of(*c->snapshot()));
+
+  // Changes nobody marked are not read: the cache does not look.
+  ASSERT_EQ(virDomainCreate(b.get()), 0);
+  RawDom d(virDomainDefineXML(admin.get(), cache_domain_xml("cache-d", "04").c_str()));
+  ASSERT_TRUE(d);
+  ASSERT_EQ(virDomainDestroy(a.get()), 0);
+  ASSERT_EQ(virDomainUndefine(a.get()), 0);
+  r = cache.update(*c);
+  ASSERT_TRUE(r.has_value()) << r.error().str();
+  EXPECT_FALSE(r->full);
+  EXPECT_EQ(r->domains, 0u);
+  EXPECT_EQ(cached(cache), (std::set<std::string>{"cache-a/zwt-c01", "cache-b/"}));
+
+  // Marked, as events name them (UUIDs in any case): exactly those read, a
+  // domain gone is dropped, and the view is a whole snapshot's again.
+  cache.mark(cache_uuid("01"));
+  std::string upper = cache_uuid("02");
+  std::transform(upper.begin(), upper.end(), upper.begin(), ::toupper);
+  cache.mark(upper);
+  cache.mark(cache_uuid("04"));
+  r = cache.update(*c);
+  ASSERT_TRUE(r.has_value()) << r.error().str();
+  EXPECT_FALSE(r->full);
+  EXPECT_EQ(r->domains, 3u);
+  EXPECT_EQ(cached(cache), (std::set<std::string>{"cache-b/zwt-c02", "cache-d/"}));
+  EXPECT_EQ(lines_of(cache.snapshot()), lines_of(*c->snapshot()));
+
+  // A read that fails changes nothing and keeps the marks for the next.
+  ASSERT_EQ(virDomainCreate(d.get()), 0);
+  cache.mark(cache_uuid("04"));
+  Libvirt moved = std::move(*c);  // *c: closed
+  EXPECT_FALSE(cache.update(*c).has_value());
+  EXPECT_EQ(cached(cache), (std::set<std::string>{"cache-b/zwt-c02", "cache-d/"}));
+  r = cache.update(moved);
+  ASSERT_TRUE(r.has_value()) << r.error().str();
+  EXPECT_EQ(r->domains, 1u);
+  EXPECT_EQ(cached(cache), (std::set<std::string>{"cache-b/zwt-c02", "cache-d/zwt-c04"}));
+
+  // By name: a cached domain's is one read; a name it does not know, or an
+  // event without a UUID, or mark_all: every domain.
+  cache.mark_vm("cache-b");
+  r = cache.update(moved);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_FALSE(r->full);
+  EXPECT_EQ(r->domains, 1u);
+  for (const auto& how : {std::function<void()>([&] { cache.mark_vm("cache-nope"); }),
+                          std::function<void()>([&] { cache.mark(""); }),
+                          std::function<void()>([&] { cache.mark_all(); })}) {
+    how();
+    r = cache.update(moved);
+    ASSERT_TRUE(r.has_value());
+    EXPECT_TRUE(r->full);
+  }
+  EXPECT_EQ(lines_of(cache.snapshot()), lines_of(*moved.snapshot()));
+
+  for (auto* dom : {b.get(), d.get()}) {
+    virDomainDestroy(dom);
+    virDomainUndefine(dom);
+  }
 }
 
 // ---------------------------------------------------------------------------
