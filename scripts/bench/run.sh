@@ -89,7 +89,7 @@ log() { echo "[bench $(date -u +%H:%M:%S)] $*" >&2; }
 # ---- machine and command ---------------------------------------------------
 {
   echo "date	$(date -u '+%Y-%m-%d %H:%M UTC')"
-  echo "command	scripts/bench/run.sh --$MODE"
+  echo "command	scripts/bench/run.sh --$MODE$([ "$ONLY" = "cost,rate,tcp,control" ] || echo " --only $ONLY")"
   echo "commit	$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
   echo "kernel	$(uname -r)"
   echo "cpu	$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//') x $(nproc)"
