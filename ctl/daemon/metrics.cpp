@@ -182,6 +182,14 @@ std::string render_metrics(const json& stats, const json& status, const ApplyInf
   w.family("zonewall_last_apply_timestamp_seconds", "gauge",
            "when the last apply finished (Unix time)");
   w.sample("zonewall_last_apply_timestamp_seconds", {}, num(apply.last_unix_seconds));
+  if (apply.libvirt) {
+    w.family("zonewall_libvirt_reads_total", "counter",
+             "domains the reconciles read from libvirt: all of them at once, or one an event named");
+    w.sample("zonewall_libvirt_reads_total", {{"kind", "all"}},
+             std::to_string(apply.libvirt_full_reads));
+    w.sample("zonewall_libvirt_reads_total", {{"kind", "domain"}},
+             std::to_string(apply.libvirt_domains_reread));
+  }
   if (const json& c = apply.cluster; c.is_object()) {
     auto flag = [&](const char* name, const char* help, bool v) {
       w.family(name, "gauge", help);

@@ -24,6 +24,11 @@ struct ApplyInfo {
   double last_duration_seconds = 0;  // of the last one
   double last_unix_seconds = 0;      // when it finished (0: none yet)
   nlohmann::json cluster;            // cluster mode: the "cluster" section of status; else null
+  // With libvirt: the reconciles' reads of every domain, and of the domains
+  // events named, one by one.
+  bool libvirt = false;
+  uint64_t libvirt_full_reads = 0;
+  uint64_t libvirt_domains_reread = 0;
 };
 
 // The exposition text from `zonewall stats --json` and `status --json`

@@ -141,6 +141,13 @@ class DaemonLibvirtTest : public ::testing::Test {
                                          .c_str());
   }
 
+  // Sets a running domain's live zonewall metadata (a metadata-change event).
+  static int set_metadata(virDomainPtr dom, const std::string& xml) {
+    return virDomainSetMetadata(dom, VIR_DOMAIN_METADATA_ELEMENT, xml.c_str(),
+                                inventory::kMetadataKey, inventory::kMetadataUri,
+                                VIR_DOMAIN_AFFECT_LIVE);
+  }
+
   // True once the daemon's state has an endpoint of every one of `vms`
   // (running or stopped).
   static bool in_state(std::initializer_list<const char*> vms) {
@@ -272,10 +279,7 @@ TEST_F(DaemonLibvirtTest, DomainLifecycleIsReconciledIntoTheMaps) {
   ASSERT_EQ(virDomainCreate(app), 0);
   EXPECT_TRUE(step_until(d, [] { return live_zone("zwl-app1") == "unzoned"; }))
       << live_zone("zwl-app1");
-  ASSERT_EQ(virDomainSetMetadata(app, VIR_DOMAIN_METADATA_ELEMENT, "<vm><zone>web</zone></vm>",
-                                 inventory::kMetadataKey, inventory::kMetadataUri,
-                                 VIR_DOMAIN_AFFECT_LIVE),
-            0);
+  ASSERT_EQ(set_metadata(app, "<vm><zone>web</zone></vm>"), 0);
   EXPECT_TRUE(step_until(d, [] { return live_zone("zwl-app1") == "web"; }))
       << live_zone("zwl-app1");
   EXPECT_TRUE(passes("zwl-app1", "10.3.0.3", "10.3.0.2", 5432, 0x03));
@@ -337,10 +341,7 @@ TEST_F(DaemonLibvirtTest, AnEventRereadsOnlyItsDomain) {
   EXPECT_TRUE(step_until(d, [] { return live_zone("zwl-app1") == "unzoned"; }))
       << live_zone("zwl-app1");
   const uint64_t before = d.counters().libvirt_domains_reread;
-  ASSERT_EQ(virDomainSetMetadata(app, VIR_DOMAIN_METADATA_ELEMENT, "<vm><zone>web</zone></vm>",
-                                 inventory::kMetadataKey, inventory::kMetadataUri,
-                                 VIR_DOMAIN_AFFECT_LIVE),
-            0);
+  ASSERT_EQ(set_metadata(app, "<vm><zone>web</zone></vm>"), 0);
   EXPECT_TRUE(step_until(d, [] { return live_zone("zwl-app1") == "web"; }))
       << live_zone("zwl-app1");
   c = d.counters();
@@ -696,10 +697,7 @@ TEST_F(DaemonLibvirtTest, StartingVmWhoseLiveDefinitionDiffersIsCorrected) {
   const auto before = d.counters();
   // Started, then re-tagged for this run only; the loop hears of neither yet.
   ASSERT_EQ(virDomainCreate(x), 0);
-  ASSERT_EQ(virDomainSetMetadata(x, VIR_DOMAIN_METADATA_ELEMENT, "<vm><zone>db</zone></vm>",
-                                 inventory::kMetadataKey, inventory::kMetadataUri,
-                                 VIR_DOMAIN_AFFECT_LIVE),
-            0);
+  ASSERT_EQ(set_metadata(x, "<vm><zone>db</zone></vm>"), 0);
   auto created = create_tap("zwl-xW", "fe:54:00:30:00:e1").created;
   ASSERT_GE(wait_zone("zwl-xW", "web", 2000, created), 0) << "not admitted as its config says";
   EXPECT_TRUE(step_until(d, [] { return live_zone("zwl-xW") == "db"; })) << live_zone("zwl-xW");
@@ -765,10 +763,7 @@ TEST_F(DaemonLibvirtTest, MalformedMetadataSkipsOnlyThatDomain) {
   EXPECT_TRUE(step_until(
       d, [] { return live_zone("zwl-web1") == "web" && live_zone("zwl-app1") == "db"; }));
   // Two zone elements: malformed.
-  ASSERT_EQ(virDomainSetMetadata(
-                app, VIR_DOMAIN_METADATA_ELEMENT, "<vm><zone>db</zone><zone>web</zone></vm>",
-                inventory::kMetadataKey, inventory::kMetadataUri, VIR_DOMAIN_AFFECT_LIVE),
-            0);
+  ASSERT_EQ(set_metadata(app, "<vm><zone>db</zone><zone>web</zone></vm>"), 0);
   EXPECT_TRUE(step_until(d, [] { return live_zone("zwl-app1").empty(); })) << live_zone("zwl-app1");
   EXPECT_TRUE(hooked("zwl-app1"));
   EXPECT_FALSE(passes("zwl-app1", "10.3.0.3", "10.3.0.1", 80, 0x03));
@@ -837,10 +832,7 @@ TEST_F(DaemonLibvirtTest, DuplicatedBunchedAndMissedEventsConverge) {
   // Missed: no daemon listens while web-1 starts and app-1 is re-tagged;
   // the next daemon's first reconcile reads libvirt as it is.
   ASSERT_EQ(virDomainCreate(web), 0);
-  ASSERT_EQ(virDomainSetMetadata(app, VIR_DOMAIN_METADATA_ELEMENT, "<vm><zone>web</zone></vm>",
-                                 inventory::kMetadataKey, inventory::kMetadataUri,
-                                 VIR_DOMAIN_AFFECT_LIVE),
-            0);
+  ASSERT_EQ(set_metadata(app, "<vm><zone>web</zone></vm>"), 0);
   EXPECT_EQ(live_zone("zwl-web1"), "") << "nothing listened: still as the last daemon left it";
   EXPECT_EQ(live_zone("zwl-app1"), "db");
   {

@@ -592,6 +592,9 @@ const Sample* find(const std::vector<Sample>& v, const std::string& name,
 
 TEST(Metrics, ValidExpositionWithOddNames) {
   daemon::ApplyInfo apply{4, 0.0123, 1767323045.5};
+  apply.libvirt = true;
+  apply.libvirt_full_reads = 3;
+  apply.libvirt_domains_reread = 17;
   std::string text = daemon::render_metrics(stats_doc(), status_doc(), apply);
   std::vector<std::string> problems;
   auto samples = parse_exposition(text, problems);
@@ -627,6 +630,8 @@ TEST(Metrics, ValidExpositionWithOddNames) {
   EXPECT_EQ(find(samples, "zonewall_endpoints", {})->value, "3");
   EXPECT_EQ(find(samples, "zonewall_endpoints_enforced", {})->value, "2");
   EXPECT_EQ(find(samples, "zonewall_applies_total", {})->value, "4");
+  EXPECT_EQ(find(samples, "zonewall_libvirt_reads_total", {{"kind", "all"}})->value, "3");
+  EXPECT_EQ(find(samples, "zonewall_libvirt_reads_total", {{"kind", "domain"}})->value, "17");
   EXPECT_EQ(
       find(samples, "zonewall_datapath_cpu_seconds_total", {{"program", "zw_to_vm_tc"}})->value,
       "1.8e-06");
@@ -659,6 +664,8 @@ TEST(Metrics, EmptyStatsStillValid) {
   auto samples = parse_exposition(text, problems);
   ASSERT_TRUE(problems.empty()) << testing::PrintToString(problems) << "\n" << text;
   EXPECT_EQ(find(samples, "zonewall_last_apply_timestamp_seconds", {})->value, "0");
+  EXPECT_FALSE(find(samples, "zonewall_libvirt_reads_total", {{"kind", "all"}}))
+      << "no libvirt, no libvirt series";
   expect_promtool_accepts(text);
 }
 
