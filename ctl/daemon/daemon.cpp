@@ -567,10 +567,12 @@ Result<std::optional<engine::ApplyReport>> Daemon::Impl::reconcile(const char* w
       ++n_lv_full_;
     else
       n_lv_domains_ += read->domains;
-    std::lock_guard lk(apply_mu_);
-    apply_info_.libvirt = true;
-    apply_info_.libvirt_full_reads = n_lv_full_;
-    apply_info_.libvirt_domains_reread = n_lv_domains_;
+    {
+      std::lock_guard lk(apply_mu_);
+      apply_info_.libvirt = true;
+      apply_info_.libvirt_full_reads = n_lv_full_;
+      apply_info_.libvirt_domains_reread = n_lv_domains_;
+    }
     auto snap = lv_cache_.snapshot();
     inv = std::move(snap.inventory);
     warnings = std::move(snap.warnings);
