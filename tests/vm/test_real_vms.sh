@@ -368,7 +368,7 @@ DAEMON_PID=$(cat "$T/daemon.log.pid")
 for ((i = 0; i < 1200; i++)); do grep -q 'msg=reconciled' "$T/daemon.log" && break; sleep 0.1; done
 grep -q 'msg=reconciled' "$T/daemon.log" || zw_die "the daemon did not reconcile within 120 s: $(tail -5 "$T/daemon.log")"
 ((EXTRA == 0)) || printf '  MEASURED: first reconcile with %d domains: %s\n' "$((EXTRA + 4))" \
-	"$(grep -m1 'msg=reconciled' "$T/daemon.log" | grep -o 'took_us=[0-9]* ms="[^"]*"')"
+	"$(grep -m1 'msg=reconciled' "$T/daemon.log" | grep -oE '(took_us|libvirt_domains_read|ms)=("[^"]*"|[^ ]*)' | tr '\n' ' ')"
 zw_pass "daemon up and reconciled before any guest runs"
 st=$(zwc --json stats) || zw_die "zonewall --json stats failed"
 total=$(zw_json "sum(c['packets'] for c in d['reasons'].values())" <<<"$st")
