@@ -171,15 +171,33 @@ def main():
                     ratio = float(l[0]["ns"]) / float(b[0]["ns"])
                     if worst is None or ratio > worst[0]:
                         worst = (ratio, path, fam, l[0], b[0])
+        # The same comparison by each configuration's fastest instance (the
+        # machine's slow phases only ever add): shown, not judged.
+        fastest = None
+
+        def lo(r):
+            return float(r["range"].split("-")[0])
+
+        for path in ("established", "new", "denied", "denied-new-sport", "denied-new-dport"):
+            for fam in ("ipv4", "ipv6"):
+                b = pick("base", "xdp", fam, path)
+                l = pick(big, "xdp", fam, path)
+                if b and l:
+                    ratio = lo(l[0]) / lo(b[0]) if lo(b[0]) > 0 else 0.0
+                    if fastest is None or ratio > fastest[0]:
+                        fastest = (ratio, path, fam)
         if worst:
             ratio, path, fam, l, b = worst
+            note = ("measured 100,000 rules and 10,000 VMs" if big == "largest"
+                    else f"smoke run: largest config is {big}")
+            if fastest:
+                note += (f"; judged on the instances' medians; by each configuration's fastest "
+                         f"instance the worst is {fastest[0]:.2f}x ({fastest[1]} {fastest[2]})")
             targets.append((
                 "100,000 rules / 10,000 VMs cost <= 1.15x of 10 rules / 10 VMs",
                 f"{ratio:.2f}x worst ({path} {fam}: {l['ns']} ns with {l['rules']} rules = "
                 f"{l['policy_entries']} policy entries and {l['vms']} VMs vs {b['ns']} ns)",
-                ratio <= 1.15,
-                "measured 100,000 rules and 10,000 VMs" if big == "largest"
-                else f"smoke run: largest config is {big}"))
+                ratio <= 1.15, note))
 
         # plots: cost against rule count / policy entries, and against tracked flows
         rule_cfgs = [c for c in ("base", "rules-1k", "rules-10k", "entries-100k", "rules-100k")
