@@ -72,8 +72,8 @@ constexpr const char* kDstIf = "zwbD";
 // each change waits for an RCU grace period. The CPU halts meanwhile, and
 // on this VM the run after it started cold: XDP cost 1.3-2x what tc did on
 // the paths measured in runs of 10,000 packets (new flows 466-589 ns
-// against tc's 342 ns), and the gap went away when the CPUs were kept out
-// of idle states. A program attached to an XDP hook is in the dispatcher
+// against tc's 342 ns), and the gap mostly closed when the CPUs were kept
+// out of idle states. A program attached to an XDP hook is in the dispatcher
 // already, as it is in production, and the test run changes nothing there.
 // So each XDP program is attached to ("parked on") a veth of the
 // benchmark's own namespace while it is measured: new flows 322-325 ns,
